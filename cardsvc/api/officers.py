@@ -1,0 +1,34 @@
+"""Officer accounts (created and disabled by administrators)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from cardsvc.api.deps import OfficerDep, SessionDep
+from cardsvc.api.schemas import OfficerActive, OfficerCreate, OfficerOut
+from cardsvc.services import officers
+
+router = APIRouter(prefix="/v1", tags=["officers"])
+
+
+@router.get("/officers", response_model=list[OfficerOut])
+def list_officers(actor: OfficerDep, session: SessionDep) -> list[OfficerOut]:
+    return [OfficerOut.of(o) for o in officers.list_officers(session, actor)]
+
+
+@router.post("/officers", response_model=OfficerOut, status_code=status.HTTP_201_CREATED)
+def create_officer(body: OfficerCreate, actor: OfficerDep, session: SessionDep) -> OfficerOut:
+    return OfficerOut.of(officers.create_officer(
+        session, actor, username=body.username, password=body.password, role=body.role,
+        chapter_id=body.chapter_id, full_name=body.full_name, permissions=body.permissions,
+    ))
+
+
+@router.get("/officers/{officer_id}", response_model=OfficerOut)
+def get_officer(officer_id: int, actor: OfficerDep, session: SessionDep) -> OfficerOut:
+    return OfficerOut.of(officers.get_officer(session, actor, officer_id))
+
+
+@router.post("/officers/{officer_id}/active", response_model=OfficerOut)
+def set_active(officer_id: int, body: OfficerActive, actor: OfficerDep, session: SessionDep) -> OfficerOut:
+    return OfficerOut.of(officers.set_active(session, actor, officer_id, body.is_active))

@@ -1,0 +1,298 @@
+"""Request and response bodies of the HTTP API (not database tables, not card payloads)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from cardsvc.db.models import Chapter, Consent, Member, MemberStatusChange, Officer
+
+Text100 = Annotated[str, StringConstraints(max_length=100)]
+Text200 = Annotated[str, StringConstraints(max_length=200)]
+# Dates arrive as ISO text, "dd/mm/yyyy" or (birth dates only) a year; the service validates them.
+DateText = Annotated[str, StringConstraints(max_length=20)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    expires_at: datetime
+
+
+class ChapterRef(BaseModel):
+    id: int
+    code: str
+    name: str
+
+
+class ChapterOut(BaseModel):
+    id: int
+    code: str
+    name: str
+    level: str
+    parent_id: int | None
+    depth: int
+    status: str
+    merged_into_id: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, chapter: Chapter) -> ChapterOut:
+        return cls.model_validate(chapter, from_attributes=True)
+
+
+class ChapterLookupOut(BaseModel):
+    chapter: ChapterOut
+    requested_code: str
+    via: Literal["code", "former_code", "merged"]
+
+
+class ChapterCreate(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    level: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    parent_id: int | None = None
+
+
+class ChapterUpdate(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    level: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+
+
+class ChapterMove(Strict):
+    parent_id: int
+
+
+class ChapterMerge(Strict):
+    into_id: int
+
+
+class MergeOut(BaseModel):
+    source: ChapterOut
+    target: ChapterOut
+    members_moved: int
+    children_moved: int
+    officers_moved: int
+
+
+class LevelOut(BaseModel):
+    code: str
+    name_vi: str
+    name_en: str
+
+
+class MemberCreate(Strict):
+    chapter_id: int
+    full_name: Text100
+    birth_date: DateText
+    gender: Literal["female", "male"] = "female"
+    id_number: Annotated[str, StringConstraints(max_length=20)] | None = None
+    old_id_number: Annotated[str, StringConstraints(max_length=20)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=20)] | None = None
+    join_date: DateText | None = None
+    honorary: bool = False
+    member_number: Annotated[str, StringConstraints(max_length=10)] | None = None
+
+
+class MemberUpdate(Strict):
+    chapter_id: int | None = None
+    full_name: Text100 | None = None
+    birth_date: DateText | None = None
+    gender: Literal["female", "male"] | None = None
+    id_number: Annotated[str, StringConstraints(max_length=20)] | None = None
+    old_id_number: Annotated[str, StringConstraints(max_length=20)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=20)] | None = None
+    join_date: DateText | None = None
+    honorary: bool | None = None
+
+
+class MemberStatusChangeIn(Strict):
+    status: Literal["active", "suspended", "left", "deceased"]
+    reason: Text200 | None = None
+    effective_on: date | None = None
+
+
+class Problem(BaseModel):
+    row: int | None = None
+    field: str | None = None
+    code: str
+    severity: str = "error"
+    message: str
+    message_vi: str | None = None
+
+
+class MemberOut(BaseModel):
+    id: int
+    member_number: str
+    full_name: str
+    birth_date: date
+    birth_date_precision: Literal["day", "year"]
+    gender: str
+    id_number: str | None = Field(description="masked (e.g. 079*******89) unless revealed with ?reveal=true")
+    id_number_masked: bool = True
+    old_id_number: str | None
+    phone: str | None
+    chapter: ChapterRef
+    join_date: date | None
+    status: str
+    status_reason: str | None
+    status_changed_on: date | None
+    honorary: bool
+    created_at: datetime
+    updated_at: datetime
+    warnings: list[Problem] = []
+
+    @classmethod
+    def of(cls, member: Member, *, id_number: str | None = None, old_id_number: str | None = None,
+           warnings: list[Problem] | None = None) -> MemberOut:
+        revealed = id_number is not None or old_id_number is not None
+        return cls(
+            id=member.id,
+            member_number=member.member_number,
+            full_name=member.full_name,
+            birth_date=member.birth_date,
+            birth_date_precision=member.birth_date_precision,
+            gender=member.gender,
+            id_number=id_number if revealed else member.id_number_masked,
+            id_number_masked=not revealed,
+            old_id_number=old_id_number if revealed else member.old_id_number_masked,
+            phone=member.phone,
+            chapter=ChapterRef(id=member.chapter.id, code=member.chapter.code, name=member.chapter.name),
+            join_date=member.join_date,
+            status=member.status,
+            status_reason=member.status_reason,
+            status_changed_on=member.status_changed_on,
+            honorary=member.honorary,
+            created_at=member.created_at,
+            updated_at=member.updated_at,
+            warnings=warnings or [],
+        )
+
+
+class StatusChangeOut(BaseModel):
+    id: int
+    from_status: str | None
+    to_status: str
+    reason: str | None
+    effective_on: date
+    officer_id: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, change: MemberStatusChange) -> StatusChangeOut:
+        return cls.model_validate(change, from_attributes=True)
+
+
+class ConsentCreate(Strict):
+    purpose: Literal["identity_verification", "registry_publication", "digital_card_messaging"]
+    method: Literal["paper_form", "app"]
+    evidence_ref: Text200 | None = None
+
+
+class ConsentWithdraw(Strict):
+    note: Text200 | None = None
+
+
+class ConsentOut(BaseModel):
+    id: int
+    member_id: int
+    purpose: str
+    method: str
+    evidence_ref: str | None
+    recorded_by_id: int | None
+    recorded_at: datetime
+    withdrawn_at: datetime | None
+    withdrawn_by_id: int | None
+    withdrawal_note: str | None
+    active: bool
+
+    @classmethod
+    def of(cls, consent: Consent) -> ConsentOut:
+        return cls(
+            id=consent.id, member_id=consent.member_id, purpose=consent.purpose, method=consent.method,
+            evidence_ref=consent.evidence_ref, recorded_by_id=consent.recorded_by_id,
+            recorded_at=consent.recorded_at, withdrawn_at=consent.withdrawn_at,
+            withdrawn_by_id=consent.withdrawn_by_id, withdrawal_note=consent.withdrawal_note,
+            active=consent.withdrawn_at is None,
+        )
+
+
+class OfficerCreate(Strict):
+    username: Annotated[str, StringConstraints(min_length=3, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    role: Literal["admin", "officer", "viewer"]
+    chapter_id: int | None = None
+    full_name: Text100 = ""
+    permissions: list[Literal["pii"]] = []
+
+
+class OfficerOut(BaseModel):
+    id: int
+    username: str
+    full_name: str
+    role: str
+    chapter: ChapterRef | None
+    permissions: list[str]
+    is_active: bool
+    last_login_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, officer: Officer) -> OfficerOut:
+        chapter = officer.chapter
+        return cls(
+            id=officer.id, username=officer.username, full_name=officer.full_name, role=officer.role,
+            chapter=ChapterRef(id=chapter.id, code=chapter.code, name=chapter.name) if chapter else None,
+            permissions=sorted(officer.permission_set), is_active=officer.is_active,
+            last_login_at=officer.last_login_at, created_at=officer.created_at,
+        )
+
+
+class OfficerActive(Strict):
+    is_active: bool
+
+
+class PasswordChange(Strict):
+    current_password: Annotated[str, StringConstraints(max_length=256)]
+    new_password: Annotated[str, StringConstraints(max_length=256)]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor_type: str
+    actor_id: int | None
+    actor_name: str
+    action: str
+    target_type: str
+    target_id: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+
+class ImportReportOut(BaseModel):
+    dry_run: bool
+    format: str
+    encoding: str | None
+    rows_total: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    ignored_columns: list[str]
+    problems: list[Problem]

@@ -1,0 +1,169 @@
+"""Application factory: builds settings, database, crypto helpers, middleware, error handlers and routers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cardsvc import __version__
+from cardsvc.api import audit, auth, chapters, members, officers
+from cardsvc.db.session import make_engine, make_session_factory
+from cardsvc.errors import CardsvcError, TooManyRequests
+from cardsvc.security import OfficerTokens, PiiCipher
+from cardsvc.settings import Settings
+
+log = logging.getLogger("cardsvc")
+
+# The current request's id, for log records (the audit log takes it from the request state).
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UPLOAD_PATHS = ("/v1/members/import",)
+
+
+def _error(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+           ) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "details": details}, status_code=status,
+                        headers=headers)
+
+
+class RequestLimitsMiddleware:
+    """Assigns a request id (honouring a sane ``X-Request-ID``) and caps request body sizes.
+
+    The cap is enforced on the declared Content-Length and again on the bytes actually received, so a chunked
+    body cannot slip past it. Uploads get a larger cap than JSON bodies.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_json: int, max_upload: int) -> None:
+        self.app = app
+        self.max_json = max_json
+        self.max_upload = max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        supplied = headers.get("x-request-id", "")
+        request_id = supplied if _REQUEST_ID_RE.fullmatch(supplied) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        limit = self.max_upload if scope["path"] in UPLOAD_PATHS else self.max_json
+
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            declared = headers.get("content-length")
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                response = _error(413, "payload_too_large", f"the request body exceeds {limit} bytes")
+                await response(scope, receive, send_with_id)
+                return
+            received = 0
+
+            async def counting_receive() -> MutableMapping[str, Any]:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > limit:
+                        raise _BodyTooLarge(limit)
+                return message
+
+            try:
+                await self.app(scope, counting_receive, send_with_id)
+            except _BodyTooLarge as exc:
+                response = _error(413, "payload_too_large", f"the request body exceeds {exc.limit} bytes")
+                await response(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[str, str, list[dict[str, Any]]]:
+    details = []
+    malformed = False
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        if error.get("type") == "json_invalid":
+            malformed = True
+        details.append({"field": ".".join(location[1:]) or location[0] if location else None,
+                        "location": location[0] if location else None,
+                        "code": error.get("type"), "message": error.get("msg")})
+    if malformed:
+        return "malformed_json", "the request body is not valid JSON", details
+    fields = ", ".join(sorted({d["field"] for d in details if d["field"]}))
+    return "validation_failed", f"invalid input: {fields}" if fields else "invalid input", details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CardsvcError)
+    async def cardsvc_error(_request: Request, exc: CardsvcError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return _error(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, message, details = _validation_details(exc)
+        return _error(400 if code == "malformed_json" else 422, code, message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_token", 403: "forbidden"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), None,
+                      dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+        # A safety net for races that a service's own checks could not see (two requests at the same moment).
+        log.warning("integrity error: %s", type(exc.orig).__name__)
+        return _error(409, "conflict", "the change conflicts with data written at the same time; retry")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI application. Nothing is created at import time; tests pass their own settings."""
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    app = FastAPI(
+        title="cardsvc",
+        version=__version__,
+        description="Smart member cards and identity for the Vietnam Women's Union.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.cipher = PiiCipher.from_settings(settings)
+    app.state.tokens = OfficerTokens.from_settings(settings)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestLimitsMiddleware, max_json=settings.max_json_body_bytes, max_upload=settings.max_upload_bytes
+    )
+    for module in (auth, chapters, members, officers, audit):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+

@@ -1,0 +1,1 @@
+"""Database layer: typed models, engine/session factory and Alembic migrations."""

@@ -1,0 +1,208 @@
+"""Database tables (SQLAlchemy 2.0 typed models). API schemas live in ``cardsvc.api.schemas``."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from cardsvc.db.base import Base, BigId, PathString, UTCDateTime, utcnow
+
+MEMBER_STATUSES = ("active", "suspended", "left", "deceased")
+OFFICER_ROLES = ("admin", "officer", "viewer")
+CONSENT_PURPOSES = ("identity_verification", "registry_publication", "digital_card_messaging")
+CONSENT_METHODS = ("paper_form", "app")
+
+
+class ChapterLevel(Base):
+    """A level of the chapter tree (central, province, commune, branch, group, special): data, not code."""
+
+    __tablename__ = "chapter_levels"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name_vi: Mapped[str] = mapped_column(String(100))
+    name_en: Mapped[str] = mapped_column(String(100))
+
+
+class Chapter(Base):
+    """A node of the chapter tree.
+
+    ``path`` is a materialised path of ids, ``/1/7/42/``: a subtree is every chapter whose path starts with the
+    root's path, which one B-tree range scan answers. Merged chapters stay as rows (``status='merged'``,
+    ``merged_into_id``) so that their code, history and audit entries remain findable.
+    """
+
+    __tablename__ = "chapters"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'merged')", name="status"),
+        Index("ix_chapters_path", "path"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    level: Mapped[str] = mapped_column(ForeignKey("chapter_levels.code"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"), index=True)
+    path: Mapped[str] = mapped_column(PathString)
+    depth: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ChapterCodeAlias(Base):
+    """A former code of a chapter (after a code change), so that old paper forms and files still resolve."""
+
+    __tablename__ = "chapter_code_aliases"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chapter_id: Mapped[int] = mapped_column(ForeignKey("chapters.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Member(Base):
+    """A union member. ID numbers are stored encrypted with a keyed blind index for exact look-up."""
+
+    __tablename__ = "members"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended', 'left', 'deceased')", name="status"),
+        CheckConstraint("gender IN ('female', 'male')", name="gender"),
+        CheckConstraint("birth_date_precision IN ('day', 'year')", name="birth_date_precision"),
+        Index("ix_members_chapter_sort", "chapter_id", "sort_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_number: Mapped[str] = mapped_column(String(10), unique=True)
+    full_name: Mapped[str] = mapped_column(String(100))
+    name_search: Mapped[str] = mapped_column(String(110), index=True)
+    sort_key: Mapped[str] = mapped_column(String(220))
+    birth_date: Mapped[date] = mapped_column(Date)
+    birth_date_precision: Mapped[str] = mapped_column(String(4), default="day")
+    gender: Mapped[str] = mapped_column(String(6))
+    id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    id_number_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    id_number_masked: Mapped[str | None] = mapped_column(String(12))
+    old_id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    old_id_number_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    old_id_number_masked: Mapped[str | None] = mapped_column(String(9))
+    phone: Mapped[str | None] = mapped_column(String(12))
+    chapter_id: Mapped[int] = mapped_column(ForeignKey("chapters.id"))
+    join_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+    status_changed_on: Mapped[date | None] = mapped_column(Date)
+    honorary: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True)
+
+
+class MemberStatusChange(Base):
+    """History of a member's status: who changed it, from what, to what, why and from which date."""
+
+    __tablename__ = "member_status_changes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(10))
+    to_status: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    effective_on: Mapped[date] = mapped_column(Date)
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Consent(Base):
+    """A member's consent to one purpose (Law 91/2025): how it was given, who recorded it, and its withdrawal."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        CheckConstraint(
+            "purpose IN ('identity_verification', 'registry_publication', 'digital_card_messaging')",
+            name="purpose",
+        ),
+        CheckConstraint("method IN ('paper_form', 'app')", name="method"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    method: Mapped[str] = mapped_column(String(16))
+    evidence_ref: Mapped[str | None] = mapped_column(String(200))
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    withdrawal_note: Mapped[str | None] = mapped_column(String(200))
+
+
+class Officer(Base):
+    """An officer account. ``chapter_id`` is the root of the officer's scope (NULL: the whole tree, admins only)."""
+
+    __tablename__ = "officers"
+    __table_args__ = (CheckConstraint("role IN ('admin', 'officer', 'viewer')", name="role"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))
+    chapter_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"))
+    permissions: Mapped[str] = mapped_column(String(200), default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    chapter: Mapped[Chapter | None] = relationship(lazy="joined")
+
+    @property
+    def permission_set(self) -> frozenset[str]:
+        return frozenset(p for p in self.permissions.split(",") if p)
+
+
+class AuditEntry(Base):
+    """Append-only audit trail of every write and every read of unmasked personal data.
+
+    The migration installs triggers that refuse UPDATE and DELETE on this table. ``chapter_path`` is the path of
+    the chapter concerned at the time of the event, which is what scopes an officer's audit queries.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    chapter_path: Mapped[str | None] = mapped_column(PathString, index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Counter(Base):
+    """Named counters allocated in blocks (member-number sequence)."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigId, default=0)
+

@@ -1,0 +1,105 @@
+"""Service settings, read from ``CARDSVC_*`` environment variables and an optional ``.env`` file.
+
+Nothing here runs at import time: the application factory and the CLI build a :class:`Settings` object and pass it
+down. Secrets (the PII encryption key, the blind-index key and the officer-token key) come from one secret file;
+in development the file is created on first use, in production a missing or default secret is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///var/cardsvc.sqlite3"
+DEFAULT_SECRET_KEY_FILE = "var/secret.key"
+# A well-known development value: refused in production so a copied .env cannot reach a real deployment.
+INSECURE_DEV_SECRET = "insecure-development-secret-change-me"
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot be used; the message says which setting and what to do."""
+
+
+class Settings(BaseSettings):
+    """All configuration of the service. Every field maps to ``CARDSVC_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CARDSVC_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key_file: Path = Path(DEFAULT_SECRET_KEY_FILE)
+    # Optional inline secret (base64 or text, at least 32 bytes); wins over the file. Meant for tests and containers.
+    secret_key: str | None = None
+    access_token_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    token_issuer: str = "cardsvc"
+    token_audience: str = "cardsvc-officers"
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: int = Field(default=60, ge=1)
+    max_json_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    union_name: str = "Hội Liên hiệp Phụ nữ Việt Nam"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if self.secret_key is not None:
+            if self.secret_key == INSECURE_DEV_SECRET or len(self.secret_key) < 32:
+                raise SettingsError(
+                    "CARDSVC_SECRET_KEY is the development default or shorter than 32 characters; "
+                    "production needs a random secret (or unset it and use CARDSVC_SECRET_KEY_FILE)."
+                )
+        elif not self.secret_key_file.is_file():
+            raise SettingsError(
+                f"CARDSVC_SECRET_KEY_FILE ({self.secret_key_file}) does not exist. In production the secret is "
+                "never created automatically: run `cardsvc init-secret --file PATH` once, back the file up, "
+                "and point CARDSVC_SECRET_KEY_FILE at it."
+            )
+        if self.database_url == DEFAULT_DATABASE_URL:
+            raise SettingsError(
+                "CARDSVC_DATABASE_URL is not set; production needs an explicit database (PostgreSQL)."
+            )
+        return self
+
+    @cached_property
+    def master_secret(self) -> bytes:
+        """The root secret from which the PII, blind-index and token keys are derived."""
+        if self.secret_key is not None:
+            return self.secret_key.encode()
+        path = self.secret_key_file
+        if not path.is_file():
+            if self.environment == "production":
+                raise SettingsError(f"secret key file {path} is missing")
+            write_secret_file(path)
+        raw = path.read_bytes().strip()
+        try:
+            secret = base64.b64decode(raw, validate=True)
+        except ValueError as exc:
+            raise SettingsError(f"secret key file {path} is not base64") from exc
+        if len(secret) < 32:
+            raise SettingsError(f"secret key file {path} holds fewer than 32 bytes")
+        if self.environment == "production" and secret == INSECURE_DEV_SECRET.encode():
+            raise SettingsError(f"secret key file {path} holds the development default")
+        return secret
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (HKDF-style expansion with HMAC-SHA256), so keys never get reused."""
+        return hmac.new(self.master_secret, b"cardsvc/" + purpose.encode(), hashlib.sha256).digest()
+
+
+def write_secret_file(path: Path) -> None:
+    """Create a new random secret file readable by its owner only; refuse to overwrite an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")

@@ -1,0 +1,206 @@
+"""Test fixtures: a real database (SQLite or PostgreSQL), migrated once, each test inside a rolled-back transaction.
+
+Choose the backend with ``CARDSVC_TEST_BACKEND=sqlite|postgresql`` (``make test`` runs both). PostgreSQL is reached
+at ``CARDSVC_TEST_DATABASE_URL`` (default: a ``cardsvc_test`` database created next to ``test`` on 127.0.0.1).
+Under ``CI=true`` an unreachable PostgreSQL fails the run instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from cardsvc.app import create_app
+from cardsvc.db.migrate import upgrade
+from cardsvc.db.models import Chapter, Member, Officer
+from cardsvc.db.session import make_engine
+from cardsvc.security import PiiCipher
+from cardsvc.services import chapters, members, officers
+from cardsvc.services.context import Actor, system_actor
+from cardsvc.settings import Settings
+
+BACKEND = os.environ.get("CARDSVC_TEST_BACKEND", "sqlite")
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cardsvc_test"
+TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+PASSWORD = "correct horse battery"
+
+
+def _postgres_url() -> str:
+    url = os.environ.get("CARDSVC_TEST_DATABASE_URL", DEFAULT_PG_URL)
+    if "CARDSVC_TEST_DATABASE_URL" not in os.environ:
+        # Create the dedicated test database beside the machine's 'test' database.
+        admin = make_engine(str(make_url(url).set(database="test")), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = 'cardsvc_test'")) is None:
+                    conn.execute(text("CREATE DATABASE cardsvc_test"))
+        except Exception as exc:  # Any connection failure: report it as the fixture's failure below.
+            pytest.fail(f"PostgreSQL is not reachable at {url}: {exc}")
+        finally:
+            admin.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if BACKEND == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'cardsvc.sqlite3'}"
+    if BACKEND == "postgresql":
+        return _postgres_url()
+    raise pytest.UsageError(f"unknown CARDSVC_TEST_BACKEND {BACKEND!r}")
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(environment="test", database_url=database_url, secret_key=TEST_SECRET,
+                    _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def cipher(settings: Settings) -> PiiCipher:
+    return PiiCipher.from_settings(settings)
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """One connection per test with an outer transaction that is rolled back at the end."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield conn
+        if outer.is_active:
+            outer.rollback()
+
+
+def _session_for(connection: Connection) -> Session:
+    # Service commits become savepoint releases, so the test's outer transaction still undoes everything.
+    return Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
+@pytest.fixture
+def db(connection: Connection) -> Iterator[Session]:
+    session = _session_for(connection)
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, engine: Engine) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI, connection: Connection) -> Iterator[TestClient]:
+    app.state.session_factory = lambda: _session_for(connection)
+    with TestClient(app, raise_server_exceptions=True) as test_client:
+        yield test_client
+
+
+SYSTEM = system_actor("tests")
+
+
+@dataclass
+class Tree:
+    """central → two provinces (A, B) → communes → branches, plus officers of every kind."""
+
+    central: Chapter
+    prov_a: Chapter
+    prov_b: Chapter
+    commune_a: Chapter
+    commune_a2: Chapter
+    commune_b: Chapter
+    branch_a: Chapter
+    branch_b: Chapter
+    officers: dict[str, Officer]
+
+    def actor(self, name: str) -> Actor:
+        from cardsvc.services.officers import actor_for
+
+        return actor_for(self.officers[name])
+
+
+@pytest.fixture
+def tree(db: Session) -> Tree:
+    def chapter(code: str, name: str, level: str, parent: Chapter | None) -> Chapter:
+        return chapters.create_chapter(db, SYSTEM, code=code, name=name, level=level,
+                                       parent_id=parent.id if parent else None)
+
+    central = chapter("T-TW", "Trung ương Hội", "central", None)
+    prov_a = chapter("T-HNI", "Hội LHPN Hà Nội", "province", central)
+    prov_b = chapter("T-HCM", "Hội LHPN TP Hồ Chí Minh", "province", central)
+    commune_a = chapter("T-HNI-BD", "Phường Ba Đình", "commune", prov_a)
+    commune_a2 = chapter("T-HNI-HK", "Phường Hoàn Kiếm", "commune", prov_a)
+    commune_b = chapter("T-HCM-SG", "Phường Sài Gòn", "commune", prov_b)
+    branch_a = chapter("T-HNI-BD-01", "Chi hội 1", "branch", commune_a)
+    branch_b = chapter("T-HCM-SG-01", "Chi hội 1", "branch", commune_b)
+    specs: list[tuple[str, str, Chapter | None, list[str]]] = [
+        ("t.admin", "admin", None, ["pii"]),
+        ("t.officer.a", "officer", prov_a, []),
+        ("t.officer.a.pii", "officer", prov_a, ["pii"]),
+        ("t.viewer.a", "viewer", prov_a, []),
+        ("t.officer.b", "officer", prov_b, []),
+        ("t.officer.commune", "officer", commune_a, []),
+    ]
+    made = {}
+    for username, role, scope, perms in specs:
+        made[username] = officers.create_officer(
+            db, SYSTEM, username=username, password=PASSWORD, role=role,
+            chapter_id=scope.id if scope else None, permissions=perms,
+        )
+    return Tree(central, prov_a, prov_b, commune_a, commune_a2, commune_b, branch_a, branch_b, made)
+
+
+_sequence = iter(range(100_000, 999_999))
+
+
+def id_number_for(birth: date, *, province: str = "001", female: bool = True) -> str:
+    century = (birth.year // 100 - 19) * 2 + (1 if female else 0)
+    return f"{province}{century}{birth.year % 100:02d}{next(_sequence):06d}"
+
+
+def make_member(db: Session, cipher: PiiCipher, chapter: Chapter, **fields: Any) -> Member:
+    birth = fields.pop("birth_date", date(1985, 4, 12))
+    values: dict[str, Any] = {
+        "full_name": "Nguyễn Thị Lan",
+        "birth_date": birth,
+        "gender": "female",
+        "id_number": id_number_for(birth),
+        "phone": "0912345678",
+        "join_date": date(2010, 3, 8),
+    }
+    values.update(fields)
+    member, _warnings = members.create_member(db, SYSTEM, cipher, chapter_id=chapter.id, fields=values)
+    return member
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/v1/auth/token", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def tmp_var(tmp_path: Path) -> Path:
+    return tmp_path / "var"
