@@ -60,34 +60,44 @@ class RequestLimitsMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         limit = self.max_upload if scope["path"] in UPLOAD_PATHS else self.max_json
 
+        exceeded = False
+        too_large = _error(413, "payload_too_large", f"the request body exceeds {limit} bytes")
+
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            if exceeded:
+                # The application saw a cut-off body and answered something else; the client gets the 413.
+                if message["type"] == "http.response.start":
+                    message = {"type": "http.response.start", "status": 413,
+                               "headers": [*too_large.raw_headers, (b"x-request-id", request_id.encode())]}
+                elif message["type"] == "http.response.body":
+                    message = {"type": "http.response.body", "body": too_large.body, "more_body": False}
+                await send(message)
+                return
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
-                response = _error(413, "payload_too_large", f"the request body exceeds {limit} bytes")
-                await response(scope, receive, send_with_id)
+                await too_large(scope, receive, send_with_id)
                 return
             received = 0
 
             async def counting_receive() -> MutableMapping[str, Any]:
-                nonlocal received
+                nonlocal received, exceeded
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > limit:
+                        exceeded = True
                         raise _BodyTooLarge(limit)
                 return message
 
             try:
                 await self.app(scope, counting_receive, send_with_id)
-            except _BodyTooLarge as exc:
-                response = _error(413, "payload_too_large", f"the request body exceeds {exc.limit} bytes")
-                await response(scope, receive, send_with_id)
+            except _BodyTooLarge:
+                await too_large(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
 

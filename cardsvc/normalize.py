@@ -188,7 +188,7 @@ def normalize_name(raw: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # Phones
 
-# The 2018 move of 11-digit mobile numbers to 10 digits (Circular 22/2014/TT-BTTTT amendments).
+# The 2018 conversion of 11-digit mobile numbers to 10 digits, old prefix → new prefix.
 _OLD_MOBILE_PREFIXES = {
     "0162": "032", "0163": "033", "0164": "034", "0165": "035", "0166": "036", "0167": "037",
     "0168": "038", "0169": "039",

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -31,6 +33,10 @@ from cardsvc.services.context import Actor, system_actor
 from cardsvc.settings import Settings
 
 BACKEND = os.environ.get("CARDSVC_TEST_BACKEND", "sqlite")
+# CI runs the same examples every time (a red build must be reproducible); local runs keep exploring.
+hypothesis_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cardsvc_test"
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 PASSWORD = "correct horse battery"
@@ -50,6 +56,17 @@ def _postgres_url() -> str:
         finally:
             admin.dispose()
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Argon2 at production cost takes ~50 ms a hash; the suite hashes thousands. Hashes stay real Argon2id."""
+    import cardsvc.security as security
+
+    production = security._password_hasher
+    security._password_hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    security._password_hasher = production
 
 
 @pytest.fixture(scope="session")

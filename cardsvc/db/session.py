@@ -20,12 +20,18 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            # Autocommit off is handled by SQLAlchemy; make BEGIN explicit so that row locks behave.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.close()
+            # The sqlite3 module's own transaction handling starts transactions late and lets a RELEASE SAVEPOINT
+            # commit everything; take over and emit BEGIN ourselves (SQLAlchemy's documented recipe).
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN")
 
         return engine
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":

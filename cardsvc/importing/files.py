@@ -236,9 +236,9 @@ def _xlsx_records(data: bytes) -> Iterator[tuple[int, Sequence[object]]]:
 # ---------------------------------------------------------------------------------------------------------
 # Text (CSV / TSV)
 
-# In text that really is Windows-1258, these symbols do not sit inside words; in TCVN3 (ABC) text decoded as
-# Windows-1258 they are the common letters ă â ê ô ơ ư đ à ả ã á ạ.
-_TCVN3_SIGNS = re.compile(r"(?<=[A-Za-z])[¨©ª«¬®µ¶·¸¹]|[¨©ª«¬®µ¶·¸¹](?=[A-Za-z])")
+# Bytes 0xA1–0xBF are symbols in Windows-1258 (¡ … ¿), which do not sit inside words; in TCVN3 (ABC) they are
+# common letters (Ă Â Ê Ô Ơ Ư Đ ă â ê ô ơ ư đ à ả ã á ạ …), so "Hà Nội" decodes as "Hµ Néi".
+_TCVN3_SIGNS = re.compile(r"(?<=[A-Za-z])[\xa1-\xbf]|[\xa1-\xbf](?=[A-Za-z])")
 _TCVN3_MIN_SIGNS = 3
 
 
@@ -337,10 +337,11 @@ def _text_records(text: str, delimiter: str) -> Iterator[tuple[int, Sequence[obj
 def read_member_table(data: bytes, filename: str = "", *, max_rows: int = 200_000) -> RawTable:
     """Read a member list from the bytes of an XLSX, CSV or tab-separated text file.
 
-    The format is detected from the content (``filename`` only improves messages); text may be UTF-8 (with or
-    without BOM), UTF-16 or Windows-1258. The first non-empty row is the header; columns are matched to
-    canonical fields (see :data:`FIELD_ALIASES`) ignoring accents, case, spaces and punctuation. Raises
-    :class:`ImportFileError`.
+    The format is detected from the content; ``filename`` only helps to recognise formats that cannot be read
+    (.xls, .ods, .pdf saved as text-like files). Text may be UTF-8 (with or without BOM), UTF-16 or
+    Windows-1258; legacy TCVN3 (ABC) text is refused with advice to convert it. The first non-empty row is the
+    header; its columns are matched to canonical fields (see :data:`FIELD_ALIASES`) ignoring accents, case,
+    spaces and punctuation. Raises :class:`ImportFileError`.
     """
     if len(data) > MAX_FILE_BYTES:
         raise ImportFileError(

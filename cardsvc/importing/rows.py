@@ -378,6 +378,7 @@ def _validate(raw: RawRow, today: date) -> tuple[_Check, MemberRow | None, dict[
             "Chỉ phụ nữ mới là hội viên chính thức; nam giới phải được đánh dấu là hội viên danh dự.",
         )
 
+    # A year-only birth date counts as 1 January: only members who are certainly too young are refused.
     if birth is not None and not honorary:
         on = joined[0] if joined else today
         if _age_on(birth[0], on) < ADULT_AGE:

@@ -107,16 +107,6 @@ def _mask(value: str | None) -> str | None:
     return mask_id_number(value) if value else None
 
 
-def _check_eligibility(row: MemberRow) -> None:
-    if row.gender == "male" and not row.honorary:
-        raise ValidationFailed(
-            "members are women; a man can only be an honorary member",
-            details=[{"field": "gender", "code": "male_not_honorary",
-                      "message": "members are women; a man can only be an honorary member",
-                      "message_vi": "Hội viên là phụ nữ; nam giới chỉ có thể là hội viên danh dự"}],
-        )
-
-
 def _duplicate_conflict(session: Session, actor: Actor, index_field: str, index: str) -> Conflict:
     column = getattr(Member, index_field)
     existing = session.scalar(select(Member).where(column == index))
@@ -159,7 +149,6 @@ def create_member(
     actor.require_write()
     chapter = _writable_chapter(session, actor, chapter_id)
     row, warnings = validate_member_fields(fields)
-    _check_eligibility(row)
     member = Member(chapter_id=chapter.id, status="active", member_number=row.member_number or "")
     apply_member_row(member, row, cipher)
     if not member.member_number:
@@ -213,7 +202,6 @@ def update_member(
                                details=[{"field": "member_number", "code": "immutable"}])
     current.update(wanted)
     row, warnings = validate_member_fields(current)
-    _check_eligibility(row)
     changed = apply_member_row(member, row, cipher)
     old_path = member.chapter.path
     new_chapter_id = changes.get("chapter_id")
@@ -329,6 +317,8 @@ def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberS
         session.commit()
     if q.query:
         terms = search_terms(q.query)
+        if not terms:
+            return []
         for position, term in enumerate(terms):
             last = position == len(terms) - 1
             stmt = stmt.where(Member.name_search.like(f"% {term}%" if last else f"% {term} %"))

@@ -1,0 +1,150 @@
+"""Authorization matrix: every API route × role × in-scope / out-of-scope target, generated from the route table.
+
+A new route fails ``test_every_route_is_in_the_matrix`` until it is described here, so none can be forgotten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from cardsvc.db.models import Chapter, Consent, Member, Officer
+from cardsvc.security import PiiCipher
+from cardsvc.services import consents
+from tests.conftest import PASSWORD, SYSTEM, Tree, id_number_for, login, make_member
+
+Kind = Literal["self", "read", "write", "admin"]
+
+
+@dataclass
+class Targets:
+    province: Chapter
+    commune: Chapter
+    branch: Chapter
+    member: Member
+    consent: Consent
+    officer: Officer
+
+
+Request = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: Kind
+    build: Callable[[Targets], Request]
+
+
+def _csv(t: Targets) -> bytes:
+    birth = date(1988, 2, 3)
+    return ("Họ và tên,Ngày sinh,Số CCCD\nTrần Thị Mai,03/02/1988," + id_number_for(birth) + "\n").encode()
+
+
+def _member_body(t: Targets) -> dict[str, Any]:
+    birth = date(1991, 6, 7)
+    return {"chapter_id": t.branch.id, "full_name": "Võ Thị Hạnh", "birth_date": "07/06/1991",
+            "id_number": id_number_for(birth)}
+
+
+MATRIX: dict[tuple[str, str], Case] = {
+    ("POST", "/v1/auth/refresh"): Case("self", lambda t: ("/v1/auth/refresh", {})),
+    ("GET", "/v1/me"): Case("self", lambda t: ("/v1/me", {})),
+    ("POST", "/v1/me/password"): Case("self", lambda t: (
+        "/v1/me/password", {"json": {"current_password": PASSWORD, "new_password": PASSWORD}})),
+    ("GET", "/v1/chapter-levels"): Case("self", lambda t: ("/v1/chapter-levels", {})),
+    ("GET", "/v1/chapters"): Case("read", lambda t: (f"/v1/chapters?parent_id={t.commune.id}", {})),
+    ("GET", "/v1/chapters/by-code/{code}"): Case("read", lambda t: (f"/v1/chapters/by-code/{t.branch.code}", {})),
+    ("POST", "/v1/chapters"): Case("write", lambda t: ("/v1/chapters", {"json": {
+        "code": f"{t.commune.code}-NEW", "name": "Chi hội mới", "level": "branch", "parent_id": t.commune.id}})),
+    ("GET", "/v1/chapters/{chapter_id}"): Case("read", lambda t: (f"/v1/chapters/{t.branch.id}", {})),
+    ("PATCH", "/v1/chapters/{chapter_id}"): Case("write", lambda t: (
+        f"/v1/chapters/{t.branch.id}", {"json": {"name": "Tên mới"}})),
+    ("POST", "/v1/chapters/{chapter_id}/move"): Case("write", lambda t: (
+        f"/v1/chapters/{t.branch.id}/move", {"json": {"parent_id": t.province.id}})),
+    ("POST", "/v1/chapters/{chapter_id}/merge"): Case("write", lambda t: (
+        f"/v1/chapters/{t.branch.id}/merge", {"json": {"into_id": t.commune.id}})),
+    ("GET", "/v1/members"): Case("read", lambda t: (f"/v1/members?chapter_id={t.branch.id}", {})),
+    ("POST", "/v1/members"): Case("write", lambda t: ("/v1/members", {"json": _member_body(t)})),
+    ("POST", "/v1/members/import"): Case("write", lambda t: ("/v1/members/import", {
+        "files": {"file": ("list.csv", _csv(t), "text/csv")},
+        "data": {"chapter_code": t.branch.code, "dry_run": "false"}})),
+    ("GET", "/v1/members/{member_id}"): Case("read", lambda t: (f"/v1/members/{t.member.id}", {})),
+    ("PATCH", "/v1/members/{member_id}"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}", {"json": {"phone": "0987654321"}})),
+    ("POST", "/v1/members/{member_id}/status"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/status", {"json": {"status": "suspended", "reason": "tạm dừng"}})),
+    ("GET", "/v1/members/{member_id}/status-history"): Case("read", lambda t: (
+        f"/v1/members/{t.member.id}/status-history", {})),
+    ("GET", "/v1/members/{member_id}/consents"): Case("read", lambda t: (f"/v1/members/{t.member.id}/consents", {})),
+    ("POST", "/v1/members/{member_id}/consents"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/consents", {"json": {"purpose": "registry_publication", "method": "app"}})),
+    ("POST", "/v1/members/{member_id}/consents/{consent_id}/withdraw"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/consents/{t.consent.id}/withdraw", {"json": {}})),
+    ("GET", "/v1/officers"): Case("self", lambda t: ("/v1/officers", {})),
+    ("POST", "/v1/officers"): Case("admin", lambda t: ("/v1/officers", {"json": {
+        "username": "new.officer", "password": "a long enough password", "role": "officer",
+        "chapter_id": t.commune.id}})),
+    ("GET", "/v1/officers/{officer_id}"): Case("read", lambda t: (f"/v1/officers/{t.officer.id}", {})),
+    ("POST", "/v1/officers/{officer_id}/active"): Case("admin", lambda t: (
+        f"/v1/officers/{t.officer.id}/active", {"json": {"is_active": False}})),
+    ("GET", "/v1/audit"): Case("self", lambda t: ("/v1/audit", {})),
+}
+PUBLIC = {("POST", "/v1/auth/token"), ("GET", "/healthz")}
+ROLES = ("admin", "officer_a", "viewer_a", "anonymous")
+USERS = {"admin": "t.admin", "officer_a": "t.officer.a", "viewer_a": "t.viewer.a"}
+
+
+def _routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path) the application serves, from its OpenAPI route table."""
+    return {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+
+
+def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
+    assert _routes(app) - PUBLIC == set(MATRIX)
+
+
+def expected_status(kind: Kind, role: str, in_scope: bool) -> int | str:
+    if role == "anonymous":
+        return 401
+    if role == "admin" or kind == "self":
+        return "2xx"
+    if kind == "admin":
+        return 403
+    if kind == "write" and role == "viewer_a":
+        return 403
+    return "2xx" if in_scope else 404
+
+
+def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str) -> Targets:
+    province, commune, branch = (
+        (tree.prov_a, tree.commune_a, tree.branch_a) if scope == "a" else (tree.prov_b, tree.commune_b, tree.branch_b)
+    )
+    member = make_member(db, cipher, branch)
+    consent = consents.record_consent(db, SYSTEM, member.id, purpose="identity_verification", method="paper_form",
+                                      evidence_ref=None)
+    officer = tree.officers["t.officer.commune" if scope == "a" else "t.officer.b"]
+    return Targets(province, commune, branch, member, consent, officer)
+
+
+@pytest.mark.parametrize("scope", ["a", "b"])
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+def test_access(client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, route: tuple[str, str], role: str,
+                scope: str) -> None:
+    case = MATRIX[route]
+    url, kwargs = case.build(_targets(db, cipher, tree, scope))
+    headers = login(client, USERS[role]) if role in USERS else {}
+    response = client.request(route[0], url, headers=headers, **kwargs)
+    expected = expected_status(case.kind, role, in_scope=scope == "a")
+    if expected == "2xx":
+        assert 200 <= response.status_code < 300, response.text
+    else:
+        assert response.status_code == expected, response.text
+        assert set(response.json()) == {"code", "message", "details"}

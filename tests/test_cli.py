@@ -1,0 +1,100 @@
+"""The `cardsvc` command on a fresh SQLite database: migrate, demo (twice), create-officer, and the README path."""
+
+import io
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from cardsvc.cli import main
+from cardsvc.db.models import Chapter, Member, Officer
+from cardsvc.db.session import make_engine, make_session_factory
+from cardsvc.demo import MEMBER_COUNT
+
+
+@pytest.fixture
+def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'var' / 'cli.sqlite3'}"
+    monkeypatch.setenv("CARDSVC_DATABASE_URL", url)
+    monkeypatch.setenv("CARDSVC_SECRET_KEY_FILE", str(tmp_path / "var" / "secret.key"))
+    monkeypatch.chdir(tmp_path)
+    return url
+
+
+def _counts(url: str) -> tuple[int, int, int]:
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        counts = (
+            session.scalar(select(func.count()).select_from(Chapter)) or 0,
+            session.scalar(select(func.count()).select_from(Member)) or 0,
+            session.scalar(select(func.count()).select_from(Officer)) or 0,
+        )
+    engine.dispose()
+    return counts
+
+
+def test_migrate_and_demo_are_idempotent(fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
+    assert main(["demo", "--var-dir", str(tmp_path / "var")]) == 0
+    first = capsys.readouterr().out
+    assert "demo data loaded" in first
+    assert "username: admin" in first
+    counts = _counts(fresh_db)
+    assert counts[1] == MEMBER_COUNT
+    assert counts[0] >= 1 + 2 + 6 + 12  # central, provinces, communes, branches
+    assert main(["demo", "--var-dir", str(tmp_path / "var")]) == 0
+    second = capsys.readouterr().out
+    assert "already present" in second
+    assert _counts(fresh_db) == counts
+    # The same login is printed both times, and it works.
+    password_line = next(line for line in first.splitlines() if "username: admin" in line)
+    assert password_line in second
+    assert (tmp_path / "var" / "demo-logins.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_demo_names_are_realistic_and_unique_ids(fresh_db: str, tmp_path: Path) -> None:
+    main(["migrate"])
+    main(["demo", "--var-dir", str(tmp_path / "var")])
+    engine = make_engine(fresh_db)
+    with make_session_factory(engine)() as session:
+        names = list(session.scalars(select(Member.full_name)))
+        indexes = list(session.scalars(select(Member.id_number_index)))
+    engine.dispose()
+    assert all(len(n.split()) >= 3 for n in names)
+    assert any("ễ" in n or "ị" in n for n in names)
+    assert len(set(indexes)) == len(indexes) == MEMBER_COUNT
+
+
+def test_create_officer_reads_the_password_from_stdin(fresh_db: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    main(["migrate"])
+    main(["demo", "--var-dir", str(tmp_path / "var")])
+    monkeypatch.setattr("sys.stdin", io.StringIO("a very long password\n"))
+    assert main(["create-officer", "--username", "lan", "--role", "officer", "--chapter", "HNI",
+                 "--password-stdin"]) == 0
+    assert "created officer lan" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("a very long password\n"))
+    assert main(["create-officer", "--username", "lan", "--role", "officer", "--chapter", "HNI",
+                 "--password-stdin"]) == 2
+    assert "username is taken" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("a very long password\n"))
+    assert main(["create-officer", "--username", "x.y", "--role", "officer", "--chapter", "NOPE",
+                 "--password-stdin"]) == 2
+    assert "no chapter with code NOPE" in capsys.readouterr().err
+
+
+def test_production_without_secret_is_a_clear_error(fresh_db: str, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CARDSVC_ENVIRONMENT", "production")
+    assert main(["migrate"]) == 2
+    assert "CARDSVC_SECRET_KEY_FILE" in capsys.readouterr().err
+
+
+def test_init_secret_refuses_to_overwrite(tmp_path: Path, fresh_db: str) -> None:
+    target = tmp_path / "prod.key"
+    assert main(["init-secret", "--file", str(target)]) == 0
+    content = target.read_bytes()
+    assert main(["init-secret", "--file", str(target)]) == 2
+    assert target.read_bytes() == content
