@@ -26,7 +26,7 @@ install-dev: $(VENV)/.installed-dev
 system-deps:
 	@sh scripts/system-deps.sh $$(grep -v '^#' scripts/apt-packages.txt)
 
-run: install
+run: system-deps install
 	$(BIN)/cardsvc migrate
 	$(BIN)/cardsvc demo
 	$(BIN)/cardsvc serve --host $(HOST) --port $(PORT)

@@ -78,6 +78,10 @@ class RequestLimitsMiddleware:
             await send(message)
 
         try:
+            if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+                bad = _error(400, "invalid_characters", "the request contains a NUL character")
+                await bad(scope, receive, send_with_id)
+                return
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 await too_large(scope, receive, send_with_id)

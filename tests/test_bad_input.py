@@ -124,4 +124,13 @@ def test_random_member_bodies_never_500(client: TestClient, officer_headers: dic
 @given(query=st.text(max_size=100))
 def test_random_search_queries_never_500(client: TestClient, officer_headers: dict[str, str], query: str) -> None:
     response = client.get("/v1/members", params={"q": query}, headers=officer_headers)
-    assert response.status_code in (200, 422), response.text
+    assert response.status_code in (200, 400, 422), response.text
+    if response.status_code == 400:
+        assert "\x00" in query and response.json()["code"] == "invalid_characters"
+
+
+def test_nul_characters_are_refused(client: TestClient, tree: Tree) -> None:
+    headers = login(client, "t.officer.a")
+    _assert_error(client.get("/v1/members", params={"q": "lan\x00"}, headers=headers), 400, "invalid_characters")
+    body = {"code": "X9", "name": "Chi\x00hội", "level": "branch", "parent_id": tree.commune_a.id}
+    _assert_error(client.post("/v1/chapters", json=body, headers=headers), 422, "validation_failed")

@@ -25,7 +25,15 @@ def test_production_refuses_default_database(tmp_path: Path) -> None:
     key = tmp_path / "secret.key"
     make(secret_key_file=key).master_secret  # noqa: B018  (development creates the file)
     with pytest.raises(SettingsError, match="CARDSVC_DATABASE_URL"):
-        make(environment="production", secret_key_file=key)
+        make(environment="production", secret_key_file=key, key_encryption_key="k" * 40)
+
+
+def test_production_refuses_missing_key_encryption_key(tmp_path: Path) -> None:
+    key = tmp_path / "secret.key"
+    make(secret_key_file=key).master_secret  # noqa: B018
+    with pytest.raises(SettingsError, match="CARDSVC_KEY_ENCRYPTION_KEY_FILE"):
+        make(environment="production", secret_key_file=key, key_encryption_key_file=tmp_path / "none",
+             database_url="postgresql://db/x")
 
 
 def test_development_creates_a_private_secret_file(tmp_path: Path) -> None:

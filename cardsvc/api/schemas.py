@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from cardsvc.db.models import Chapter, Consent, Member, MemberStatusChange, Officer
 
@@ -15,8 +15,27 @@ Text200 = Annotated[str, StringConstraints(max_length=200)]
 DateText = Annotated[str, StringConstraints(max_length=20)]
 
 
+def _refuse_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    if isinstance(value, dict):
+        for item in value.values():
+            _refuse_nul(item)
+    if isinstance(value, list):
+        for item in value:
+            _refuse_nul(item)
+    return value
+
+
 class Strict(BaseModel):
+    """Request bodies: unknown fields are refused, and so is a NUL character anywhere (databases reject it)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return _refuse_nul(data)
 
 
 class ErrorBody(BaseModel):

@@ -65,7 +65,10 @@ def allocate_member_numbers(session: Session, count: int) -> list[str]:
         .returning(Counter.value)
     ).scalar_one()
     numbers = [format_member_number(sequence) for sequence in range(last - count + 1, last + 1)]
-    taken = set(session.scalars(select(Member.member_number).where(Member.member_number.in_(numbers))))
+    # Fixed-width numbers sort like their sequence, so one range query finds any already taken.
+    taken = set(session.scalars(
+        select(Member.member_number).where(Member.member_number.between(numbers[0], numbers[-1]))
+    ))
     if taken:
         # Numbers carried over from an older system may sit inside the sequence: skip past them.
         numbers = [n for n in numbers if n not in taken] + allocate_member_numbers(session, len(taken))
