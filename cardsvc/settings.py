@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///var/cardsvc.sqlite3"
 DEFAULT_SECRET_KEY_FILE = "var/secret.key"
+DEFAULT_KEK_FILE = "var/key-encryption.key"
 # A well-known development value: refused in production so a copied .env cannot reach a real deployment.
 INSECURE_DEV_SECRET = "insecure-development-secret-change-me"
 
@@ -47,6 +48,15 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     union_name: str = "Hội Liên hiệp Phụ nữ Việt Nam"
+    public_base_url: str = "http://127.0.0.1:8000"
+    # The key-encryption key protects signing keys at rest; keep it outside the database (and its backups).
+    key_encryption_key_file: Path = Path(DEFAULT_KEK_FILE)
+    key_encryption_key: str | None = None
+    card_validity_years: int = Field(default=5, ge=1, le=20)
+    # Entries per status list: at least 131,072 so that a card's index says nothing about who holds it.
+    status_list_size: int = Field(default=2**20, ge=1024, le=2**24)
+    status_list_ttl_seconds: int = Field(default=3600, ge=60)
+    trust_bundle_days: int = Field(default=7, ge=1, le=90)
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -65,6 +75,11 @@ class Settings(BaseSettings):
                 "never created automatically: run `cardsvc init-secret --file PATH` once, back the file up, "
                 "and point CARDSVC_SECRET_KEY_FILE at it."
             )
+        if self.key_encryption_key is None and not self.key_encryption_key_file.is_file():
+            raise SettingsError(
+                f"CARDSVC_KEY_ENCRYPTION_KEY_FILE ({self.key_encryption_key_file}) does not exist. Create it with "
+                "`cardsvc init-secret --file PATH` on a medium kept apart from database backups."
+            )
         if self.database_url == DEFAULT_DATABASE_URL:
             raise SettingsError(
                 "CARDSVC_DATABASE_URL is not set; production needs an explicit database (PostgreSQL)."
@@ -76,25 +91,38 @@ class Settings(BaseSettings):
         """The root secret from which the PII, blind-index and token keys are derived."""
         if self.secret_key is not None:
             return self.secret_key.encode()
-        path = self.secret_key_file
-        if not path.is_file():
-            if self.environment == "production":
-                raise SettingsError(f"secret key file {path} is missing")
-            write_secret_file(path)
-        raw = path.read_bytes().strip()
-        try:
-            secret = base64.b64decode(raw, validate=True)
-        except ValueError as exc:
-            raise SettingsError(f"secret key file {path} is not base64") from exc
-        if len(secret) < 32:
-            raise SettingsError(f"secret key file {path} holds fewer than 32 bytes")
+        secret = _read_secret_file(self.secret_key_file, create=self.environment != "production")
         if self.environment == "production" and secret == INSECURE_DEV_SECRET.encode():
-            raise SettingsError(f"secret key file {path} holds the development default")
+            raise SettingsError(f"secret key file {self.secret_key_file} holds the development default")
         return secret
+
+    @cached_property
+    def kek(self) -> bytes:
+        """The key-encryption key for signing keys (never derived from the database-side secret)."""
+        if self.key_encryption_key is not None:
+            if len(self.key_encryption_key) < 32:
+                raise SettingsError("CARDSVC_KEY_ENCRYPTION_KEY must have at least 32 characters")
+            return self.key_encryption_key.encode()
+        return _read_secret_file(self.key_encryption_key_file, create=self.environment != "production")
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose (HKDF-style expansion with HMAC-SHA256), so keys never get reused."""
         return hmac.new(self.master_secret, b"cardsvc/" + purpose.encode(), hashlib.sha256).digest()
+
+
+def _read_secret_file(path: Path, *, create: bool) -> bytes:
+    if not path.is_file():
+        if not create:
+            raise SettingsError(f"secret file {path} is missing")
+        write_secret_file(path)
+    raw = path.read_bytes().strip()
+    try:
+        secret = base64.b64decode(raw, validate=True)
+    except ValueError as exc:
+        raise SettingsError(f"secret file {path} is not base64") from exc
+    if len(secret) < 32:
+        raise SettingsError(f"secret file {path} holds fewer than 32 bytes")
+    return secret
 
 
 def write_secret_file(path: Path) -> None:

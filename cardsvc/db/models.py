@@ -15,6 +15,8 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -206,3 +208,107 @@ class Counter(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigId, default=0)
 
+
+
+CARD_STATUSES = ("active", "suspended", "revoked", "superseded")
+REVOCATION_REASONS = ("lost", "stolen", "left", "deceased", "key_compromised", "damaged", "other")
+
+
+class SigningKey(Base):
+    """A signing key. ``purpose`` 'card' signs credentials; 'trust' signs trust bundles and status lists.
+
+    The private key is PKCS#8, encrypted under the key-encryption key (which never enters the database). A key id
+    is bound to exactly one key and one algorithm. Status: ``active`` (signs; one per purpose), ``retired`` (still
+    verifies until its cards expire), ``compromised`` (every card it signed fails verification).
+    """
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('card', 'trust')", name="purpose"),
+        CheckConstraint("algorithm IN ('EdDSA', 'ES256')", name="algorithm"),
+        CheckConstraint("status IN ('active', 'retired', 'compromised')", name="status"),
+        Index("uq_signing_keys_active_purpose", "purpose", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(4), unique=True)
+    purpose: Mapped[str] = mapped_column(String(8))
+    algorithm: Mapped[str] = mapped_column(String(8))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StatusList(Base):
+    """A revocation/suspension status list (IETF Token Status List, 2 bits per card).
+
+    Cards get random, never reused indexes; ``version`` increases with every change and makes the ETag.
+    """
+
+    __tablename__ = "status_lists"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    allocated: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Card(Base):
+    """An issued card: the exact signed credential bytes plus its lifecycle state."""
+
+    __tablename__ = "cards"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended', 'revoked', 'superseded')", name="status"),
+        UniqueConstraint("status_list_id", "status_index", name="uq_cards_status_slot"),
+        # One current card per member, enforced by the database even under concurrent issuance.
+        Index("uq_cards_current_member", "member_id", unique=True,
+              sqlite_where=text("status IN ('active', 'suspended')"),
+              postgresql_where=text("status IN ('active', 'suspended')")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    card_id: Mapped[str] = mapped_column(String(16), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    signing_key_id: Mapped[int] = mapped_column(ForeignKey("signing_keys.id"), index=True)
+    issued_on: Mapped[date] = mapped_column(Date)
+    expires_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    status_reason: Mapped[str | None] = mapped_column(String(32))
+    status_note: Mapped[str | None] = mapped_column(String(200))
+    status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_list_id: Mapped[int] = mapped_column(ForeignKey("status_lists.id"))
+    status_index: Mapped[int] = mapped_column(Integer)
+    credential: Mapped[bytes] = mapped_column(LargeBinary)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)
+    signing_key: Mapped[SigningKey] = relationship(lazy="joined", innerjoin=True)
+
+
+class Job(Base):
+    """A long-running job (batch issuance) with progress; re-running it is safe (it skips finished work)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500))
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    chapter_path: Mapped[str | None] = mapped_column(PathString)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
