@@ -17,10 +17,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc import __version__
-from cardsvc.api import audit, auth, chapters, members, officers
+from cardsvc.api import audit, auth, cards, chapters, keys, members, officers, publication
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.security import OfficerTokens, PiiCipher
+from cardsvc.services.jobs import ThreadJobRunner
+from cardsvc.services.keys import KeyRing
+from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
 
 log = logging.getLogger("cardsvc")
@@ -168,11 +171,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.cipher = PiiCipher.from_settings(settings)
     app.state.tokens = OfficerTokens.from_settings(settings)
+    app.state.keyring = KeyRing(settings.kek)
+    app.state.status_list_cache = StatusListCache()
+    app.state.job_runner = ThreadJobRunner()
     install_error_handlers(app)
     app.add_middleware(
         RequestLimitsMiddleware, max_json=settings.max_json_body_bytes, max_upload=settings.max_upload_bytes
     )
-    for module in (auth, chapters, members, officers, audit):
+    for module in (auth, chapters, members, cards, keys, officers, audit, publication):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"])

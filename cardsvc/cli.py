@@ -46,7 +46,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print("refusing to load demo data into a production database", file=sys.stderr)
         return 2
     with _session(settings) as session:
-        logins, created = load_demo(session, PiiCipher.from_settings(settings), Path(args.var_dir))
+        logins, created = load_demo(session, PiiCipher.from_settings(settings), settings.kek, Path(args.var_dir))
     print("demo data loaded" if created else "demo data already present; nothing added")
     print("demo logins (also in var/demo-logins.txt):")
     for login in logins:
@@ -74,10 +74,10 @@ def cmd_create_officer(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
+def _progress(done: int, total: int, unit: str = "rows") -> None:
     width = 30
     filled = width * done // total if total else width
-    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows", end="", file=sys.stderr, flush=True)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}", end="", file=sys.stderr, flush=True)
     if done >= total:
         print(file=sys.stderr)
 
@@ -100,6 +100,63 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{verb}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged, "
           f"{report.failed} rows with errors (of {report.rows_total})")
     return 1 if report.failed else 0
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.services import keys
+    from cardsvc.services.context import system_actor
+
+    actor = system_actor("cli")
+    with _session(settings) as session:
+        if args.keys_command == "create":
+            key = keys.create_key(session, actor, settings.kek, purpose=args.purpose, algorithm=args.alg)
+            print(f"created {key.purpose} key {key.kid} ({key.algorithm}), now active")
+        elif args.keys_command == "rotate":
+            key, previous = keys.rotate(session, actor, settings.kek, purpose=args.purpose, algorithm=args.alg)
+            retired = f"; {previous.kid} retired (it still verifies its cards)" if previous else ""
+            print(f"{key.purpose} key {key.kid} ({key.algorithm}) is now active{retired}")
+        elif args.keys_command == "retire":
+            result = keys.retire(session, actor, args.kid, compromised=args.compromised)
+            print(f"key {result.key.kid} is now {result.key.status}")
+            if args.compromised:
+                print(f"{len(result.cards_to_reissue)} cards revoked; reissue them (cardsvc issue --chapter CODE):")
+                for card in result.cards_to_reissue:
+                    print(f"  {card.member.member_number}  {card.member.chapter.code}  card {card.card_id}")
+        else:
+            for key in keys.list_keys(session):
+                created = f"{key.created_at:%Y-%m-%d}"
+                print(f"{key.kid}  {key.purpose:5}  {key.algorithm:5}  {key.status:11}  created {created}")
+    return 0
+
+
+def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.services import chapters, jobs, printing
+    from cardsvc.services.context import system_actor
+    from cardsvc.services.keys import KeyRing
+
+    actor = system_actor("cli")
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        chapter = chapters.find_by_code(session, actor, args.chapter).chapter
+        job = jobs.start_batch(session, actor, chapter.id, subtree=args.subtree)
+        job_id = job.id
+    jobs.run_batch(factory, KeyRing(settings.kek), job_id, validity_years=settings.card_validity_years,
+                   list_size=settings.status_list_size, progress=_card_progress)
+    with factory() as session:
+        job = jobs.get_job(session, actor, job_id)
+        if job.status == "failed":
+            print(f"error: {job.error}", file=sys.stderr)
+            return 1
+        print(f"issued {job.done} cards (job {job.id})")
+        if args.pdf:
+            Path(args.pdf).write_bytes(printing.sheets_pdf_of(jobs.job_cards(session, actor, job_id), settings))
+            print(f"A4 sheets written to {args.pdf}")
+    return 0
+
+
+def _card_progress(done: int, total: int) -> None:
+    _progress(done, total, unit="cards")
 
 
 def cmd_init_secret(_settings: Settings, args: argparse.Namespace) -> int:
@@ -138,6 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--chapter", help="chapter code for rows without one")
     imp.add_argument("--dry-run", action="store_true", help="check only; write nothing")
     imp.set_defaults(func=cmd_import)
+    keys = sub.add_parser("keys", help="card and trust signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (("create", "create the first active key"), ("rotate", "activate a new key, retire the old")):
+        cmd = keys_sub.add_parser(name, help=text)
+        cmd.add_argument("--alg", choices=["ed25519", "es256"], default="ed25519")
+        cmd.add_argument("--purpose", choices=["card", "trust"], default="card")
+    retire = keys_sub.add_parser("retire", help="retire a key (--compromised: its cards fail and are listed)")
+    retire.add_argument("kid")
+    retire.add_argument("--compromised", action="store_true")
+    keys_sub.add_parser("list", help="list keys")
+    keys.set_defaults(func=cmd_keys)
+    issue = sub.add_parser("issue", help="issue cards to every active member of a chapter without a valid card")
+    issue.add_argument("--chapter", required=True)
+    issue.add_argument("--subtree", action="store_true", help="include all sub-chapters")
+    issue.add_argument("--pdf", help="write the A4 sheets of the issued cards to this file")
+    issue.set_defaults(func=cmd_issue)
     secret = sub.add_parser("init-secret", help="create the service secret file (production setup)")
     secret.add_argument("--file", required=True)
     secret.set_defaults(func=cmd_init_secret)

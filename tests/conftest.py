@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session
 
 from cardsvc.app import create_app
 from cardsvc.db.migrate import upgrade
-from cardsvc.db.models import Chapter, Member, Officer
+from cardsvc.db.models import Chapter, Member, Officer, SigningKey
 from cardsvc.db.session import make_engine
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, members, officers
 from cardsvc.services.context import Actor, system_actor
+from cardsvc.services.jobs import InlineJobRunner
+from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
 
 BACKEND = os.environ.get("CARDSVC_TEST_BACKEND", "sqlite")
@@ -39,6 +41,7 @@ if os.environ.get("CI", "").lower() == "true":
     hypothesis_settings.load_profile("ci")
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cardsvc_test"
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+TEST_KEK = "test-key-encryption-key-0123456789-abcdefghij"
 PASSWORD = "correct horse battery"
 
 
@@ -93,7 +96,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     return Settings(environment="test", database_url=database_url, secret_key=TEST_SECRET,
-                    _env_file=None)  # type: ignore[call-arg]
+                    key_encryption_key=TEST_KEK, status_list_size=4096, _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +134,10 @@ def app(settings: Settings, engine: Engine) -> FastAPI:
 @pytest.fixture
 def client(app: FastAPI, connection: Connection) -> Iterator[TestClient]:
     app.state.session_factory = lambda: _session_for(connection)
+    # Jobs run inside the request in tests, on the test's connection (the server uses a worker thread).
+    app.state.job_runner = InlineJobRunner()
+    # Caches keyed by ids that a rolled-back test may reuse start empty for every test.
+    app.state.status_list_cache = StatusListCache()
     with TestClient(app, raise_server_exceptions=True) as test_client:
         yield test_client
 
@@ -187,6 +194,14 @@ def tree(db: Session) -> Tree:
             chapter_id=scope.id if scope else None, permissions=perms,
         )
     return Tree(central, prov_a, prov_b, commune_a, commune_a2, commune_b, branch_a, branch_b, made)
+
+
+@pytest.fixture
+def signing_keys(db: Session, settings: Settings) -> dict[str, SigningKey]:
+    """An active trust key and an active Ed25519 card key."""
+    from cardsvc.services import keys
+
+    return {purpose: keys.create_key(db, SYSTEM, settings.kek, purpose=purpose) for purpose in ("trust", "card")}
 
 
 _sequence = iter(range(100_000, 999_999))

@@ -15,10 +15,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import Chapter, Consent, Member, Officer
+from cardsvc.db.models import Card, Chapter, Consent, Job, Member, Officer, SigningKey
 from cardsvc.security import PiiCipher
-from cardsvc.services import consents
-from tests.conftest import PASSWORD, SYSTEM, Tree, id_number_for, login, make_member
+from cardsvc.services import cards, consents, jobs
+from cardsvc.services.keys import KeyRing
+from tests.conftest import PASSWORD, SYSTEM, Tree, _session_for, id_number_for, login, make_member
 
 Kind = Literal["self", "read", "write", "admin"]
 
@@ -31,6 +32,10 @@ class Targets:
     member: Member
     consent: Consent
     officer: Officer
+    card: Card
+    suspended_card: Card
+    job: Job
+    card_kid: str
 
 
 Request = tuple[str, dict[str, Any]]
@@ -40,6 +45,8 @@ Request = tuple[str, dict[str, Any]]
 class Case:
     kind: Kind
     build: Callable[[Targets], Request]
+    # What an allowed caller gets when the request itself conflicts with the state (e.g. a key already exists).
+    allowed_status: int | None = None
 
 
 def _csv(t: Targets) -> bytes:
@@ -95,8 +102,36 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/v1/officers/{officer_id}/active"): Case("admin", lambda t: (
         f"/v1/officers/{t.officer.id}/active", {"json": {"is_active": False}})),
     ("GET", "/v1/audit"): Case("self", lambda t: ("/v1/audit", {})),
+    ("POST", "/v1/members/{member_id}/cards"): Case("write", lambda t: (f"/v1/members/{t.member.id}/cards",
+                                                                       {"json": {}})),
+    ("GET", "/v1/members/{member_id}/cards"): Case("read", lambda t: (f"/v1/members/{t.member.id}/cards", {})),
+    ("GET", "/v1/cards/{card_id}"): Case("read", lambda t: (f"/v1/cards/{t.card.card_id}", {})),
+    ("GET", "/v1/cards/{card_id}/credential"): Case("read", lambda t: (f"/v1/cards/{t.card.card_id}/credential",
+                                                                       {})),
+    ("GET", "/v1/cards/{card_id}/qr.png"): Case("read", lambda t: (f"/v1/cards/{t.card.card_id}/qr.png", {})),
+    ("GET", "/v1/cards/{card_id}/qr.svg"): Case("read", lambda t: (f"/v1/cards/{t.card.card_id}/qr.svg", {})),
+    ("GET", "/v1/cards/{card_id}/card.pdf"): Case("read", lambda t: (f"/v1/cards/{t.card.card_id}/card.pdf", {})),
+    ("POST", "/v1/cards/{card_id}/suspend"): Case("write", lambda t: (f"/v1/cards/{t.card.card_id}/suspend",
+                                                                      {"json": {}})),
+    ("POST", "/v1/cards/{card_id}/reinstate"): Case("write", lambda t: (
+        f"/v1/cards/{t.suspended_card.card_id}/reinstate", {"json": {}})),
+    ("POST", "/v1/cards/{card_id}/revoke"): Case("write", lambda t: (f"/v1/cards/{t.card.card_id}/revoke",
+                                                                     {"json": {"reason": "lost"}})),
+    ("POST", "/v1/cards/{card_id}/renew"): Case("write", lambda t: (f"/v1/cards/{t.card.card_id}/renew", {})),
+    ("POST", "/v1/chapters/{chapter_id}/cards/batch"): Case("write", lambda t: (
+        f"/v1/chapters/{t.commune.id}/cards/batch", {"json": {"subtree": True}})),
+    ("GET", "/v1/jobs/{job_id}"): Case("read", lambda t: (f"/v1/jobs/{t.job.id}", {})),
+    ("GET", "/v1/jobs/{job_id}/sheets.pdf"): Case("read", lambda t: (f"/v1/jobs/{t.job.id}/sheets.pdf", {})),
+    ("GET", "/v1/keys"): Case("admin", lambda t: ("/v1/keys", {})),
+    ("POST", "/v1/keys"): Case("admin", lambda t: ("/v1/keys", {"json": {"purpose": "card"}}), allowed_status=409),
+    ("POST", "/v1/keys/rotate"): Case("admin", lambda t: ("/v1/keys/rotate", {"json": {"algorithm": "es256"}})),
+    ("POST", "/v1/keys/{kid}/retire"): Case("admin", lambda t: (f"/v1/keys/{t.card_kid}/retire", {"json": {}})),
 }
-PUBLIC = {("POST", "/v1/auth/token"), ("GET", "/healthz")}
+PUBLIC = {
+    ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/.well-known/jwks.json"),
+    ("GET", "/.well-known/cardsvc-trust-anchor.json"), ("GET", "/.well-known/cardsvc-trust-bundle"),
+    ("GET", "/v1/status-lists/{list_id}"),
+}
 ROLES = ("admin", "officer_a", "viewer_a", "anonymous")
 USERS = {"admin": "t.admin", "officer_a": "t.officer.a", "viewer_a": "t.viewer.a"}
 
@@ -110,19 +145,22 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
     assert _routes(app) - PUBLIC == set(MATRIX)
 
 
-def expected_status(kind: Kind, role: str, in_scope: bool) -> int | str:
+def expected_status(case: Case, role: str, in_scope: bool) -> int | str:
+    kind = case.kind
+    allowed: int | str = case.allowed_status or "2xx"
     if role == "anonymous":
         return 401
     if role == "admin" or kind == "self":
-        return "2xx"
+        return allowed
     if kind == "admin":
         return 403
     if kind == "write" and role == "viewer_a":
         return 403
-    return "2xx" if in_scope else 404
+    return allowed if in_scope else 404
 
 
-def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str) -> Targets:
+def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: KeyRing,
+             signing_keys: dict[str, SigningKey]) -> Targets:
     province, commune, branch = (
         (tree.prov_a, tree.commune_a, tree.branch_a) if scope == "a" else (tree.prov_b, tree.commune_b, tree.branch_b)
     )
@@ -130,19 +168,27 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str) -> Targets:
     consent = consents.record_consent(db, SYSTEM, member.id, purpose="identity_verification", method="paper_form",
                                       evidence_ref=None)
     officer = tree.officers["t.officer.commune" if scope == "a" else "t.officer.b"]
-    return Targets(province, commune, branch, member, consent, officer)
+    issue = {"validity_years": 5, "list_size": 4096}
+    card = cards.issue_card(db, SYSTEM, keyring, member.id, **issue)
+    suspended = cards.issue_card(db, SYSTEM, keyring, make_member(db, cipher, branch).id, **issue)
+    cards.suspend_card(db, SYSTEM, suspended.card_id, note=None)
+    make_member(db, cipher, commune)
+    job = jobs.start_batch(db, SYSTEM, commune.id, subtree=False)
+    jobs.run_batch(lambda: _session_for(db.connection()), keyring, job.id, **issue)
+    return Targets(province, commune, branch, member, consent, officer, card, suspended, job,
+                   signing_keys["card"].kid)
 
 
 @pytest.mark.parametrize("scope", ["a", "b"])
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
-def test_access(client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, route: tuple[str, str], role: str,
-                scope: str) -> None:
+def test_access(client: TestClient, app: FastAPI, tree: Tree, db: Session, cipher: PiiCipher,
+                signing_keys: dict[str, SigningKey], route: tuple[str, str], role: str, scope: str) -> None:
     case = MATRIX[route]
-    url, kwargs = case.build(_targets(db, cipher, tree, scope))
+    url, kwargs = case.build(_targets(db, cipher, tree, scope, app.state.keyring, signing_keys))
     headers = login(client, USERS[role]) if role in USERS else {}
     response = client.request(route[0], url, headers=headers, **kwargs)
-    expected = expected_status(case.kind, role, in_scope=scope == "a")
+    expected = expected_status(case, role, in_scope=scope == "a")
     if expected == "2xx":
         assert 200 <= response.status_code < 300, response.text
     else:

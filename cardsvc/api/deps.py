@@ -12,7 +12,10 @@ from sqlalchemy.orm import Session
 from cardsvc.errors import AuthenticationFailed
 from cardsvc.security import InvalidToken, OfficerTokens, PiiCipher
 from cardsvc.services.context import Actor
+from cardsvc.services.jobs import BatchScheduler
+from cardsvc.services.keys import KeyRing
 from cardsvc.services.officers import actor_for, officer_for_token
+from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
@@ -42,6 +45,22 @@ def get_tokens(request: Request) -> OfficerTokens:
     return tokens
 
 
+def get_keyring(request: Request) -> KeyRing:
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
+def get_batch_scheduler(request: Request) -> BatchScheduler:
+    state = request.app.state
+    return BatchScheduler(state.session_factory, state.keyring, state.job_runner,
+                          validity_years=state.settings.card_validity_years, list_size=state.settings.status_list_size)
+
+
+def get_status_cache(request: Request) -> StatusListCache:
+    cache: StatusListCache = request.app.state.status_list_cache
+    return cache
+
+
 def request_id(request: Request) -> str | None:
     value: str | None = getattr(request.state, "request_id", None)
     return value
@@ -52,6 +71,9 @@ SessionDep = Annotated[Session, Depends(get_session)]
 CipherDep = Annotated[PiiCipher, Depends(get_cipher)]
 TokensDep = Annotated[OfficerTokens, Depends(get_tokens)]
 RequestIdDep = Annotated[str | None, Depends(request_id)]
+KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
+BatchSchedulerDep = Annotated[BatchScheduler, Depends(get_batch_scheduler)]
+StatusCacheDep = Annotated[StatusListCache, Depends(get_status_cache)]
 
 
 def current_officer(

@@ -315,3 +315,95 @@ class ImportReportOut(BaseModel):
     failed: int
     ignored_columns: list[str]
     problems: list[Problem]
+
+
+class CardOut(BaseModel):
+    card_id: str
+    member_id: int
+    member_number: str
+    full_name: str
+    chapter: ChapterRef
+    version: int
+    kid: str
+    issued_on: date
+    expires_on: date
+    status: str
+    status_reason: str | None
+    status_changed_at: datetime
+    status_list_id: int
+    status_index: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, card: Any) -> CardOut:
+        member = card.member
+        return cls(
+            card_id=card.card_id, member_id=member.id, member_number=member.member_number,
+            full_name=member.full_name,
+            chapter=ChapterRef(id=member.chapter.id, code=member.chapter.code, name=member.chapter.name),
+            version=card.version, kid=card.signing_key.kid, issued_on=card.issued_on, expires_on=card.expires_on,
+            status=card.status, status_reason=card.status_reason, status_changed_at=card.status_changed_at,
+            status_list_id=card.status_list_id, status_index=card.status_index, created_at=card.created_at,
+        )
+
+
+class CredentialOut(BaseModel):
+    card_id: str
+    qr_text: str = Field(description="digits only: what the QR code holds and a scanner types")
+    credential_hex: str = Field(description="the COSE_Sign1 bytes, as written to NFC tags")
+    size_bytes: int
+    qr_version: int
+
+
+class CardIssue(Strict):
+    reason: Literal["issue", "lost", "damaged", "name_change", "other"] = "issue"
+
+
+class CardNote(Strict):
+    note: Text200 | None = None
+
+
+class CardRevoke(Strict):
+    reason: Literal["lost", "stolen", "left", "deceased", "key_compromised", "damaged", "other"]
+    note: Text200 | None = None
+
+
+class BatchIssue(Strict):
+    subtree: bool = False
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    status: str
+    total: int
+    done: int
+    failed: int
+    error: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class KeyOut(BaseModel):
+    kid: str
+    purpose: str
+    algorithm: str
+    status: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+class KeyCreate(Strict):
+    purpose: Literal["card", "trust"] = "card"
+    algorithm: Literal["ed25519", "es256"] = "ed25519"
+
+
+class KeyRetire(Strict):
+    compromised: bool = False
+
+
+class RetireOut(BaseModel):
+    key: KeyOut
+    cards_revoked: int
+    reissue: list[CardOut]

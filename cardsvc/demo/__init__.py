@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Chapter, Member, Officer
 from cardsvc.security import PiiCipher
-from cardsvc.services import chapters, members, officers
+from cardsvc.services import chapters, keys, members, officers
 from cardsvc.services.context import system_actor
 
 FAMILY_NAMES = ["Nguyễn", "Nguyễn", "Nguyễn", "Trần", "Trần", "Lê", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ",
@@ -94,9 +94,11 @@ def _load_or_create_logins(var_dir: Path) -> list[DemoLogin]:
     return logins
 
 
-def load_demo(session: Session, cipher: PiiCipher, var_dir: Path, *, today: date | None = None
+def load_demo(session: Session, cipher: PiiCipher, kek: bytes, var_dir: Path, *, today: date | None = None
               ) -> tuple[list[DemoLogin], bool]:
-    """Load the demo data unless it is there already. Returns the demo logins and whether anything was created."""
+    """Load the demo data (chapters, members, officers, signing keys) unless it is there already.
+
+    Returns the demo logins and whether anything was created."""
     actor = system_actor("demo")
     today = today or date.today()
     created = False
@@ -129,6 +131,10 @@ def load_demo(session: Session, cipher: PiiCipher, var_dir: Path, *, today: date
             }
             members.create_member(session, actor, cipher, chapter_id=ids[branch_code], fields=fields)
         created = True
+    for purpose in ("trust", "card"):
+        if keys.active_key(session, purpose) is None:
+            keys.create_key(session, actor, kek, purpose=purpose)
+            created = True
     logins = _load_or_create_logins(var_dir)
     for login in logins:
         if session.scalar(select(Officer.id).where(Officer.username == login.username)) is None:

@@ -18,6 +18,7 @@ from cardsvc.importing.rows import MemberRow, RowProblem, format_member_number, 
 from cardsvc.normalize import given_name_sort_key, name_search_key, search_terms
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
+from cardsvc.services.cards import follow_member_status
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, subtree_condition
 from integrations.idnumber import mask_id_number
@@ -253,6 +254,7 @@ def change_status(
     member.status = status
     member.status_reason = reason.strip() if reason else None
     member.status_changed_on = effective
+    follow_member_status(session, actor, member)
     session.commit()
     return member
 

@@ -1,0 +1,159 @@
+"""Batch issuance as a resumable, idempotent job with progress."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import Protocol
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cardsvc.db.models import Card, Chapter, Job, Member, Officer
+from cardsvc.errors import CardsvcError, Conflict, NotFound
+from cardsvc.services import audit
+from cardsvc.services.cards import issue_in_transaction
+from cardsvc.services.chapters import get_chapter
+from cardsvc.services.context import Actor, subtree_condition, system_actor
+from cardsvc.services.keys import KeyRing
+from cardsvc.services.officers import actor_for
+
+log = logging.getLogger("cardsvc.jobs")
+CHUNK = 200
+ProgressCallback = Callable[[int, int], None]
+
+
+class JobRunner(Protocol):
+    """Where jobs run: a worker thread in the server, inline in the CLI and in tests."""
+
+    def submit(self, work: Callable[[], object]) -> None: ...
+
+
+class ThreadJobRunner:
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardsvc-job")
+
+    def submit(self, work: Callable[[], object]) -> None:
+        self._pool.submit(work)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class InlineJobRunner:
+    def submit(self, work: Callable[[], object]) -> None:
+        work()
+
+
+class BatchScheduler:
+    """Hands batch jobs to the runner with what they need to run outside the request."""
+
+    def __init__(self, session_factory: sessionmaker[Session], keyring: KeyRing, runner: JobRunner, *,
+                 validity_years: int, list_size: int) -> None:
+        self._session_factory = session_factory
+        self._keyring = keyring
+        self._runner = runner
+        self._validity_years = validity_years
+        self._list_size = list_size
+
+    def submit_batch(self, job_id: int) -> None:
+        self._runner.submit(lambda: run_batch(self._session_factory, self._keyring, job_id,
+                                              validity_years=self._validity_years, list_size=self._list_size))
+
+
+def start_batch(session: Session, actor: Actor, chapter_id: int, *, subtree: bool) -> Job:
+    """Record a batch-issuance job for the active members of a chapter (or its subtree) without a valid card."""
+    actor.require_write()
+    chapter = get_chapter(session, actor, chapter_id)
+    job = Job(kind="card_batch", status="queued", params={"chapter_id": chapter.id, "subtree": subtree},
+              officer_id=actor.id, chapter_path=chapter.path, total=0, done=0, failed=0)
+    session.add(job)
+    session.flush()
+    audit.record(session, actor, "card.batch_start", target_type="job", target_id=job.id,
+                 chapter_path=chapter.path, details={"subtree": subtree})
+    session.commit()
+    return job
+
+
+def get_job(session: Session, actor: Actor, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or not actor.sees(job.chapter_path):
+        raise NotFound("job not found")
+    return job
+
+
+def _eligible(session: Session, job: Job, today: date) -> list[int]:
+    chapter = session.get_one(Chapter, job.params["chapter_id"])
+    where = subtree_condition(Chapter.path, chapter.path) if job.params.get("subtree") else Chapter.id == chapter.id
+    has_valid_card = exists().where(
+        and_(Card.member_id == Member.id, Card.status.in_(("active", "suspended")), Card.expires_on >= today)
+    )
+    return list(session.scalars(
+        select(Member.id).join(Member.chapter).where(where, Member.status == "active", ~has_valid_card)
+        .order_by(Member.chapter_id, Member.sort_key, Member.id)
+    ))
+
+
+def _job_actor(session: Session, job: Job) -> Actor:
+    officer = session.get(Officer, job.officer_id) if job.officer_id is not None else None
+    return actor_for(officer) if officer is not None else system_actor("batch")
+
+
+def run_batch(
+    session_factory: sessionmaker[Session],
+    keyring: KeyRing,
+    job_id: int,
+    *,
+    validity_years: int,
+    list_size: int,
+    today: date | None = None,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Issue the job's cards in chunks, committing each chunk with the progress, so that an interrupted job
+    resumes where it stopped and a finished one issues nothing when run again."""
+    day = today or date.today()
+    with session_factory() as session:
+        job = session.get_one(Job, job_id)
+        actor = _job_actor(session, job)
+        job.status = "running"
+        members = _eligible(session, job, day)
+        job.total = job.done + len(members)
+        session.commit()
+        try:
+            for start in range(0, len(members), CHUNK):
+                for member_id in members[start:start + CHUNK]:
+                    issue_in_transaction(session, actor, keyring, session.get_one(Member, member_id),
+                                         validity_years=validity_years, list_size=list_size, today=day,
+                                         reason="batch", job_id=job.id)
+                job.done += len(members[start:start + CHUNK])
+                session.commit()
+                if progress:
+                    progress(job.done, job.total)
+            job.status = "done"
+            audit.record(session, actor, "card.batch_done", target_type="job", target_id=job.id,
+                         chapter_path=job.chapter_path, details={"issued": job.done})
+            session.commit()
+        except CardsvcError as exc:
+            session.rollback()
+            job = session.get_one(Job, job_id)
+            job.status = "failed"
+            job.error = exc.message[:500]
+            session.commit()
+            log.warning("batch job %s failed: %s", job_id, exc.code)
+
+
+def job_cards(session: Session, actor: Actor, job_id: int) -> Sequence[Card]:
+    """The cards a job issued, in print order; refuses a job that has issued none (yet)."""
+    job = get_job(session, actor, job_id)
+    found = session.scalars(
+        select(Card).join(Card.member).where(Card.job_id == job.id).order_by(Member.chapter_id, Member.sort_key)
+    ).all()
+    if not found:
+        raise Conflict(f"job {job.id} has issued no cards ({job.status})", code="no_cards")
+    return found
+
+
+def unfinished_jobs(session: Session) -> Sequence[int]:
+    return session.scalars(select(Job.id).where(Job.status.in_(("queued", "running")))).all()

@@ -1,0 +1,280 @@
+"""The card credential wire format (normative text: docs/card-format.md).
+
+A credential is a tagged COSE_Sign1 (RFC 9052) whose payload is a CWT-style (RFC 8392) claims map::
+
+    18([ h'A2 01 <alg> 04 42 <kid:2>',  {},  h'<claims>',  h'<signature:64>' ])
+
+    claims = { 4: exp, 6: iat, 7: card_id(8 bytes), -65537: [1, member_number, name, chapter, version,
+                                                              status_list, status_index] }
+
+It travels as raw bytes (NFC) or as QR text: the digits ``8401`` (format 84 = this union's card, version 01)
+followed by the bytes in groups of 7, each written as a 17-digit decimal number (a last group of k < 7 bytes uses
+3, 5, 8, 10, 13 or 15 digits). Digits only, so QR numeric mode packs them densely and a keyboard-wedge scanner types
+them unchanged under any keyboard layout or Vietnamese input method.
+
+This module only parses and checks structure; it never trusts anything before the signature is verified by
+:mod:`verification.crypto`. Every failure is a :class:`CredentialError` with a stable reason code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, Final
+
+import cbor2
+
+from verification.errors import CredentialError
+
+QR_PREFIX: Final = "8401"
+FORMAT_VERSION: Final = 1
+MAX_CREDENTIAL_BYTES: Final = 512
+MAX_QR_TEXT: Final = 2048
+COSE_SIGN1_TAG: Final = 18
+PRIVATE_CLAIM: Final = -65537  # CWT private-use range (< -65536): this union's card claims
+CWT_EXP: Final = 4
+CWT_IAT: Final = 6
+CWT_CTI: Final = 7
+HEADER_ALG: Final = 1
+HEADER_KID: Final = 4
+ALG_EDDSA: Final = -8
+ALG_ES256: Final = -7
+ALGORITHM_NAMES: Final = {ALG_EDDSA: "EdDSA", ALG_ES256: "ES256"}
+KID_LENGTH: Final = 2
+CARD_ID_LENGTH: Final = 8
+SIGNATURE_LENGTH: Final = 64
+# Dates are whole days in Vietnam time (UTC+7): iat is the start of the issue day, exp the end of the last valid day.
+VIETNAM_TZ: Final = timezone(timedelta(hours=7))
+
+_CHUNK_BYTES = 7
+_DIGITS_FOR_BYTES = {1: 3, 2: 5, 3: 8, 4: 10, 5: 13, 6: 15, 7: 17}
+_BYTES_FOR_DIGITS = {digits: size for size, digits in _DIGITS_FOR_BYTES.items()}
+# Scanner artefacts around the digits: AIM symbology identifiers (]Q1…), ECI escapes (\000026), whitespace, CR/LF.
+_AIM_PREFIX = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
+_ECI_ESCAPE = re.compile(r"\\\d{6}")
+
+
+@dataclass(frozen=True)
+class CardClaims:
+    """What a card says about its holder. Never an ID number, birth date, phone or address."""
+
+    card_id: bytes
+    member_number: str
+    display_name: str
+    chapter_code: str
+    card_version: int
+    issued_on: date
+    expires_on: date
+    status_list: int
+    status_index: int
+
+
+@dataclass(frozen=True)
+class ParsedCredential:
+    """A structurally valid credential whose signature has NOT been checked yet."""
+
+    raw: bytes
+    protected: bytes
+    algorithm: int
+    kid: bytes
+    payload: bytes
+    signature: bytes
+    claims: CardClaims
+
+    def signed_bytes(self) -> bytes:
+        """The COSE Sig_structure over exactly the received protected header and payload bytes."""
+        return sig_structure(self.protected, self.payload)
+
+
+def sig_structure(protected: bytes, payload: bytes) -> bytes:
+    """``["Signature1", protected, external_aad = h'', payload]`` (RFC 9052 §4.4)."""
+    return bytes(cbor2.dumps(["Signature1", protected, b"", payload]))
+
+
+def day_start(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=VIETNAM_TZ).timestamp())
+
+
+def _day_of(timestamp: int) -> date:
+    return datetime.fromtimestamp(timestamp, tz=UTC).astimezone(VIETNAM_TZ).date()
+
+
+def encode_claims(claims: CardClaims) -> bytes:
+    """The deterministic CBOR encoding of a claims set (what gets signed)."""
+    check_claims(claims)
+    body = {
+        CWT_EXP: day_start(claims.expires_on + timedelta(days=1)),
+        CWT_IAT: day_start(claims.issued_on),
+        CWT_CTI: claims.card_id,
+        PRIVATE_CLAIM: [
+            FORMAT_VERSION, int(claims.member_number), claims.display_name, claims.chapter_code,
+            claims.card_version, claims.status_list, claims.status_index,
+        ],
+    }
+    return bytes(cbor2.dumps(body, canonical=True))
+
+
+def check_claims(claims: CardClaims) -> None:
+    """Refuse claims that the format cannot carry faithfully."""
+    if len(claims.card_id) != CARD_ID_LENGTH:
+        raise ValueError("card id must be 8 bytes")
+    if not (claims.member_number.isascii() and claims.member_number.isdigit() and len(claims.member_number) == 10):
+        raise ValueError("member number must be 10 digits")
+    if not 0 < len(claims.display_name.encode()) <= 100:
+        raise ValueError("display name must be 1 to 100 bytes of UTF-8")
+    if not 0 < len(claims.chapter_code) <= 32:
+        raise ValueError("chapter code must be 1 to 32 characters")
+    if claims.expires_on < claims.issued_on:
+        raise ValueError("expiry before issue")
+    for value in (claims.card_version, claims.status_list, claims.status_index):
+        if not 0 <= value < 2**32:
+            raise ValueError("card version and status references must be 32-bit unsigned integers")
+
+
+def protected_header(algorithm: int, kid: bytes) -> bytes:
+    return bytes(cbor2.dumps({HEADER_ALG: algorithm, HEADER_KID: kid}, canonical=True))
+
+
+def assemble(protected: bytes, payload: bytes, signature: bytes) -> bytes:
+    """The tagged COSE_Sign1 bytes."""
+    return bytes(cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]), canonical=True))
+
+
+def bytes_to_digits(data: bytes) -> str:
+    parts = []
+    for start in range(0, len(data), _CHUNK_BYTES):
+        chunk = data[start:start + _CHUNK_BYTES]
+        parts.append(str(int.from_bytes(chunk, "big")).zfill(_DIGITS_FOR_BYTES[len(chunk)]))
+    return "".join(parts)
+
+
+def digits_to_bytes(digits: str) -> bytes:
+    if digits and not (digits.isascii() and digits.isdigit()):
+        raise CredentialError("malformed", "credential digits must be 0-9 only")
+    full, rest = divmod(len(digits), 17)
+    if rest and rest not in _BYTES_FOR_DIGITS:
+        raise CredentialError("malformed", "digit count does not match the encoding")
+    out = bytearray()
+    for index in range(full + (1 if rest else 0)):
+        group = digits[index * 17:index * 17 + 17]
+        size = _BYTES_FOR_DIGITS[len(group)]
+        value = int(group)
+        if value >= 256**size:
+            raise CredentialError("malformed", "digit group out of range")
+        out += value.to_bytes(size, "big")
+    return bytes(out)
+
+
+def to_qr_text(credential: bytes) -> str:
+    return QR_PREFIX + bytes_to_digits(credential)
+
+
+def clean_scanned_text(text: str) -> str:
+    """Strip what scanners add around the payload: whitespace, CR/LF, AIM identifiers, ECI escapes."""
+    cleaned = text.strip().lstrip("\ufeff")
+    cleaned = _AIM_PREFIX.sub("", cleaned)
+    cleaned = _ECI_ESCAPE.sub("", cleaned)
+    return "".join(cleaned.split())
+
+
+def credential_from_text(text: str) -> bytes:
+    """The credential bytes carried by a scanned QR text."""
+    if len(text) > MAX_QR_TEXT:
+        raise CredentialError("malformed", "scanned text too long")
+    cleaned = clean_scanned_text(text)
+    if not cleaned.isascii() or not cleaned.isdigit():
+        raise CredentialError("malformed", "scanned text is not all digits")
+    if not cleaned.startswith("84") or len(cleaned) < 4:
+        raise CredentialError("malformed", "not a member card")
+    if cleaned[:4] != QR_PREFIX:
+        raise CredentialError("unsupported_version", f"card format version {cleaned[2:4]} is not supported")
+    return digits_to_bytes(cleaned[4:])
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError, EOFError, IndexError,
+            KeyError, MemoryError, UnicodeDecodeError) as exc:
+        raise CredentialError("malformed", "not valid CBOR") from exc
+
+
+def _require_canonical(value: Any, data: bytes, what: str) -> None:
+    # Re-encoding must give back the very bytes: this refuses duplicate map keys, indefinite lengths, non-shortest
+    # integers and trailing data, so two different byte strings can never mean the same credential.
+    try:
+        again = cbor2.dumps(value, canonical=True)
+    except (ValueError, TypeError, OverflowError, RecursionError, cbor2.CBOREncodeError) as exc:
+        raise CredentialError("malformed", f"{what} cannot be re-encoded") from exc
+    if again != data:
+        raise CredentialError("malformed", f"{what} is not in deterministic CBOR encoding")
+
+
+def parse_credential(raw: bytes) -> ParsedCredential:
+    """Check the structure of credential bytes and decode the claims (the signature is not checked here)."""
+    if not isinstance(raw, bytes | bytearray) or not 0 < len(raw) <= MAX_CREDENTIAL_BYTES:
+        raise CredentialError("malformed", "credential size out of bounds")
+    raw = bytes(raw)
+    outer = _loads(raw)
+    _require_canonical(outer, raw, "credential")
+    if not isinstance(outer, cbor2.CBORTag) or outer.tag != COSE_SIGN1_TAG:
+        raise CredentialError("malformed", "not a tagged COSE_Sign1")
+    parts = outer.value
+    # Inside a tag cbor2 decodes immutable containers (tuple, frozendict).
+    if not isinstance(parts, list | tuple) or len(parts) != 4:
+        raise CredentialError("malformed", "COSE_Sign1 must have four parts")
+    protected, unprotected, payload, signature = parts
+    if not (isinstance(protected, bytes) and isinstance(payload, bytes) and isinstance(signature, bytes)):
+        raise CredentialError("malformed", "COSE_Sign1 parts have wrong types")
+    if not isinstance(unprotected, Mapping) or len(unprotected) != 0:
+        raise CredentialError("malformed", "unprotected header must be empty")
+    header = _loads(protected)
+    _require_canonical(header, protected, "protected header")
+    if not isinstance(header, dict) or set(header) != {HEADER_ALG, HEADER_KID}:
+        raise CredentialError("malformed", "protected header must hold exactly alg and kid")
+    algorithm, kid = header[HEADER_ALG], header[HEADER_KID]
+    # type() and not isinstance/==: True, -8.0 and containers must never pass for an algorithm number.
+    if type(algorithm) is not int or algorithm not in ALGORITHM_NAMES:
+        raise CredentialError("bad_signature", "algorithm not allowed")
+    if not isinstance(kid, bytes) or len(kid) != KID_LENGTH:
+        raise CredentialError("malformed", "key id must be 2 bytes")
+    if len(signature) != SIGNATURE_LENGTH:
+        raise CredentialError("bad_signature", "signature must be 64 raw bytes")
+    return ParsedCredential(raw, protected, algorithm, kid, payload, signature, _parse_claims(payload))
+
+
+def _parse_claims(payload: bytes) -> CardClaims:
+    body = _loads(payload)
+    _require_canonical(body, payload, "claims")
+    if not isinstance(body, dict) or set(body) != {CWT_EXP, CWT_IAT, CWT_CTI, PRIVATE_CLAIM}:
+        raise CredentialError("malformed", "claims set has missing or unknown claims")
+    card = body[PRIVATE_CLAIM]
+    version = card[0] if isinstance(card, list | tuple) and card else None
+    if type(version) is not int:
+        raise CredentialError("malformed", "card claim missing or without a version")
+    if version != FORMAT_VERSION:
+        raise CredentialError("unsupported_version", f"claims version {version} is not supported")
+    if len(card) != 7:
+        raise CredentialError("malformed", "card claim has the wrong number of fields")
+    _, member_number, name, chapter, version, status_list, status_index = card
+    exp, iat, cti = body[CWT_EXP], body[CWT_IAT], body[CWT_CTI]
+    ints = (member_number, version, status_list, status_index, exp, iat)
+    if not all(type(v) is int and 0 <= v < 2**40 for v in ints):
+        raise CredentialError("malformed", "numeric claims out of range")
+    if not (isinstance(name, str) and isinstance(chapter, str) and isinstance(cti, bytes)):
+        raise CredentialError("malformed", "claims have wrong types")
+    if member_number >= 10**10 or len(cti) != CARD_ID_LENGTH or exp <= iat:
+        raise CredentialError("malformed", "claims out of range")
+    return CardClaims(
+        card_id=cti,
+        member_number=str(member_number).zfill(10),
+        display_name=name,
+        chapter_code=chapter,
+        card_version=version,
+        issued_on=_day_of(iat),
+        expires_on=_day_of(exp) - timedelta(days=1),
+        status_list=status_list,
+        status_index=status_index,
+    )
