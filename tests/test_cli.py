@@ -98,3 +98,31 @@ def test_init_secret_refuses_to_overwrite(tmp_path: Path, fresh_db: str) -> None
     content = target.read_bytes()
     assert main(["init-secret", "--file", str(target)]) == 2
     assert target.read_bytes() == content
+
+
+def test_keys_and_batch_issue_from_the_cli(fresh_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["migrate"])
+    main(["demo", "--var-dir", str(tmp_path / "var")])  # creates the trust and card keys
+    capsys.readouterr()
+    assert main(["keys", "create", "--purpose", "card"]) == 2
+    assert "rotate it instead" in capsys.readouterr().err
+    assert main(["keys", "rotate", "--alg", "es256"]) == 0
+    rotated = capsys.readouterr().out
+    assert "ES256" in rotated and "retired" in rotated
+    pdf = tmp_path / "sheets.pdf"
+    assert main(["issue", "--chapter", "HNI-BADINH", "--subtree", "--pdf", str(pdf)]) == 0
+    out, err = capsys.readouterr()
+    issued = int(out.split("issued ")[1].split(" cards")[0])
+    assert issued > 0
+    assert f"{issued}/{issued} cards" in err  # the progress bar
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert main(["issue", "--chapter", "HNI-BADINH", "--subtree"]) == 0
+    assert "issued 0 cards" in capsys.readouterr().out  # idempotent
+    main(["keys", "list"])
+    listing = capsys.readouterr().out.splitlines()
+    active_card = next(line.split()[0] for line in listing if " card " in line and " active " in line)
+    assert main(["keys", "retire", active_card, "--compromised"]) == 0
+    retired = capsys.readouterr().out
+    assert f"{issued} cards revoked" in retired
+    assert main(["issue", "--chapter", "HNI-BADINH", "--subtree"]) == 1  # no active card key now
+    assert "no active card signing key" in capsys.readouterr().err

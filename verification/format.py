@@ -19,6 +19,7 @@ This module only parses and checks structure; it never trusts anything before th
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -88,13 +89,34 @@ class ParsedCredential:
         return sig_structure(self.protected, self.payload)
 
 
+def _bstr(data: bytes) -> bytes:
+    """A CBOR byte string in its shortest (deterministic) form; written by hand because it is on the hot path."""
+    size = len(data)
+    if size < 24:
+        return bytes((0x40 | size,)) + data
+    if size < 256:
+        return bytes((0x58, size)) + data
+    if size < 65536:
+        return b"\x59" + size.to_bytes(2, "big") + data
+    raise ValueError("byte string too long for a credential")
+
+
+_SIG_STRUCTURE_HEAD = b"\x84\x6aSignature1"  # array(4), text(10) "Signature1"
+_COSE_SIGN1_HEAD = b"\xd2\x84"  # tag 18, array(4)
+
+
 def sig_structure(protected: bytes, payload: bytes) -> bytes:
-    """``["Signature1", protected, external_aad = h'', payload]`` (RFC 9052 §4.4)."""
-    return bytes(cbor2.dumps(["Signature1", protected, b"", payload]))
+    """``["Signature1", protected, external_aad = h'', payload]`` (RFC 9052 §4.4), deterministic CBOR."""
+    return _SIG_STRUCTURE_HEAD + _bstr(protected) + b"\x40" + _bstr(payload)
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_VIETNAM_OFFSET = 7 * 3600
 
 
 def day_start(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=VIETNAM_TZ).timestamp())
+    """NumericDate of 00:00 Vietnam time on ``day``."""
+    return (day.toordinal() - _EPOCH_ORDINAL) * 86400 - _VIETNAM_OFFSET
 
 
 def _day_of(timestamp: int) -> date:
@@ -113,7 +135,8 @@ def encode_claims(claims: CardClaims) -> bytes:
             claims.card_version, claims.status_list, claims.status_index,
         ],
     }
-    return bytes(cbor2.dumps(body, canonical=True))
+    # The keys are already in deterministic order (4, 6, 7, -65537), so plain encoding is deterministic.
+    return bytes(cbor2.dumps(body))
 
 
 def check_claims(claims: CardClaims) -> None:
@@ -133,21 +156,23 @@ def check_claims(claims: CardClaims) -> None:
             raise ValueError("card version and status references must be 32-bit unsigned integers")
 
 
+@lru_cache(maxsize=64)
 def protected_header(algorithm: int, kid: bytes) -> bytes:
     return bytes(cbor2.dumps({HEADER_ALG: algorithm, HEADER_KID: kid}, canonical=True))
 
 
 def assemble(protected: bytes, payload: bytes, signature: bytes) -> bytes:
-    """The tagged COSE_Sign1 bytes."""
-    return bytes(cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, [protected, {}, payload, signature]), canonical=True))
+    """The tagged COSE_Sign1 bytes: ``18([protected, {}, payload, signature])`` in deterministic CBOR."""
+    return _COSE_SIGN1_HEAD + _bstr(protected) + b"\xa0" + _bstr(payload) + _bstr(signature)
 
 
 def bytes_to_digits(data: bytes) -> str:
-    parts = []
-    for start in range(0, len(data), _CHUNK_BYTES):
-        chunk = data[start:start + _CHUNK_BYTES]
-        parts.append(str(int.from_bytes(chunk, "big")).zfill(_DIGITS_FOR_BYTES[len(chunk)]))
-    return "".join(parts)
+    full = len(data) - len(data) % _CHUNK_BYTES
+    digits = "".join([f"{int.from_bytes(data[i:i + 7], 'big'):017d}" for i in range(0, full, _CHUNK_BYTES)])
+    if full < len(data):
+        tail = data[full:]
+        digits += str(int.from_bytes(tail, "big")).zfill(_DIGITS_FOR_BYTES[len(tail)])
+    return digits
 
 
 def digits_to_bytes(digits: str) -> bytes:
