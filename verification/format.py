@@ -19,10 +19,10 @@ This module only parses and checks structure; it never trusts anything before th
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Final
 
 import cbor2
