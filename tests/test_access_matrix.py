@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 import pytest
@@ -15,10 +15,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import Card, Chapter, Consent, Job, Member, Officer, SigningKey
+from cardsvc.db.models import Card, Chapter, Consent, Event, Job, Member, Officer, SigningKey, Station
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, jobs
+from cardsvc.services import cards, consents, events, jobs, stations
 from cardsvc.services.keys import KeyRing
+from issuance.credential import credential_qr_text
 from tests.conftest import PASSWORD, SYSTEM, Tree, _session_for, id_number_for, login, make_member
 
 Kind = Literal["self", "read", "write", "admin"]
@@ -36,6 +37,9 @@ class Targets:
     suspended_card: Card
     job: Job
     card_kid: str
+    event: Event
+    invite_event: Event
+    station: Station
 
 
 Request = tuple[str, dict[str, Any]]
@@ -47,6 +51,8 @@ class Case:
     build: Callable[[Targets], Request]
     # What an allowed caller gets when the request itself conflicts with the state (e.g. a key already exists).
     allowed_status: int | None = None
+    # The request a station sends instead (for the routes a device token may use).
+    device_body: Callable[[Targets], dict[str, Any]] | None = None
 
 
 def _csv(t: Targets) -> bytes:
@@ -127,12 +133,33 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/v1/keys/rotate"): Case("admin", lambda t: ("/v1/keys/rotate", {"json": {"algorithm": "es256"}})),
     ("POST", "/v1/keys/{kid}/retire"): Case("admin", lambda t: (f"/v1/keys/{t.card_kid}/retire", {"json": {}})),
 }
+MATRIX.update({
+    ("GET", "/v1/events"): Case("read", lambda t: (f"/v1/events?chapter_id={t.commune.id}", {})),
+    ("POST", "/v1/events"): Case("write", lambda t: ("/v1/events", {"json": {
+        "chapter_id": t.commune.id, "title": "Sinh hoạt chi hội", "starts_at": "2026-12-01T08:00:00+07:00",
+        "ends_at": "2026-12-01T11:00:00+07:00"}})),
+    ("GET", "/v1/events/{event_id}"): Case("read", lambda t: (f"/v1/events/{t.event.id}", {})),
+    ("POST", "/v1/events/{event_id}/close"): Case("write", lambda t: (f"/v1/events/{t.event.id}/close", {})),
+    ("POST", "/v1/events/{event_id}/invites"): Case("write", lambda t: (
+        f"/v1/events/{t.invite_event.id}/invites", {"json": {"member_ids": [t.member.id]}})),
+    ("POST", "/v1/events/{event_id}/stations"): Case("write", lambda t: (
+        f"/v1/events/{t.event.id}/stations", {"json": {"name": "Cửa 2"}})),
+    ("GET", "/v1/events/{event_id}/stations"): Case("read", lambda t: (f"/v1/events/{t.event.id}/stations", {})),
+    ("POST", "/v1/events/{event_id}/stations/{station_id}/revoke"): Case("write", lambda t: (
+        f"/v1/events/{t.event.id}/stations/{t.station.id}/revoke", {})),
+    ("POST", "/v1/events/{event_id}/checkins"): Case("write", lambda t: (f"/v1/events/{t.event.id}/checkins", {
+        "json": {"source": "manual", "client_nonce": "matrix-manual-1", "member_id": t.member.id,
+                 "manual_reason": "quên thẻ"}}), device_body=lambda t: {"json": {
+        "source": "qr_scanner", "client_nonce": "matrix-scan-1", "payload": credential_qr_text(t.card.credential)}}),
+})
+# What a station's device token may do: check in and download its own event's bundle; nothing else.
+DEVICE_ROUTES = {("POST", "/v1/events/{event_id}/checkins"), ("GET", "/v1/events/{event_id}/bundle")}
 PUBLIC = {
     ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/cardsvc-trust-anchor.json"), ("GET", "/.well-known/cardsvc-trust-bundle"),
-    ("GET", "/v1/status-lists/{list_id}"),
+    ("GET", "/v1/status-lists/{list_id}"), ("POST", "/v1/devices/provision"),
 }
-ROLES = ("admin", "officer_a", "viewer_a", "anonymous")
+ROLES = ("admin", "officer_a", "viewer_a", "device_a", "anonymous")
 USERS = {"admin": "t.admin", "officer_a": "t.officer.a", "viewer_a": "t.viewer.a"}
 
 
@@ -145,11 +172,15 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
     assert _routes(app) - PUBLIC == set(MATRIX)
 
 
-def expected_status(case: Case, role: str, in_scope: bool) -> int | str:
+def expected_status(case: Case, role: str, in_scope: bool, route: tuple[str, str]) -> int | str:
     kind = case.kind
     allowed: int | str = case.allowed_status or "2xx"
     if role == "anonymous":
         return 401
+    if role == "device_a":
+        if route not in DEVICE_ROUTES:
+            return 401
+        return "2xx" if in_scope else 403
     if role == "admin" or kind == "self":
         return allowed
     if kind == "admin":
@@ -157,6 +188,21 @@ def expected_status(case: Case, role: str, in_scope: bool) -> int | str:
     if kind == "write" and role == "viewer_a":
         return 403
     return allowed if in_scope else 404
+
+
+def _device_headers(client: TestClient, db: Session, tree: Tree, cipher: PiiCipher, targets: Targets | None
+                    ) -> dict[str, str]:
+    """A device token of a station of province A's event (the scope-A targets' own event when given)."""
+    if targets is None:
+        now = datetime.now(UTC)
+        event = events.create_event(db, SYSTEM, events.EventSpec(
+            chapter_id=tree.commune_a.id, title="Sự kiện A", venue="", starts_at=now,
+            ends_at=now + timedelta(hours=2)))
+    else:
+        event = targets.event
+    code = stations.register_station(db, SYSTEM, event.id, "Thiết bị").provisioning_code
+    token = client.post("/v1/devices/provision", json={"code": code}).json()["device_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: KeyRing,
@@ -175,8 +221,14 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
     make_member(db, cipher, commune)
     job = jobs.start_batch(db, SYSTEM, commune.id, subtree=False)
     jobs.run_batch(lambda: _session_for(db.connection()), keyring, job.id, **issue)
+    now = datetime.now(UTC)
+    spec = {"chapter_id": commune.id, "title": "Sinh hoạt", "venue": "Nhà văn hóa", "starts_at": now,
+            "ends_at": now + timedelta(hours=3)}
+    event = events.create_event(db, SYSTEM, events.EventSpec(**spec))  # type: ignore[arg-type]
+    invite_event = events.create_event(db, SYSTEM, events.EventSpec(**spec, eligibility="invite"))  # type: ignore[arg-type]
+    station = stations.register_station(db, SYSTEM, event.id, "Cửa 1").station
     return Targets(province, commune, branch, member, consent, officer, card, suspended, job,
-                   signing_keys["card"].kid)
+                   signing_keys["card"].kid, event, invite_event, station)
 
 
 @pytest.mark.parametrize("scope", ["a", "b"])
@@ -185,10 +237,18 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
 def test_access(client: TestClient, app: FastAPI, tree: Tree, db: Session, cipher: PiiCipher,
                 signing_keys: dict[str, SigningKey], route: tuple[str, str], role: str, scope: str) -> None:
     case = MATRIX[route]
-    url, kwargs = case.build(_targets(db, cipher, tree, scope, app.state.keyring, signing_keys))
-    headers = login(client, USERS[role]) if role in USERS else {}
+    targets = _targets(db, cipher, tree, scope, app.state.keyring, signing_keys)
+    url, kwargs = case.build(targets)
+    if role in USERS:
+        headers = login(client, USERS[role])
+    elif role == "device_a":
+        headers = _device_headers(client, db, tree, cipher, targets if scope == "a" else None)
+        if case.device_body is not None:
+            kwargs = case.device_body(targets)
+    else:
+        headers = {}
     response = client.request(route[0], url, headers=headers, **kwargs)
-    expected = expected_status(case, role, in_scope=scope == "a")
+    expected = expected_status(case, role, in_scope=scope == "a", route=route)
     if expected == "2xx":
         assert 200 <= response.status_code < 300, response.text
     else:

@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from cardsvc.errors import AuthenticationFailed
 from cardsvc.security import InvalidToken, OfficerTokens, PiiCipher
+from cardsvc.services.checkins import CheckinCaller
 from cardsvc.services.context import Actor
 from cardsvc.services.jobs import BatchScheduler
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.officers import actor_for, officer_for_token
+from cardsvc.services.stations import DEVICE_TOKEN_PREFIX, station_for_token
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
 
@@ -92,3 +94,18 @@ def current_officer(
 
 
 OfficerDep = Annotated[Actor, Depends(current_officer)]
+
+
+def current_caller(
+    session: SessionDep,
+    tokens: TokensDep,
+    req_id: RequestIdDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> CheckinCaller:
+    """A station's device token (``cdv_…``) or an officer's access token — for check-in and event bundles only."""
+    if token and token.startswith(DEVICE_TOKEN_PREFIX):
+        return CheckinCaller(station=station_for_token(session, token), actor=None)
+    return CheckinCaller(station=None, actor=current_officer(session, tokens, req_id, token))
+
+
+CallerDep = Annotated[CheckinCaller, Depends(current_caller)]

@@ -407,3 +407,116 @@ class RetireOut(BaseModel):
     key: KeyOut
     cards_revoked: int
     reissue: list[CardOut]
+
+
+class EventCreate(Strict):
+    chapter_id: int
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    venue: Text200 = ""
+    starts_at: datetime
+    ends_at: datetime
+    checkin_opens_at: datetime | None = None
+    checkin_closes_at: datetime | None = None
+    eligibility: Literal["subtree", "invite", "all"] = "subtree"
+    mode: Literal["entry", "entry_exit"] = "entry"
+    allow_reentry: bool = False
+
+
+class EventOut(BaseModel):
+    id: int
+    chapter: ChapterRef
+    title: str
+    venue: str
+    starts_at: datetime
+    ends_at: datetime
+    checkin_opens_at: datetime
+    checkin_closes_at: datetime
+    eligibility: str
+    mode: str
+    allow_reentry: bool
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: Any) -> EventOut:
+        chapter = event.chapter
+        return cls(
+            id=event.id, chapter=ChapterRef(id=chapter.id, code=chapter.code, name=chapter.name), title=event.title,
+            venue=event.venue, starts_at=event.starts_at, ends_at=event.ends_at,
+            checkin_opens_at=event.checkin_opens_at, checkin_closes_at=event.checkin_closes_at,
+            eligibility=event.eligibility, mode=event.mode, allow_reentry=event.allow_reentry, status=event.status,
+            created_at=event.created_at,
+        )
+
+
+class InviteIn(Strict):
+    member_ids: Annotated[list[int], Field(min_length=1, max_length=10_000)]
+
+
+class InviteOut(BaseModel):
+    invited: int
+
+
+class StationCreate(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class StationOut(BaseModel):
+    id: int
+    event_id: int
+    name: str
+    status: str
+    created_at: datetime
+    last_seen_at: datetime | None
+
+
+class StationRegistered(BaseModel):
+    station: StationOut
+    provisioning_code: str = Field(description="one-time, expires in 24 hours; shown once")
+    provisioning_url: str = Field(description="what the provisioning QR holds; `cardsvc station --setup` takes it")
+
+
+class ProvisionIn(Strict):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class ProvisionOut(BaseModel):
+    device_token: str
+    station_id: int
+    event_id: int
+    server: str
+
+
+class CheckinIn(Strict):
+    source: Literal["qr_scanner", "qr_camera", "nfc", "manual"]
+    client_nonce: Annotated[str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+    payload: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    payload_base64: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    scanned_at: datetime | None = None
+    member_id: int | None = None
+    manual_reason: Text200 | None = None
+
+
+class FirstEntryOut(BaseModel):
+    at: datetime
+    station_id: int | None
+    station_name: str | None
+
+
+class CheckinMember(BaseModel):
+    id: int
+    full_name: str
+    member_number: str
+    chapter: ChapterRef
+    photo_url: str | None = None
+
+
+class CheckinOut(BaseModel):
+    result: Literal["ok", "error"]
+    reason: str | None
+    checkin_id: int
+    direction: str
+    member: CheckinMember | None
+    first_checkin: FirstEntryOut | None
+    replayed: bool
+    received_at: datetime

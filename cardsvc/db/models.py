@@ -312,3 +312,93 @@ class Job(Base):
     chapter_path: Mapped[str | None] = mapped_column(PathString)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """An event of a chapter with its check-in window and rules.
+
+    ``eligibility``: ``subtree`` (members of the chapter and its sub-chapters), ``invite`` (an invite list) or
+    ``all`` (every active member). ``mode``: ``entry`` or ``entry_exit``; ``allow_reentry`` allows several entries.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("eligibility IN ('subtree', 'invite', 'all')", name="eligibility"),
+        CheckConstraint("mode IN ('entry', 'entry_exit')", name="mode"),
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    chapter_id: Mapped[int] = mapped_column(ForeignKey("chapters.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    venue: Mapped[str] = mapped_column(String(200), default="")
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    checkin_opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    checkin_closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    eligibility: Mapped[str] = mapped_column(String(10), default="subtree")
+    mode: Mapped[str] = mapped_column(String(10), default="entry")
+    allow_reentry: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True)
+
+
+class EventInvite(Base):
+    __tablename__ = "event_invites"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), primary_key=True)
+
+
+class Station(Base):
+    """A check-in device registered for one event. Tokens are stored as SHA-256 hashes only."""
+
+    __tablename__ = "stations"
+    __table_args__ = (CheckConstraint("status IN ('pending', 'active', 'revoked')", name="status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    provisioning_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    provisioning_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Checkin(Base):
+    """Every scan of an event: accepted entries/exits and denied scans (with reason and payload hash, never the
+    payload). The database guarantees one accepted row per member, event and sequence number, and one row per
+    client nonce, so concurrent and repeated submissions cannot create duplicates."""
+
+    __tablename__ = "checkins"
+    __table_args__ = (
+        CheckConstraint("result IN ('ok', 'error')", name="result"),
+        CheckConstraint("direction IN ('in', 'out')", name="direction"),
+        UniqueConstraint("event_id", "client_nonce", name="uq_checkins_nonce"),
+        Index("uq_checkins_member_seq", "event_id", "member_id", "seq", unique=True,
+              sqlite_where=text("result = 'ok'"), postgresql_where=text("result = 'ok'")),
+        Index("ix_checkins_event_result", "event_id", "result"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    card_id: Mapped[str | None] = mapped_column(String(16))
+    result: Mapped[str] = mapped_column(String(5))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(3), default="in")
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(12))
+    station_id: Mapped[int | None] = mapped_column(ForeignKey("stations.id"))
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    client_nonce: Mapped[str] = mapped_column(String(64))
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    manual_reason: Mapped[str | None] = mapped_column(String(200))
