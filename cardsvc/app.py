@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc import __version__
-from cardsvc.api import audit, auth, cards, chapters, events, keys, members, officers, publication
+from cardsvc.api import audit, auth, cards, chapters, events, keys, members, officers, publication, reports
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.security import OfficerTokens, PiiCipher
@@ -178,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestLimitsMiddleware, max_json=settings.max_json_body_bytes, max_upload=settings.max_upload_bytes
     )
-    for module in (auth, chapters, members, cards, events, keys, officers, audit, publication):
+    for module in (auth, chapters, members, cards, events, keys, officers, audit, publication, reports):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"])

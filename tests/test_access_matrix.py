@@ -151,6 +151,12 @@ MATRIX.update({
         "json": {"source": "manual", "client_nonce": "matrix-manual-1", "member_id": t.member.id,
                  "manual_reason": "quên thẻ"}}), device_body=lambda t: {"json": {
         "source": "qr_scanner", "client_nonce": "matrix-scan-1", "payload": credential_qr_text(t.card.credential)}}),
+    ("GET", "/v1/events/{event_id}/bundle"): Case("read", lambda t: (f"/v1/events/{t.event.id}/bundle", {})),
+    ("GET", "/v1/events/{event_id}/stats"): Case("read", lambda t: (f"/v1/events/{t.event.id}/stats", {})),
+    ("GET", "/v1/events/{event_id}/attendance"): Case("read", lambda t: (
+        f"/v1/events/{t.event.id}/attendance?format=xlsx", {})),
+    ("GET", "/v1/events/{event_id}/denied"): Case("read", lambda t: (f"/v1/events/{t.event.id}/denied?format=csv",
+                                                                      {})),
 })
 # What a station's device token may do: check in and download its own event's bundle; nothing else.
 DEVICE_ROUTES = {("POST", "/v1/events/{event_id}/checkins"), ("GET", "/v1/events/{event_id}/bundle")}
