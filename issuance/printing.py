@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
+from qrcode import constants as qr_constants
+from qrcode import util as qr_util
+from reportlab import rl_config
 from reportlab.lib.colors import HexColor, black, white
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
@@ -97,6 +101,11 @@ _SHEET_GAP_Y = 3 * mm
 _CUT_MARK_OFFSET = 1 * mm
 _CUT_MARK_LENGTH = 4 * mm
 _CUT_MARK_WIDTH = 0.25  # points: a hairline that still survives laser printing
+
+# reportlab wraps every compressed stream in ASCII85 by default, a 7-bit-transport relic that makes the file 25 %
+# larger and costs a slow pure-Python encoding pass. Nothing else in cardsvc uses reportlab; the setting is read when
+# streams are written and is set once here, never toggled, so every PDF of the process is encoded the same way.
+rl_config.useA85 = 0
 
 
 class FontNotFoundError(RuntimeError):
@@ -233,18 +242,40 @@ def _register_font(path: Path) -> str:
 
 
 def _check_face(face: CardFace) -> None:
-    version = qr_version(face.qr_text)
-    if version > MAX_CARD_QR_VERSION:
-        raise ValueError(
-            f"QR text of {len(face.qr_text)} digits needs version {version}; the card holds at most version "
-            f"{MAX_CARD_QR_VERSION} at ECC M"
-        )
+    # In numeric mode the version depends only on the number of digits, so a length bound is an exact version check
+    # that costs nothing; encoding the symbol here (as qr_version does) would double the cost of a batch, whose
+    # symbols no cache can hold between this check and the drawing. Only a refused text is encoded, for the message.
+    text = face.qr_text
+    if not (text.isascii() and text.isdigit()) or len(text) > _max_card_digits():
+        version = qr_version(text)  # raises ValueError for text that is not ASCII digits or exceeds version 40
+        if version > MAX_CARD_QR_VERSION:
+            raise ValueError(
+                f"QR text of {len(text)} digits needs version {version}; the card holds at most version "
+                f"{MAX_CARD_QR_VERSION} at ECC M"
+            )
     if face.photo_jpeg is not None:
         try:
             with Image.open(io.BytesIO(face.photo_jpeg)) as photo:
                 photo.verify()
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise ValueError("photo_jpeg is not a readable image") from exc
+
+
+@lru_cache(maxsize=1)
+def _max_card_digits() -> int:
+    """How many digits a version ``MAX_CARD_QR_VERSION`` symbol holds in numeric mode at ECC M (796 for version 13).
+
+    Computed from the capacity tables of ``qrcode``, which :func:`issuance.render.qr_version` relies on; the tests
+    pin it against ``qr_version``.
+    """
+    bits: int = (
+        qr_util.BIT_LIMIT_TABLE[qr_constants.ERROR_CORRECT_M][MAX_CARD_QR_VERSION]
+        - 4  # mode indicator
+        - qr_util.length_in_bits(qr_util.MODE_NUMBER, MAX_CARD_QR_VERSION)
+    )
+    # Numeric mode: 10 bits per 3 digits, then 7 bits for 2 or 4 bits for 1 remaining digit.
+    groups, rest = divmod(bits, 10)
+    return 3 * groups + (2 if rest >= 7 else 1 if rest >= 4 else 0)
 
 
 def _nfc(text: str) -> str:
@@ -256,13 +287,15 @@ def _grouped(member_number: str) -> str:
     return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
-def _fit_lines(text: str, font: str, width: float, max_sizes: tuple[float, ...]) -> tuple[float, list[str]]:
+@lru_cache(maxsize=4096)
+def _fit_lines(text: str, font: str, width: float, max_sizes: tuple[float, ...]) -> tuple[float, tuple[str, ...]]:
     """Choose 1 or 2 lines and the largest font size (≤ ``max_sizes[lines - 1]``) at which ``text`` fits ``width``.
 
-    The text is never cut: if it fits nowhere at the maximum size, the font shrinks until it does.
+    The text is never cut: if it fits nowhere at the maximum size, the font shrinks until it does. Cached: on a
+    sheet the union name, chapter names and dates repeat from card to card.
     """
     one_line_size = min(max_sizes[0], width / max(pdfmetrics.stringWidth(text, font, 1), 1e-6))
-    best: tuple[float, list[str]] = (one_line_size, [text])
+    best: tuple[float, tuple[str, ...]] = (one_line_size, (text,))
     words = text.split()
     if len(max_sizes) > 1 and len(words) > 1 and one_line_size < max_sizes[0]:
         # Split at the word boundary that balances the two lines best, i.e. allows the largest size.
@@ -273,7 +306,7 @@ def _fit_lines(text: str, font: str, width: float, max_sizes: tuple[float, ...])
         widest, split = min(split_widths)
         two_line_size = min(max_sizes[1], width / widest)
         if two_line_size > one_line_size:
-            best = (two_line_size, [" ".join(words[:split]), " ".join(words[split:])])
+            best = (two_line_size, (" ".join(words[:split]), " ".join(words[split:])))
     return best
 
 
@@ -374,30 +407,61 @@ def _draw_validity(canvas: Canvas, face: CardFace, fonts: _Fonts) -> None:
 
 
 def _draw_qr(canvas: Canvas, qr_text: str) -> None:
+    canvas.addLiteral(_qr_operators(qr_text))
+
+
+_DARK_RUN = re.compile(rb"\x01+")
+
+
+def _qr_operators(qr_text: str) -> str:
+    """PDF content operators that paint the quiet-zone square white and the QR symbol black, as vector shapes.
+
+    Why vector and not a 1-bit image (which would be smaller, ~0.4 kB): a printer or viewer scales an image to its
+    own device pixels however it likes; ``/Interpolate false`` is only a hint, which several viewers and printer
+    drivers ignore, blurring module edges. Even with nearest-neighbour scaling, 0.4–0.5 mm modules are not a whole
+    number of device pixels at 300/600/1200 dpi, so the image would be resampled with uneven module widths. Filled
+    rectangles are rasterised by the device itself at full resolution, every module edge on the device grid, at any
+    zoom; the symbol also stays the same object on a single card and on a sheet, and its text content is nothing
+    but path data. The cost of vector shapes was never the PDF: it was building them (one ``rect()`` and several
+    float-formatting calls per run of modules), which this function avoids:
+
+    - the coordinates are whole module numbers: one ``cm`` maps module units (rows counted downward) onto the
+      29 mm box, so each rectangle is four small integers instead of four formatted floats, which also makes
+      the page stream much smaller;
+    - runs of dark modules in a row are merged, and a run that repeats in the rows below (finder patterns,
+      timing, vertical strokes) becomes one taller rectangle: ~620 rectangles for a version 9 symbol instead of
+      ~1,400 dark modules. They are all one filled path, so an anti-aliasing viewer shows no seams between them;
+    - the operators are written as one literal, inside ``q``/``Q`` so the canvas's own colour state is untouched.
+      Black is DeviceGray 0 (``0 g``): pure black ink or toner, never a mix of colours that could misregister.
+    """
     matrix = qr_matrix(qr_text)
     count = len(matrix)
     module = _QR_BOX / (count + 2 * _QR_QUIET_MODULES)
     origin_x = _QR_X + _QR_QUIET_MODULES * module
     top = _QR_Y + _QR_BOX - _QR_QUIET_MODULES * module
+    # All rows in one byte string, each followed by a light separator module, so that one C-level regex scan finds
+    # every run of dark modules; position // stride is the row, position % stride the column.
+    stride = count + 1
+    modules = b"\x00".join(bytes(row) for row in matrix) + b"\x00"
+    runs = [match.span() for match in _DARK_RUN.finditer(modules)]
+    end_of_run_at = dict(runs)
+    below_first_row: set[int] = set()
+    rects: list[str] = []
+    for start, end in runs:
+        if start in below_first_row:
+            continue  # already part of a taller rectangle begun higher up
+        height = 1
+        # Extend downward while the row below has a run with exactly the same columns.
+        while end_of_run_at.get(start + height * stride) == end + height * stride:
+            below_first_row.add(start + height * stride)
+            height += 1
+        row_index, column = divmod(start, stride)
+        rects.append(f"{column} {row_index} {end - start} {height} re")
     # The quiet zone is painted white explicitly so the symbol stays readable on any card background.
-    canvas.setFillColor(white)
-    canvas.rect(_QR_X, _QR_Y, _QR_BOX, _QR_BOX, stroke=0, fill=1)
-    # One filled path of horizontal runs: far fewer operators than one rectangle per module, and no hairline
-    # seams between abutting modules when a viewer anti-aliases the shapes.
-    path = canvas.beginPath()
-    for row_index, row in enumerate(matrix):
-        y = top - (row_index + 1) * module
-        column = 0
-        while column < count:
-            if row[column]:
-                start = column
-                while column < count and row[column]:
-                    column += 1
-                path.rect(origin_x + start * module, y, (column - start) * module, module)
-            else:
-                column += 1
-    canvas.setFillColor(black)
-    canvas.drawPath(path, stroke=0, fill=1)
+    return (
+        f"q 1 g {_QR_X:.4f} {_QR_Y:.4f} {_QR_BOX:.4f} {_QR_BOX:.4f} re f\n"
+        f"0 g {module:.6f} 0 0 {-module:.6f} {origin_x:.4f} {top:.4f} cm\n" + "\n".join(rects) + "\nf Q"
+    )
 
 
 def _draw_cut_marks(canvas: Canvas, x: float, y: float, *, margin_x: float, margin_y: float) -> None:

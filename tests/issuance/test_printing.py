@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import random
+import re
 import unicodedata
 from datetime import date
 from pathlib import Path
@@ -20,10 +21,11 @@ from issuance.printing import (
     CARD_WIDTH_MM,
     CardFace,
     FontNotFoundError,
+    _qr_operators,
     card_pdf,
     sheets_pdf,
 )
-from issuance.render import qr_version
+from issuance.render import qr_matrix, qr_version
 
 DPI = 300
 MM_PER_INCH = 25.4
@@ -158,6 +160,36 @@ def test_longest_credentials_print_and_larger_ones_are_refused() -> None:
         card_pdf(make_face(qr_text=too_large))
 
 
+def test_card_version_limit_matches_qr_version_at_the_boundary() -> None:
+    # The face check bounds the digit count instead of encoding the symbol; the bound must be qr_version's own.
+    assert qr_version("1" * 796) == 13
+    assert card_pdf(make_face(qr_text="8401" + "7" * 792)).startswith(b"%PDF")
+    assert qr_version("1" * 797) == 14
+    with pytest.raises(ValueError, match="797 digits needs version 14"):
+        card_pdf(make_face(qr_text="8401" + "7" * 793))
+    with pytest.raises(ValueError, match="ASCII digits"):
+        sheets_pdf([make_face(), make_face(qr_text="8401-0042")])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_qr_rectangles_paint_exactly_the_dark_modules(seed: int) -> None:
+    text = credential_text(300 + seed * 71, seed)
+    matrix = qr_matrix(text)
+    count = len(matrix)
+    operators = _qr_operators(text)
+    # Module units: one scale of box / (count + 8) and a translation to the inner corner of the quiet zone.
+    scale = re.search(r"0 g ([\d.]+) 0 0 -([\d.]+) ", operators)
+    assert scale is not None and scale.group(1) == scale.group(2)
+    module = float(scale.group(1))
+    assert module * (count + 8) == pytest.approx(29 * POINTS_PER_MM, abs=1e-3)
+    painted = [[0] * count for _ in range(count)]
+    for x, y, w, h in re.findall(r"^(\d+) (\d+) (\d+) (\d+) re$", operators, flags=re.M):
+        for row in range(int(y), int(y) + int(h)):
+            for column in range(int(x), int(x) + int(w)):
+                painted[row][column] += 1
+    assert painted == [[int(dark) for dark in row] for row in matrix]
+
+
 def test_same_face_gives_same_bytes() -> None:
     assert card_pdf(make_face()) == card_pdf(make_face())
 
@@ -175,6 +207,26 @@ def test_sheets_put_ten_cards_per_a4_page_and_every_qr_scans() -> None:
     assert sorted(decoded_texts(first)) == sorted(face.qr_text for face in faces[:10])
     assert decoded_texts(second) == [faces[10].qr_text]
     assert page_text(pdf, 1).count("THẺ HỘI VIÊN") == 1
+
+
+def test_every_qr_of_a_25_card_sheet_decodes() -> None:
+    faces = [make_face(seed, member_number=f"{seed:010d}") for seed in range(25)]
+    pdf = sheets_pdf(faces)
+    pages = rasterise(pdf)
+    assert len(pages) == 3
+    for index, page in enumerate(pages):
+        expected = [face.qr_text for face in faces[index * 10 : index * 10 + 10]]
+        assert sorted(decoded_texts(page)) == sorted(expected)
+    assert page_text(pdf, 2).count("THẺ HỘI VIÊN") == 5
+    assert "0000 0000 24" in page_text(pdf, 2)
+
+
+def test_sheet_fonts_are_embedded_once_per_document() -> None:
+    # Regular and bold, each one TrueType subset, however many cards and pages; the object dictionaries are not
+    # compressed, so they can be counted in the file.
+    one = sheets_pdf([make_face()])
+    many = sheets_pdf([make_face(seed) for seed in range(25)])
+    assert one.count(b"/FontFile2") == many.count(b"/FontFile2") == 2
 
 
 def test_sheet_cut_marks_stay_outside_the_cards() -> None:
