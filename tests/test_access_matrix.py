@@ -84,6 +84,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/v1/chapters/{chapter_id}/merge"): Case("write", lambda t: (
         f"/v1/chapters/{t.branch.id}/merge", {"json": {"into_id": t.commune.id}})),
     ("GET", "/v1/members"): Case("read", lambda t: (f"/v1/members?chapter_id={t.branch.id}", {})),
+    ("POST", "/v1/members/lookup"): Case("self", lambda t: ("/v1/members/lookup", {"json": {
+        "id_number": "001190000000"}})),
     ("POST", "/v1/members"): Case("write", lambda t: ("/v1/members", {"json": _member_body(t)})),
     ("POST", "/v1/members/import"): Case("write", lambda t: ("/v1/members/import", {
         "files": {"file": ("list.csv", _csv(t), "text/csv")},

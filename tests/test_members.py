@@ -148,11 +148,12 @@ def test_search_by_id_number_and_member_number(client: TestClient, tree: Tree, d
     member = make_member(db, cipher, tree.branch_a)
     plain = cipher.decrypt("id_number", member.id_number_ciphertext or b"")
     headers = login(client, "t.officer.a")
-    by_id = client.get("/v1/members", params={"id_number": plain}, headers=headers).json()
+    by_id = client.post("/v1/members/lookup", json={"id_number": plain}, headers=headers).json()
     assert [m["id"] for m in by_id] == [member.id]
     by_number = client.get("/v1/members", params={"member_number": member.member_number}, headers=headers).json()
     assert [m["id"] for m in by_number] == [member.id]
-    assert client.get("/v1/members", params={"id_number": plain}, headers=login(client, "t.officer.b")).json() == []
+    assert client.post("/v1/members/lookup", json={"id_number": plain}, headers=login(client, "t.officer.b")).json() \
+        == []
 
 
 def test_list_sorts_by_given_name(client: TestClient, tree: Tree, db: Session, cipher: PiiCipher) -> None:

@@ -11,6 +11,7 @@ from cardsvc.api.schemas import (
     ConsentCreate,
     ConsentOut,
     ConsentWithdraw,
+    IdNumberLookup,
     ImportReportOut,
     MemberCreate,
     MemberOut,
@@ -43,14 +44,22 @@ def search_members(
         str | None, Query(alias="status", pattern="^(active|suspended|left|deceased)$")
     ] = None,
     member_number: Annotated[str | None, Query(max_length=10)] = None,
-    id_number: Annotated[str | None, Query(max_length=20, description="exact match (audited)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[MemberOut]:
     found = members.search_members(session, actor, cipher, MemberSearch(
         query=q, chapter_id=chapter_id, subtree=subtree, status=member_status, member_number=member_number,
-        id_number=id_number, limit=limit, offset=offset,
+        limit=limit, offset=offset,
     ))
+    return [MemberOut.of(m) for m in found]
+
+
+@router.post("/members/lookup", response_model=list[MemberOut])
+def lookup_by_id_number(body: IdNumberLookup, actor: OfficerDep, session: SessionDep, cipher: CipherDep
+                        ) -> list[MemberOut]:
+    """Find members in scope by citizen ID (12 digits) or old ID (9 digits) number — in the body, never the URL,
+    so that the number stays out of access logs and browser history. Audited."""
+    found = members.search_members(session, actor, cipher, MemberSearch(id_number=body.id_number, limit=10))
     return [MemberOut.of(m) for m in found]
 
 

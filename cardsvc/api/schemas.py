@@ -128,6 +128,10 @@ class MemberCreate(Strict):
     member_number: Annotated[str, StringConstraints(max_length=10)] | None = None
 
 
+class IdNumberLookup(Strict):
+    id_number: Annotated[str, StringConstraints(min_length=9, max_length=20)]
+
+
 class MemberUpdate(Strict):
     chapter_id: int | None = None
     full_name: Text100 | None = None
