@@ -5,31 +5,43 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import MutableMapping
-from contextvars import ContextVar
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc import __version__
-from cardsvc.api import audit, auth, cards, chapters, events, keys, members, officers, publication, reports
+from cardsvc.api import audit, auth, cards, chapters, events, members, officers, publication, reports
+from cardsvc.api import keys as keys_api
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
+from cardsvc.logs import request_id_var
 from cardsvc.security import OfficerTokens, PiiCipher
 from cardsvc.services.jobs import ThreadJobRunner
-from cardsvc.services.keys import KeyRing
+from cardsvc.services.keys import KeyRing, active_key
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
 
 log = logging.getLogger("cardsvc")
+access_log = logging.getLogger("cardsvc.access")
 
-# The current request's id, for log records (the audit log takes it from the request state).
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Headers for every response. The API serves JSON only, so the content policy can forbid everything; the web pages
+# (served under their own paths) set their own policy.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(self), geolocation=(), microphone=()"),
+]
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UPLOAD_PATHS = ("/v1/members/import",)
 
@@ -66,7 +78,13 @@ class RequestLimitsMiddleware:
         exceeded = False
         too_large = _error(413, "payload_too_large", f"the request body exceeds {limit} bytes")
 
+        started = time.perf_counter()
+        status_seen = 0
+
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = int(message.get("status", 0)) if not exceeded else 413
             if exceeded:
                 # The application saw a cut-off body and answered something else; the client gets the 413.
                 if message["type"] == "http.response.start":
@@ -77,7 +95,10 @@ class RequestLimitsMiddleware:
                 await send(message)
                 return
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+                if not any(name == b"content-security-policy" for name, _ in headers):
+                    headers.append(API_CSP)
+                message["headers"] = headers
             await send(message)
 
         try:
@@ -106,6 +127,10 @@ class RequestLimitsMiddleware:
             except _BodyTooLarge:
                 await too_large(scope, receive, send_with_id)
         finally:
+            # Path only: query strings may hold names typed into a search box.
+            access_log.info("request", extra={"method": scope.get("method"), "path": scope["path"],
+                                              "status": status_seen,
+                                              "ms": round((time.perf_counter() - started) * 1000, 1)})
             request_id_var.reset(token)
 
 
@@ -157,6 +182,24 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(409, "conflict", "the change conflicts with data written at the same time; retry")
 
 
+def readiness_problems(app: FastAPI) -> list[str]:
+    problems = []
+    try:
+        with app.state.session_factory() as session:
+            session.execute(text("SELECT 1"))
+            for purpose in ("trust", "card"):
+                key = active_key(session, purpose)
+                if key is None:
+                    problems.append(f"no active {purpose} key")
+                else:
+                    app.state.keyring.signer_for(key)
+    except SQLAlchemyError:
+        problems.append("database unreachable")
+    except (CardsvcError, ValueError, TypeError):
+        problems.append("signing keys cannot be decrypted (wrong key-encryption key?)")
+    return problems
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI application. Nothing is created at import time; tests pass their own settings."""
     settings = settings or Settings()
@@ -178,12 +221,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestLimitsMiddleware, max_json=settings.max_json_body_bytes, max_upload=settings.max_upload_bytes
     )
-    for module in (auth, chapters, members, cards, events, keys, officers, audit, publication, reports):
+    for module in (auth, chapters, members, cards, events, keys_api, officers, audit, publication, reports):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
+        """The process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """The database answers and the signing keys can be loaded (503 otherwise, with what is missing)."""
+        problems = readiness_problems(app)
+        body = {"status": "ready" if not problems else "not_ready", "problems": problems}
+        return JSONResponse(body, status_code=200 if not problems else 503)
 
     return app
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError
+from cardsvc.logs import configure_logging
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings, SettingsError, write_secret_file
 
@@ -219,9 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings()
+        # The server logs JSON lines for log collectors; commands an operator runs by hand log plain text.
+        configure_logging(settings.log_level, json_format=args.command == "serve")
         return int(args.func(settings, args))
     except (SettingsError, CardsvcError) as exc:
         print(f"error: {exc}", file=sys.stderr)

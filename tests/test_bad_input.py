@@ -134,3 +134,22 @@ def test_nul_characters_are_refused(client: TestClient, tree: Tree) -> None:
     _assert_error(client.get("/v1/members", params={"q": "lan\x00"}, headers=headers), 400, "invalid_characters")
     body = {"code": "X9", "name": "Chi\x00hội", "level": "branch", "parent_id": tree.commune_a.id}
     _assert_error(client.post("/v1/chapters", json=body, headers=headers), 422, "validation_failed")
+
+
+def test_security_headers_and_request_id(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert len(response.headers["X-Request-ID"]) == 16
+
+
+def test_readiness_reports_missing_keys(client: TestClient, tree: Tree) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert set(response.json()["problems"]) == {"no active trust key", "no active card key"}
+
+
+@pytest.mark.usefixtures("signing_keys")
+def test_ready_with_keys(client: TestClient) -> None:
+    assert client.get("/readyz").json() == {"status": "ready", "problems": []}
