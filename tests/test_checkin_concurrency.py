@@ -1,0 +1,210 @@
+"""Exactly-once check-in against a real server: uvicorn with two worker processes on PostgreSQL.
+
+Fifty stations' requests for the same card start at the same instant (a barrier), from fifty threads with their
+own connections, and race in two processes: the database's unique constraints must give exactly one ``ok``. Then
+fifty retries of one scan with the same nonce must all get the same answer and leave one row.
+
+The server runs on its own database (``cardsvc_checkin_race`` beside the test database), with committed data, so
+that it never touches the rolled-back test transactions or the shared test database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from cardsvc.db.migrate import upgrade
+from cardsvc.db.models import Checkin
+from cardsvc.db.session import make_engine
+from cardsvc.security import PiiCipher
+from cardsvc.services import cards, chapters, events, keys, members, stations
+from cardsvc.services.context import system_actor
+from cardsvc.services.keys import KeyRing
+from cardsvc.services.printing import credential_of
+from cardsvc.settings import Settings
+from tests.conftest import BACKEND, TEST_KEK, TEST_SECRET
+
+pytestmark = pytest.mark.postgres_only
+
+RACE_DATABASE = "cardsvc_checkin_race"
+RACERS = 50
+STATIONS = 10
+REPO = Path(__file__).resolve().parent.parent
+SYSTEM = system_actor("race-test")
+
+
+@dataclass
+class RaceServer:
+    url: str
+    engine: Engine
+    event_id: int
+    tokens: list[str]
+    qr_texts: list[str]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _race_database_url(test_url: str) -> str:
+    url = make_url(test_url)
+    admin = make_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": RACE_DATABASE}) is None:
+                conn.execute(text(f"CREATE DATABASE {RACE_DATABASE}"))
+    finally:
+        admin.dispose()
+    return url.set(database=RACE_DATABASE).render_as_string(hide_password=False)
+
+
+def _seed(engine: Engine, settings: Settings) -> tuple[int, list[str], list[str]]:
+    """Committed data through the services: a chapter, two members with cards, an event and its stations."""
+    cipher = PiiCipher.from_settings(settings)
+    keyring = KeyRing(settings.kek)
+    with Session(engine, expire_on_commit=False) as session:
+        root = chapters.create_chapter(session, SYSTEM, code="RACE", name="Race", level="central", parent_id=None)
+        for purpose in ("trust", "card"):
+            keys.create_key(session, SYSTEM, settings.kek, purpose=purpose)
+        qr_texts = []
+        for number, name in enumerate(("Nguyễn Thị Lan", "Trần Thị Hoa")):
+            member, _ = members.create_member(session, SYSTEM, cipher, chapter_id=root.id, fields={
+                "full_name": name, "birth_date": date(1985, 4, 12), "gender": "female",
+                "id_number": f"00118512345{number}", "join_date": date(2010, 3, 8)})
+            card = cards.issue_card(session, SYSTEM, keyring, member.id, validity_years=5, list_size=4096)
+            qr_texts.append(credential_of(card).qr_text)
+        now = datetime.now(UTC)
+        event = events.create_event(session, SYSTEM, events.EventSpec(
+            chapter_id=root.id, title="Đại hội", venue="Hội trường", starts_at=now, ends_at=now + timedelta(hours=2)))
+        tokens = []
+        for index in range(STATIONS):
+            code = stations.register_station(session, SYSTEM, event.id, f"Cửa {index + 1}").provisioning_code
+            tokens.append(stations.provision(session, code).device_token)
+        return event.id, tokens, qr_texts
+
+
+@pytest.fixture(scope="module")
+def race_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RaceServer]:
+    if BACKEND != "postgresql" or not database_url.startswith("postgresql"):
+        pytest.fail("test_checkin_concurrency needs PostgreSQL: run it with CARDSVC_TEST_BACKEND=postgresql "
+                    "(`make test` does, and deselects it from the SQLite pass)")
+    url = _race_database_url(database_url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    settings = Settings(environment="test", database_url=url, secret_key=TEST_SECRET, key_encryption_key=TEST_KEK,
+                        _env_file=None)
+    event_id, tokens, qr_texts = _seed(engine, settings)
+    port = _free_port()
+    env = {**os.environ, "CARDSVC_DATABASE_URL": url, "CARDSVC_SECRET_KEY": TEST_SECRET,
+           "CARDSVC_KEY_ENCRYPTION_KEY": TEST_KEK, "CARDSVC_ENVIRONMENT": "test", "CARDSVC_LOG_LEVEL": "WARNING"}
+    # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
+    log_path = tmp_path_factory.mktemp("race") / "uvicorn.log"
+    log = log_path.open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "cardsvc.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "2", "--log-level", "warning", "--no-access-log"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                output = log_path.read_text(errors="replace")
+                pytest.fail(f"uvicorn exited with {server.returncode}: {output[-2000:]}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("uvicorn did not answer /healthz within 30 s")
+            time.sleep(0.1)
+        yield RaceServer(base, engine, event_id, tokens, qr_texts)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+        log.close()
+        engine.dispose()
+
+
+def _race(server: RaceServer, payload: str, nonces: list[str]) -> list[dict[str, Any]]:
+    """POST one check-in per nonce, each from its own thread and connection, all released at the same instant."""
+    barrier = threading.Barrier(len(nonces))
+    results: list[dict[str, Any] | BaseException | None] = [None] * len(nonces)
+
+    def racer(index: int) -> None:
+        token = server.tokens[index % len(server.tokens)]
+        with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
+            client.get("/healthz")  # Open the connection before the start signal.
+            body = {"source": "qr_scanner", "client_nonce": nonces[index], "payload": payload}
+            barrier.wait(timeout=30)
+            try:
+                response = client.post(f"/v1/events/{server.event_id}/checkins", json=body)
+                results[index] = {"status": response.status_code, **response.json()}
+            except BaseException as exc:  # Reported below: one failed thread must not hang the others.
+                results[index] = exc
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(len(nonces))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    failures = [r for r in results if not isinstance(r, dict)]
+    assert not failures, failures[:3]
+    return [r for r in results if isinstance(r, dict)]
+
+
+def _rows(server: RaceServer, *where: Any) -> int:
+    with Session(server.engine) as session:
+        return session.scalar(select(func.count()).select_from(Checkin).where(
+            Checkin.event_id == server.event_id, *where)) or 0
+
+
+def test_fifty_stations_scan_one_card_at_once_exactly_one_ok(race_server: RaceServer) -> None:
+    answers = _race(race_server, race_server.qr_texts[0], [f"race-{i:04d}" for i in range(RACERS)])
+    assert {a["status"] for a in answers} == {200}, answers[:3]
+    tally = Counter(a["reason"] or a["result"] for a in answers)
+    assert tally == {"ok": 1, "already_checked_in": RACERS - 1}
+    winner = next(a for a in answers if a["result"] == "ok")
+    for loser in (a for a in answers if a["result"] != "ok"):
+        assert loser["first_checkin"]["at"] == winner["received_at"]
+        assert loser["member"]["id"] == winner["member"]["id"]
+    assert _rows(race_server, Checkin.result == "ok") == 1
+    # One ok row and one denied row per loser: every scan is on record.
+    assert _rows(race_server, Checkin.client_nonce.like("race-%")) == RACERS
+
+
+def test_fifty_retries_with_one_nonce_get_one_answer_and_one_row(race_server: RaceServer) -> None:
+    answers = _race(race_server, race_server.qr_texts[1], ["retry-same-nonce"] * RACERS)
+    assert {a["status"] for a in answers} == {200}, answers[:3]
+    shapes = {(a["result"], a["reason"], a["checkin_id"], a["received_at"]) for a in answers}
+    assert len(shapes) == 1 and next(iter(shapes))[0] == "ok"
+    assert sum(not a["replayed"] for a in answers) == 1
+    assert _rows(race_server, Checkin.client_nonce == "retry-same-nonce") == 1

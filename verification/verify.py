@@ -1,0 +1,248 @@
+"""The door station's decision: scanned QR text or NFC bytes in, one :class:`Verdict` out.
+
+:func:`verify` runs entirely offline from a trust bundle that was verified against the pinned trust anchor
+(:func:`verification.trust.verify_trust_bundle`) and from status lists verified with the same anchor
+(:func:`verification.status.verify_status_list`). It needs no database, no network and no private key, and it never
+raises on bad input: every refusal is one stable reason code from :data:`verification.errors.REASONS`, checked in the
+order of docs/card-format.md §6:
+
+1. text clean-up, prefix and digits (``malformed`` / ``unsupported_version``);
+2. deterministic CBOR structure (``malformed`` / ``unsupported_version``);
+3. key id lookup (``unknown_key``), compromised key (``key_retired``), the algorithm bound to the key id and the
+   signature over the received bytes (``bad_signature``);
+4. validity dates (``not_yet_valid`` / ``expired``), then the status list (``revoked`` / ``suspended`` /
+   ``superseded``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Literal, Protocol
+
+from verification.crypto import verify_signature
+from verification.errors import CredentialError, Reason, TrustError
+from verification.format import CardClaims, credential_from_text, day_start, parse_credential
+from verification.status import (
+    STATUS_REVOKED,
+    STATUS_SUPERSEDED,
+    STATUS_SUSPENDED,
+    STATUS_VALID,
+    StatusListView,
+    verify_status_list,
+)
+from verification.trust import TrustBundle
+
+MissingStatusPolicy = Literal["accept", "reject"]
+DEFAULT_CLOCK_SKEW: Final = timedelta(minutes=10)
+_ONE_DAY: Final = timedelta(days=1)
+_STATUS_REASONS: Final[dict[int, Reason]] = {
+    STATUS_REVOKED: "revoked",
+    STATUS_SUSPENDED: "suspended",
+    STATUS_SUPERSEDED: "superseded",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one scan.
+
+    Attributes:
+        ok: True only for a card that may enter.
+        reason: None when ``ok``; otherwise exactly one stable reason code.
+        claims: The card's claims when its signature verified (also on ``expired``, ``revoked``… so the steward
+            can see who it is); always None when the signature was not verified or did not verify.
+        kid: The key id the credential names, once its structure parsed (useful in logs even for ``unknown_key``).
+        payload_hash: SHA-256 hex of the exact scanned input (text as UTF-8), for denied-scan logs; the payload
+            itself is personal data and is never logged.
+        status_checked: True when a status list was consulted for this card. False on a verdict reached without
+            one, in particular when the card's status list was missing (see :func:`verify`).
+    """
+
+    ok: bool
+    reason: Reason | None
+    claims: CardClaims | None
+    kid: bytes | None
+    payload_hash: str
+    status_checked: bool = False
+
+    @classmethod
+    def valid(cls, claims: CardClaims, kid: bytes, payload_hash: str, *, status_checked: bool = True) -> Verdict:
+        """An accepting verdict.
+
+        Args:
+            claims: The verified claims.
+            kid: The key id that signed them.
+            payload_hash: See :attr:`payload_hash`.
+            status_checked: Whether a status list was consulted.
+
+        Returns:
+            A verdict with ``ok`` True and no reason.
+        """
+        return cls(True, None, claims, kid, payload_hash, status_checked)
+
+    @classmethod
+    def denied(cls, reason: Reason, payload_hash: str, *, claims: CardClaims | None = None, kid: bytes | None = None,
+               status_checked: bool = False) -> Verdict:
+        """A refusing verdict.
+
+        Args:
+            reason: The stable reason code.
+            payload_hash: See :attr:`payload_hash`.
+            claims: Only when the signature verified.
+            kid: The key id named by the credential, if it parsed.
+            status_checked: Whether a status list was consulted.
+
+        Returns:
+            A verdict with ``ok`` False.
+        """
+        return cls(False, reason, claims, kid, payload_hash, status_checked)
+
+
+class StatusSource(Protocol):
+    """Where :func:`verify` reads a card's status (2-bit values of docs/card-format.md §4)."""
+
+    def status(self, list_id: int, index: int) -> int | None:
+        """The status value of entry ``index`` in list ``list_id``.
+
+        Args:
+            list_id: The status list id carried by the card.
+            index: The card's index in that list.
+
+        Returns:
+            0 valid, 1 revoked, 2 suspended, 3 superseded; None when the list is unknown or unavailable.
+
+        Raises:
+            IndexError: ``index`` lies outside a list that is available.
+        """
+        ...
+
+
+class StatusLists:
+    """A :class:`StatusSource` over status lists that were already verified with the trust anchor."""
+
+    def __init__(self, lists: Mapping[int, StatusListView]) -> None:
+        """Args:
+        lists: Verified lists by status list id. A list id absent from the mapping is "unavailable".
+        """
+        self._lists = dict(lists)
+
+    @classmethod
+    def from_tokens(cls, trust: TrustBundle, tokens: Mapping[int, str], *, now: datetime) -> StatusLists:
+        """Verify downloaded status-list JWTs with the bundle's trust anchor and index them by list id.
+
+        Args:
+            trust: A verified trust bundle; it names each list's URI, which the token's ``sub`` must match.
+            tokens: The status-list JWTs by list id.
+            now: The station's clock, to refuse expired lists.
+
+        Returns:
+            The verified lists.
+
+        Raises:
+            TrustError: A token does not verify, has expired, or belongs to a list the bundle does not name.
+        """
+        lists: dict[int, StatusListView] = {}
+        anchor = trust.anchor
+        for list_id, token in tokens.items():
+            uri = trust.status_lists.get(list_id)
+            if uri is None:
+                raise TrustError(f"status list {list_id} is not named by the trust bundle")
+            lists[list_id] = verify_status_list(token, algorithm=anchor.algorithm, key=anchor.key, kid=anchor.kid,
+                                                uri=uri, now=now)
+        return cls(lists)
+
+    def status(self, list_id: int, index: int) -> int | None:
+        """See :meth:`StatusSource.status`."""
+        view = self._lists.get(list_id)
+        return None if view is None else view.status(index)
+
+
+def payload_hash_of(scanned: object) -> str:
+    """SHA-256 hex of the exact scanned input: bytes as they are, text as UTF-8.
+
+    Args:
+        scanned: What the reader delivered.
+
+    Returns:
+        64 hex digits. Lone surrogates in text are hashed as their UTF-8-style code units rather than failing, and
+        an input that is neither text nor bytes hashes as the empty input.
+    """
+    if isinstance(scanned, str):
+        # "surrogatepass": a reader that decoded garbage with surrogateescape must still get a hash, not an error.
+        return hashlib.sha256(scanned.encode("utf-8", "surrogatepass")).hexdigest()
+    if isinstance(scanned, bytes | bytearray | memoryview):
+        return hashlib.sha256(scanned).hexdigest()
+    return hashlib.sha256(b"").hexdigest()
+
+
+def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: datetime, *,
+           clock_skew: timedelta = DEFAULT_CLOCK_SKEW, on_missing_status: MissingStatusPolicy = "reject") -> Verdict:
+    """Decide whether a scanned card is valid, offline.
+
+    Args:
+        scanned: QR text as a scanner typed it (surrounding whitespace, CR/LF, an AIM identifier and ECI escapes are
+            tolerated) or the raw COSE_Sign1 bytes read from an NFC tag.
+        trust: A trust bundle already verified with the pinned anchor.
+        status: The station's verified status lists.
+        now: The station's clock; must be timezone-aware.
+        clock_skew: Tolerance for the station's clock on both validity edges.
+        on_missing_status: What to do with an otherwise valid card whose status list the station does not have.
+            ``"reject"`` (the default, fail closed): the station cannot show that the card is not revoked, so the
+            verdict is ``revoked`` with ``status_checked=False`` and the claims filled, which lets a station tell
+            "revoked by the issuer" (``status_checked=True``) from "no status list — sync this station" without
+            widening the fixed reason set. ``"accept"``: the card passes with ``status_checked=False`` so the
+            station can show a warning; for deployments that prefer availability over revocation.
+
+    Returns:
+        A valid verdict with the claims, or a denied verdict with exactly one reason code. Never raises on any
+        ``scanned`` value; a status index outside its (available) list is ``malformed``, and a status value other
+        than 0-3 is treated as ``revoked``.
+
+    Raises:
+        ValueError: ``now`` is naive or ``clock_skew`` is negative (programming errors, not bad input: a naive
+            clock would silently shift every validity edge by the station's UTC offset).
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    if clock_skew < timedelta(0):
+        raise ValueError("clock_skew must not be negative")
+    digest = payload_hash_of(scanned)
+    try:
+        raw = credential_from_text(scanned) if isinstance(scanned, str) else scanned
+        parsed = parse_credential(raw)
+    except CredentialError as exc:
+        return Verdict.denied(exc.reason, digest)
+    kid = parsed.kid
+    trusted = trust.keys.get(kid)
+    if trusted is None:
+        return Verdict.denied("unknown_key", digest, kid=kid)
+    # A compromised key's signatures prove nothing, so the claims are not shown even if the signature verifies.
+    if trusted.status == "compromised":
+        return Verdict.denied("key_retired", digest, kid=kid)
+    try:
+        verify_signature(parsed, trusted.algorithm, trusted.key)
+    except CredentialError as exc:
+        return Verdict.denied(exc.reason, digest, kid=kid)
+    claims = parsed.claims
+    instant = now.timestamp()
+    skew = clock_skew.total_seconds()
+    if instant + skew < day_start(claims.issued_on):
+        return Verdict.denied("not_yet_valid", digest, claims=claims, kid=kid)
+    if instant - skew >= day_start(claims.expires_on + _ONE_DAY):
+        return Verdict.denied("expired", digest, claims=claims, kid=kid)
+    try:
+        value = status.status(claims.status_list, claims.status_index)
+    except IndexError:
+        # Signed by a trusted key yet pointing outside its list: an issuer fault, not a revocation.
+        return Verdict.denied("malformed", digest, claims=claims, kid=kid, status_checked=True)
+    if value is None:
+        if on_missing_status == "accept":
+            return Verdict.valid(claims, kid, digest, status_checked=False)
+        return Verdict.denied("revoked", digest, claims=claims, kid=kid)
+    if value == STATUS_VALID:
+        return Verdict.valid(claims, kid, digest)
+    # Values outside the 2-bit range cannot come from a real list; refusing them keeps a buggy source fail-closed.
+    return Verdict.denied(_STATUS_REASONS.get(value, "revoked"), digest, claims=claims, kid=kid, status_checked=True)
