@@ -4,14 +4,24 @@ The credential travels as a QR text made only of ASCII digits so that it is enco
 10 bits) and survives keyboard-wedge scanners under Vietnamese input methods (DOMAIN.md §3). Every symbol uses error
 correction level M and the smallest version that fits.
 
-Where the time goes, and what is done about it (see bench/qr_render.py):
+The symbols are exactly those ``qrcode`` makes for ``QRData(text, mode=MODE_NUMBER)`` at ECC M with ``fit=True``
+(same version, same codewords, same mask; the tests pin that), but built without ``qrcode``'s per-bit and
+per-module Python code, which cost about 5.6 ms per symbol (see bench/qr_render.py):
 
-- ``qrcode`` chooses the mask by building the whole symbol eight times and scoring each with per-module Python
-  loops; that is about three quarters of ``qrcode.make``. Here the data modules' positions are computed once per
-  version, the eight masked symbols are assembled with C-level string operations (a big-integer XOR, then an
-  ``itemgetter`` gather into rows and columns), and scored with regular expressions and bit operations. The
-  scores are the very ones ``qrcode`` computes (its quirks included), so the chosen mask and the symbol are
-  identical to ``qrcode``'s; tests pin that. Data coding and error correction stay with ``qrcode``.
+- Version: the smallest one whose numeric capacity at ECC M (a table built once from ``qrcode``'s RS block
+  table) holds the text, instead of ``best_fit``.
+- Data codewords: numeric groups (3 digits → 10 bits, 2 → 7, 1 → 4) looked up as bit strings and joined, with mode
+  indicator 0001, the version's character-count length, terminator, zero bits to a byte and 0xEC/0x11 pad bytes.
+- Error correction: Reed–Solomon over GF(256) with a table per ECC block length that maps the feedback byte to the
+  generator polynomial times that byte, held as one integer, so each data byte costs a few big-integer operations
+  instead of ``qrcode``'s polynomial objects. Blocks are interleaved per ISO/IEC 18004 §7.6. (``qrcode``'s own
+  division fails with ``ValueError("glog(0)")`` on an all-zero data block, e.g. for "0" * 300; this encoder does not.)
+- Mask: the data modules' positions are computed once per version; the unmasked symbol is gathered once into a
+  row-major big integer (bit ``row * size + column``), and each of the eight masks is one XOR. The penalty of each
+  masked symbol is scored with big-integer shifts, ANDs and ``bit_count`` over the whole symbol, giving exactly the
+  score of ``qrcode.util.lost_point`` (function modules, light format areas and remainder bits included as
+  ``qrcode`` has them while choosing), so the chosen mask is ``qrcode``'s: the lowest score, the first on ties.
+- The final symbol is that integer with the chosen mask and the format and version information ORed in.
 - The module matrix is kept in a small LRU cache per text: issuing a card renders the same text as PNG, SVG and
   PDF.
 - The PNG is one byte per module scaled by Pillow with nearest-neighbour resampling and saved as 1-bit, instead of
@@ -21,16 +31,16 @@ Where the time goes, and what is done about it (see bench/qr_render.py):
 from __future__ import annotations
 
 import io
-import re
+from bisect import bisect_left
 from collections.abc import Callable
-from functools import lru_cache
-from itertools import pairwise
+from functools import cache, lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import NamedTuple
 
 import qrcode
 from PIL import Image
-from qrcode import constants, exceptions, util
+from qrcode import base, constants, util
 from qrcode.image.base import BaseImage
 
 __all__ = ["qr_matrix", "qr_png", "qr_svg", "qr_version"]
@@ -39,6 +49,10 @@ _DARK = 0x00
 _LIGHT = 0xFF
 # Turns 1/0 module bytes into the 0/255 pixel bytes of Pillow's "1;8" raw mode with bytes.translate, in C.
 _MODULE_TO_PIXEL = bytes.maketrans(b"\x00\x01", bytes((_LIGHT, _DARK)))
+# Turns the "0"/"1" characters of a binary string into 0/1 module bytes.
+_BINARY_TO_MODULE = bytes.maketrans(b"01", b"\x00\x01")
+
+_MAX_VERSION = 40
 
 
 class _Symbol(NamedTuple):
@@ -48,28 +62,186 @@ class _Symbol(NamedTuple):
     rows: tuple[bytes, ...]
 
 
-# Mask penalty rules 1 and 3 of ISO/IEC 18004 §7.8.3, applied to rows/columns written as "0"/"1" lines.
-_SAME_COLOUR_RUN = re.compile(r"0{5,}|1{5,}")
-_FINDER_LIKE = re.compile(r"(?=10111010000|00001011101)")
+# --- Data codewords -----------------------------------------------------------------------------------------------
+
+# Bit strings of numeric-mode groups: three digits in 10 bits; a trailing pair in 7 bits, a trailing digit in 4.
+_TRIPLE_BITS = {f"{number:03d}": f"{number:010b}" for number in range(1000)}
+_TAIL_BITS = {f"{number:02d}": f"{number:07b}" for number in range(100)} | {str(n): f"{n:04b}" for n in range(10)}
+_NUMERIC_MODE = "0001"
+_PAD_BYTES = b"\xec\x11"
+
+
+def _count_bits(version: int) -> int:
+    """Length of the numeric-mode character count indicator (ISO/IEC 18004 Table 3)."""
+    return 10 if version < 10 else 12 if version < 27 else 14
+
+
+def _numeric_bits(digits: int) -> int:
+    return 10 * (digits // 3) + (0, 4, 7)[digits % 3]
+
+
+class _Blocks(NamedTuple):
+    """The ECC M error correction blocks of one version: data codewords per block (ascending) and ECC per block."""
+
+    data_counts: tuple[int, ...]
+    ecc_count: int
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(self.data_counts)
+
+
+@lru_cache(maxsize=_MAX_VERSION)
+def _blocks(version: int) -> _Blocks:
+    rows = base.rs_blocks(version, constants.ERROR_CORRECT_M)
+    data_counts = tuple(int(block.data_count) for block in rows)
+    ecc_counts = {int(block.total_count) - int(block.data_count) for block in rows}
+    if len(ecc_counts) != 1 or list(data_counts) != sorted(data_counts):  # pragma: no cover - the standard's table
+        raise AssertionError(f"unexpected RS block layout for version {version}")
+    return _Blocks(data_counts, ecc_counts.pop())
+
+
+# _CAPACITY[v - 1]: the most digits version v holds at ECC M in numeric mode, as ``qrcode.best_fit`` counts room
+# (mode indicator, character count and data bits within the data codewords; the terminator may be cut short).
+_CAPACITY: tuple[int, ...] = tuple(
+    max(
+        digits
+        for digits in range(8 * _blocks(version).data_bytes * 3 // 10 + 3)
+        if 4 + _count_bits(version) + _numeric_bits(digits) <= 8 * _blocks(version).data_bytes
+    )
+    for version in range(1, _MAX_VERSION + 1)
+)
+
+
+def _version_for(digits: int) -> int:
+    """The smallest version whose ECC M numeric capacity holds ``digits`` digits."""
+    version = bisect_left(_CAPACITY, digits) + 1
+    if version > _MAX_VERSION:
+        raise ValueError(f"QR text of {digits} digits does not fit in a version 40 symbol at ECC M")
+    return version
+
+
+def _data_codewords(text: str, version: int) -> bytes:
+    """The data codewords of ``text`` in numeric mode: header, digit groups, terminator and pad bytes."""
+    length = len(text)
+    full = length - length % 3
+    parts = [_NUMERIC_MODE, format(length, f"0{_count_bits(version)}b")]
+    parts.extend(map(_TRIPLE_BITS.__getitem__, [text[i : i + 3] for i in range(0, full, 3)]))
+    if full < length:
+        parts.append(_TAIL_BITS[text[full:]])
+    bits = "".join(parts)
+    capacity = _blocks(version).data_bytes
+    # Terminator of up to four 0 bits, then 0 bits to the byte boundary: rounding up to whole bytes covers both,
+    # because the terminator is cut short only at the very end of the capacity.
+    used = (len(bits) + 4 + 7) // 8 if len(bits) + 4 <= 8 * capacity else capacity
+    head = (int(bits, 2) << (8 * used - len(bits))).to_bytes(used, "big")
+    return head + (_PAD_BYTES * capacity)[: capacity - used]
+
+
+# --- Reed–Solomon error correction --------------------------------------------------------------------------------
+
+_GF_EXP = [0] * 512
+_GF_LOG = [0] * 256
+_value = 1
+for _power in range(255):
+    _GF_EXP[_power] = _value
+    _GF_LOG[_value] = _power
+    _value <<= 1
+    if _value & 0x100:
+        _value ^= 0x11D  # x^8 + x^4 + x^3 + x^2 + 1, the QR code field polynomial
+for _power in range(255, 512):
+    _GF_EXP[_power] = _GF_EXP[_power - 255]
+del _value, _power
+
+
+def _gf_mul(a: int, b: int) -> int:
+    return 0 if a == 0 or b == 0 else _GF_EXP[_GF_LOG[a] + _GF_LOG[b]]
+
+
+@cache
+def _rs_feedback(ecc_count: int) -> tuple[int, ...]:
+    """For each feedback byte f, the generator polynomial's coefficients below the leading 1, times f, as an int.
+
+    The generator is (x − α⁰)(x − α¹)…(x − α^(ecc_count − 1)); the coefficients are packed big-endian, highest
+    degree first, ``ecc_count`` bytes.
+    """
+    generator = [1]
+    for power in range(ecc_count):
+        root = _GF_EXP[power]
+        product = [*generator, 0]
+        for index, coefficient in enumerate(generator):
+            product[index + 1] ^= _gf_mul(coefficient, root)
+        generator = product
+    lower = generator[1:]
+    return tuple(int.from_bytes(bytes(_gf_mul(c, f) for c in lower), "big") for f in range(256))
+
+
+def _rs_remainder(data: bytes, ecc_count: int) -> bytes:
+    """The ``ecc_count`` error correction codewords of one block: data·x^ecc_count modulo the generator."""
+    feedback = _rs_feedback(ecc_count)
+    shift = 8 * (ecc_count - 1)
+    keep = (1 << shift) - 1
+    remainder = 0
+    for byte in data:
+        remainder = ((remainder & keep) << 8) ^ feedback[(remainder >> shift) ^ byte]
+    return remainder.to_bytes(ecc_count, "big")
+
+
+def _codewords(text: str, version: int) -> bytes:
+    """All codewords of the symbol in placement order: interleaved data codewords, then interleaved ECC codewords."""
+    blocks = _blocks(version)
+    data = _data_codewords(text, version)
+    data_blocks: list[bytes] = []
+    offset = 0
+    for count in blocks.data_counts:
+        data_blocks.append(data[offset : offset + count])
+        offset += count
+    ecc_blocks = [_rs_remainder(block, blocks.ecc_count) for block in data_blocks]
+    # Blocks differ by at most one data codeword, longer ones last: zip takes the common columns, then the last
+    # codeword of each longer block follows.
+    shortest = blocks.data_counts[0]
+    interleaved = bytes(chain.from_iterable(zip(*data_blocks, strict=False)))
+    extra = bytes(block[shortest] for block in data_blocks if len(block) > shortest)
+    return interleaved + extra + bytes(chain.from_iterable(zip(*ecc_blocks, strict=True)))
+
+
+# --- Module placement and masking ---------------------------------------------------------------------------------
+
+
+class _PenaltyMasks(NamedTuple):
+    """Valid start positions (as bits of a symbol integer) of the windows the penalty rules look at."""
+
+    run_rows: int  # five modules in a row: column <= size - 5
+    run_columns: int  # five modules in a column: row <= size - 5
+    finder_rows: int  # eleven modules in a row: column <= size - 11
+    finder_columns: int  # eleven modules in a column: row <= size - 11
+    blocks: int  # 2×2 blocks: row, column <= size - 2
 
 
 class _Layout(NamedTuple):
-    """Where the data modules of one QR version go, and what the eight masks do to them.
+    """Where the data modules of one QR version go, and what the masks and format information add.
 
-    ``gather_rows`` / ``gather_columns`` turn the string of data bits (in placement order) followed by "01\n" into
-    the symbol's rows / columns, one "0"/"1" line each, function patterns included.
+    Module ``(row, column)`` is bit ``row * size + column`` of a symbol integer. ``gather`` turns the string of data
+    bits (in placement order) followed by "01" into the symbol's modules, last module first, so that ``int(…, 2)``
+    of the joined result is the unmasked symbol as ``qrcode`` scores it: function patterns set, format and version
+    information light. ``mask_bits[p]`` holds the data modules mask pattern ``p`` inverts, and ``type_bits[p]`` the
+    dark modules of the format information for pattern ``p``, the version information and the dark module.
     """
 
     size: int
     data_modules: int
+    gather: Callable[[str], tuple[str, ...]]
     mask_bits: tuple[int, ...]
-    gather_rows: Callable[[str], tuple[str, ...]]
-    gather_columns: Callable[[str], tuple[str, ...]]
+    type_bits: tuple[int, ...]
+    masks: _PenaltyMasks
 
 
-@lru_cache(maxsize=40)
-def _layout(version: int) -> _Layout:
-    """Build the data module layout of ``version`` the way ``QRCode.makeImpl(test=True, ...)`` lays out a symbol."""
+def _positions(size: int, predicate: Callable[[int, int], bool]) -> int:
+    return sum(1 << (row * size + column) for row in range(size) for column in range(size) if predicate(row, column))
+
+
+def _function_modules(version: int, test: bool, mask_pattern: int) -> list[list[bool | None]]:
+    """The function patterns ``QRCode.makeImpl(test, mask_pattern)`` lays out; ``None`` where data goes."""
     size = version * 4 + 17
     probe: qrcode.QRCode[BaseImage] = qrcode.QRCode(version=version, error_correction=constants.ERROR_CORRECT_M)
     probe.modules_count = size
@@ -79,12 +251,20 @@ def _layout(version: int) -> _Layout:
     probe.setup_position_probe_pattern(0, size - 7)
     probe.setup_position_adjust_pattern()
     probe.setup_timing_pattern()
+    probe.setup_type_info(test, mask_pattern)
+    if version >= 7:
+        probe.setup_type_number(test)
+    modules: list[list[bool | None]] = probe.modules
+    return modules
+
+
+@lru_cache(maxsize=_MAX_VERSION)
+def _layout(version: int) -> _Layout:
+    """Build the module layout of ``version`` the way ``QRCode.makeImpl`` and ``QRCode.map_data`` lay out a symbol."""
+    size = version * 4 + 17
     # qrcode scores masks with format and version information left light (test=True); do the same to choose
     # the same mask.
-    probe.setup_type_info(True, 0)
-    if version >= 7:
-        probe.setup_type_number(True)
-    modules = probe.modules
+    modules = _function_modules(version, True, 0)
     # The zigzag data placement of QRCode.map_data: two-module columns from the right, alternately up and down,
     # skipping the vertical timing pattern.
     order: list[tuple[int, int]] = []
@@ -98,7 +278,7 @@ def _layout(version: int) -> _Layout:
         row -= step
         step = -step
     placement = {cell: index for index, cell in enumerate(order)}
-    light, dark, newline = len(order), len(order) + 1, len(order) + 2
+    light, dark = len(order), len(order) + 1
 
     def source(row: int, column: int) -> int:
         module = modules[row][column]
@@ -106,44 +286,72 @@ def _layout(version: int) -> _Layout:
             return placement[(row, column)]
         return dark if module else light
 
-    rows = [index for r in range(size) for index in (*(source(r, c) for c in range(size)), newline)]
-    columns = [index for c in range(size) for index in (*(source(r, c) for r in range(size)), newline)]
+    last_first = [source(r, c) for r in reversed(range(size)) for c in reversed(range(size))]
     mask_bits = tuple(
-        int("".join("1" if util.mask_func(pattern)(r, c) else "0" for r, c in order), 2) for pattern in range(8)
+        sum(1 << (r * size + c) for r, c in order if util.mask_func(pattern)(r, c)) for pattern in range(8)
     )
-    return _Layout(size, len(order), mask_bits, itemgetter(*rows), itemgetter(*columns))
+    type_bits = []
+    for pattern in range(8):
+        final = _function_modules(version, False, pattern)
+        type_bits.append(
+            sum(1 << (r * size + c) for r in range(size) for c in range(size) if final[r][c] and not modules[r][c])
+        )
+    masks = _PenaltyMasks(
+        run_rows=_positions(size, lambda r, c: c <= size - 5),
+        run_columns=_positions(size, lambda r, c: r <= size - 5),
+        finder_rows=_positions(size, lambda r, c: c <= size - 11),
+        finder_columns=_positions(size, lambda r, c: r <= size - 11),
+        blocks=_positions(size, lambda r, c: r <= size - 2 and c <= size - 2),
+    )
+    return _Layout(size, len(order), itemgetter(*last_first), mask_bits, tuple(type_bits), masks)
 
 
-def _penalty(rows: str, columns: str, size: int) -> int:
-    """Score one masked symbol exactly as ``qrcode.util.lost_point`` does."""
-    score = 0
-    for lines in (rows, columns):
-        runs = _SAME_COLOUR_RUN.findall(lines)
-        score += sum(map(len, runs)) - 2 * len(runs)
-        score += 40 * len(_FINDER_LIKE.findall(lines))
-    # 2×2 blocks of one colour: bit j of a row value is one module, so a block at (j, j+1) is equal neighbours
-    # in both rows and equal modules above each other.
-    values = [int(line, 2) for line in rows.split()]
-    pairs = (1 << (size - 1)) - 1
-    for upper, lower in pairwise(values):
-        blocks = ~(upper ^ (upper >> 1)) & ~(lower ^ (lower >> 1)) & ~(upper ^ lower) & pairs
-        score += 3 * blocks.bit_count()
-    dark_share = float(rows.count("1")) / (size**2)
+def _line_penalty(dark: int, light: int, step: int, runs: int, finders: int) -> int:
+    """Penalty rules 1 and 3 of ``qrcode.util.lost_point`` along rows (``step`` 1) or columns (``step`` size).
+
+    Rule 1: every run of L ≥ 5 modules of one colour costs L − 2, i.e. one per five-module window of one colour
+    (L − 4 of them) plus two per run (counted at its first window). Rule 3: 40 for every position where
+    1011101 is followed or preceded by 0000 (reading order), within the line.
+    """
+    same = ~(dark ^ (dark >> step))  # bit p: module p equals module p + step
+    windows = same & (same >> step) & (same >> 2 * step) & (same >> 3 * step) & runs
+    score = windows.bit_count() + 2 * (windows & ~(windows << step)).bit_count()
+    core = (
+        dark
+        & (light >> step)
+        & (dark >> 2 * step)
+        & (dark >> 3 * step)
+        & (dark >> 4 * step)
+        & (light >> 5 * step)
+        & (dark >> 6 * step)
+    )
+    quiet = light & (light >> step) & (light >> 2 * step) & (light >> 3 * step)
+    finder_like = ((core & (quiet >> 7 * step)) | (quiet & (core >> 4 * step))) & finders
+    return score + 40 * finder_like.bit_count()
+
+
+def _penalty(symbol: int, layout: _Layout) -> int:
+    """Score a masked symbol integer exactly as ``qrcode.util.lost_point`` scores the module matrix."""
+    size = layout.size
+    masks = layout.masks
+    light = ~symbol
+    score = _line_penalty(symbol, light, 1, masks.run_rows, masks.finder_rows)
+    score += _line_penalty(symbol, light, size, masks.run_columns, masks.finder_columns)
+    # Rule 2: 3 for every 2×2 block of one colour.
+    across = ~(symbol ^ (symbol >> 1))
+    down = ~(symbol ^ (symbol >> size))
+    score += 3 * (across & (across >> size) & down & masks.blocks).bit_count()
+    # Rule 4, in qrcode's floating-point arithmetic.
+    dark_share = float(symbol.bit_count()) / (size**2)
     return score + int(abs(dark_share * 100 - 50) / 5) * 10
 
 
-def _best_mask(version: int, codewords: list[int]) -> int:
-    """Return the mask pattern ``QRCode.best_mask_pattern`` would choose: the lowest penalty, first on ties."""
-    layout = _layout(version)
-    # Data bits in placement order; the few remainder modules after the last codeword stay 0.
-    data = int.from_bytes(bytes(codewords), "big") << (layout.data_modules - 8 * len(codewords))
-    scores = []
-    for pattern in range(8):
-        bits = format(data ^ layout.mask_bits[pattern], f"0{layout.data_modules}b") + "01\n"
-        rows = "".join(layout.gather_rows(bits))
-        columns = "".join(layout.gather_columns(bits))
-        scores.append((_penalty(rows, columns, layout.size), pattern))
-    return min(scores)[1]
+def _unmasked_symbol(codewords: bytes, layout: _Layout) -> int:
+    """The symbol integer with ``codewords`` placed, before masking, format and version information light."""
+    # Data bits in placement order; the few remainder modules after the last codeword stay 0 before masking.
+    bits = format(int.from_bytes(codewords, "big"), f"0{8 * len(codewords)}b")
+    bits += "0" * (layout.data_modules - len(bits)) + "01"
+    return int("".join(layout.gather(bits)), 2)
 
 
 @lru_cache(maxsize=128)
@@ -152,20 +360,16 @@ def _encode(text: str) -> _Symbol:
     if not (text.isascii() and text.isdigit()):
         # str.isdigit() alone also accepts non-ASCII digits such as "٣", which numeric mode cannot carry.
         raise ValueError("QR text must be a non-empty string of ASCII digits (QR numeric mode)")
-    code: qrcode.QRCode[BaseImage] = qrcode.QRCode(error_correction=constants.ERROR_CORRECT_M, border=0)
-    code.add_data(util.QRData(text, mode=util.MODE_NUMBER))
-    try:
-        version = code.best_fit()
-    except (exceptions.DataOverflowError, ValueError) as exc:
-        # The text is already known to be digits, so qrcode fails here only for want of room: DataOverflowError,
-        # or ValueError("Invalid version (was 41 ...)") when its best-fit search steps past version 40.
-        raise ValueError(f"QR text of {len(text)} digits does not fit in a version 40 symbol at ECC M") from exc
-    # Data and error-correction codewords come from qrcode; handing them back through its data_cache keeps
-    # make() from computing them a second time.
-    code.data_cache = util.create_data(version, code.error_correction, code.data_list)
-    code.mask_pattern = _best_mask(version, code.data_cache)
-    code.make(fit=False)
-    rows = tuple(bytes(1 if module else 0 for module in row) for row in code.get_matrix())
+    version = _version_for(len(text))
+    layout = _layout(version)
+    unmasked = _unmasked_symbol(_codewords(text, version), layout)
+    # qrcode.best_mask_pattern: the lowest penalty, the first pattern on ties.
+    scores = [(_penalty(unmasked ^ mask, layout), pattern) for pattern, mask in enumerate(layout.mask_bits)]
+    pattern = min(scores)[1]
+    symbol = (unmasked ^ layout.mask_bits[pattern]) | layout.type_bits[pattern]
+    size = layout.size
+    modules = format(symbol, f"0{size * size}b")[::-1].encode("ascii").translate(_BINARY_TO_MODULE)
+    rows = tuple(modules[start : start + size] for start in range(0, size * size, size))
     return _Symbol(version=version, rows=rows)
 
 
@@ -201,7 +405,7 @@ def qr_matrix(text: str) -> list[list[bool]]:
     Raises:
         ValueError: If ``text`` is empty, holds anything but ASCII digits, or exceeds version 40.
     """
-    return [[module == 1 for module in row] for row in _encode(text).rows]
+    return [list(map(bool, row)) for row in _encode(text).rows]
 
 
 def qr_png(text: str, *, module_px: int = 8, border: int = 4) -> bytes:

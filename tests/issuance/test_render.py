@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from issuance import render
 from issuance.render import qr_matrix, qr_png, qr_svg, qr_version
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -88,7 +89,7 @@ def qrcode_reference_matrix(text: str) -> list[list[bool]]:
 @given(st.text(alphabet="0123456789", min_size=1, max_size=1600))
 @settings(max_examples=60, deadline=None)
 def test_matrix_is_identical_to_qrcode_own_symbol(text: str) -> None:
-    # Our mask selection replaces qrcode's for speed; it must choose the same mask, so the symbols are identical.
+    # Our encoder and mask selection replace qrcode's for speed; the symbols must be identical, mask included.
     assert qr_matrix(text) == qrcode_reference_matrix(text)
 
 
@@ -96,6 +97,109 @@ def test_matrix_is_identical_to_qrcode_own_symbol(text: str) -> None:
 def test_credential_matrix_is_identical_to_qrcode_own_symbol(length: int, seed: int) -> None:
     text = credential_text(length, seed)
     assert qr_matrix(text) == qrcode_reference_matrix(text)
+
+
+def test_matrix_is_identical_to_qrcode_over_seeded_random_texts() -> None:
+    # The encoder (version choice, bit packing, Reed–Solomon, interleaving, placement, mask choice) is our own;
+    # qrcode stays the reference. 250 texts cover versions 1–19; qrcode's slow reference encoder bounds the count
+    # (1,000 texts took up to a minute), and the mask/penalty test below checks every candidate exactly.
+    rng = random.Random(20250701)
+    for _ in range(250):
+        text = "".join(rng.choices("0123456789", k=rng.randint(1, 1000)))
+        assert qr_matrix(text) == qrcode_reference_matrix(text), len(text)
+
+
+def qrcode_test_symbols(text: str) -> tuple[int, list[list[list[bool]]]]:
+    """qrcode's version for the text and the eight symbols its mask selection scores (format information light)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=0)
+    code.add_data(qrcode.util.QRData(text, mode=qrcode.util.MODE_NUMBER))
+    version = code.best_fit()
+    symbols = []
+    for pattern in range(8):
+        code.makeImpl(True, pattern)
+        symbols.append([[bool(module) for module in row] for row in code.modules])
+    return version, symbols
+
+
+def symbol_modules(symbol: int, size: int) -> list[list[bool]]:
+    return [[bool(symbol >> (row * size + column) & 1) for column in range(size)] for row in range(size)]
+
+
+@pytest.mark.parametrize(("length", "seed"), [(1, 30), (40, 31), (154, 32), (412, 33), (700, 34), (1500, 35)])
+def test_mask_scores_are_qrcode_lost_points(length: int, seed: int) -> None:
+    # Every mask's candidate symbol and score, not only the winner, must be qrcode's, so that ties break alike.
+    text = "".join(random.Random(seed).choices("0123456789", k=length))
+    version, expected = qrcode_test_symbols(text)
+    layout = render._layout(version)
+    unmasked = render._unmasked_symbol(render._codewords(text, version), layout)
+    for pattern, modules in enumerate(expected):
+        symbol = unmasked ^ layout.mask_bits[pattern]
+        assert symbol_modules(symbol, layout.size) == modules
+        assert render._penalty(symbol, layout) == qrcode.util.lost_point(modules)
+
+
+def qrcode_best_fit(digits: int) -> int | None:
+    """qrcode's version for a numeric text of ``digits`` digits at ECC M, None when it does not fit version 40."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M)
+    code.add_data(qrcode.util.QRData("7" * digits, mode=qrcode.util.MODE_NUMBER))
+    try:
+        return int(code.best_fit())
+    except (qrcode.exceptions.DataOverflowError, ValueError):
+        return None
+
+
+def test_capacity_table_agrees_with_qrcode_best_fit() -> None:
+    for version in range(1, 41):
+        capacity = render._CAPACITY[version - 1]
+        assert qrcode_best_fit(capacity) == render._version_for(capacity) == version
+        if version < 40:
+            assert qrcode_best_fit(capacity + 1) == render._version_for(capacity + 1) == version + 1
+    assert qrcode_best_fit(5597) is None
+    assert render._CAPACITY[:1] == (34,)  # ISO/IEC 18004 Table 7: 1-M holds 34 digits, 40-M 5596
+    assert render._CAPACITY[-1] == 5596
+
+
+@pytest.mark.parametrize("length", [1, 34, 300, 412, 432, 1000])
+def test_all_zero_text_encodes_and_decodes(length: int) -> None:
+    # qrcode's own Reed–Solomon division raises ValueError("glog(0)") when a whole data block is zero, as for
+    # "0" * 300; ours must encode it.
+    text = "0" * length
+    version = qr_version(text)
+    assert version == render._version_for(length)
+    assert len(qr_matrix(text)) == 17 + 4 * version
+    results = decode_png(qr_png(text))
+    assert [result.text for result in results] == [text]
+    assert results[0].ec_level == "M"
+
+
+def test_reed_solomon_of_a_zero_block_is_zero() -> None:
+    assert render._rs_remainder(bytes(36), 22) == bytes(22)
+
+
+def rs_syndromes(block: bytes) -> list[int]:
+    """The block polynomial evaluated at α⁰…α^(n−1) in GF(256) with x⁸ + x⁴ + x³ + x² + 1; all 0 for a codeword."""
+    exp = [1]
+    for _ in range(254):
+        value = exp[-1] << 1
+        exp.append(value ^ 0x11D if value & 0x100 else value)
+
+    def mul(a: int, b: int) -> int:
+        return 0 if 0 in (a, b) else exp[(exp.index(a) + exp.index(b)) % 255]
+
+    syndromes = []
+    for power in range(len(block)):
+        value = 0
+        for coefficient in block:
+            value = mul(value, exp[power]) ^ coefficient
+        syndromes.append(value)
+    return syndromes
+
+
+@pytest.mark.parametrize("ecc_count", [10, 16, 22, 26, 28])
+def test_reed_solomon_blocks_are_codewords(ecc_count: int) -> None:
+    data = bytes(random.Random(ecc_count).choices(range(256), k=40))
+    block = data + render._rs_remainder(data, ecc_count)
+    assert rs_syndromes(block)[:ecc_count] == [0] * ecc_count
 
 
 def test_matrix_is_a_fresh_copy() -> None:
