@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest install install-dev system-deps bench clean
+.PHONY: run test lint typecheck pytest install install-dev system-deps system-deps-test bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { sh scripts/system-deps.sh python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	@touch $@
 
+# pyscard (a dev dependency) compiles against libpcsclite: system-deps-test comes first in `make test`.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.installed
@@ -24,7 +25,10 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 system-deps:
-	@sh scripts/system-deps.sh $$(grep -v '^#' scripts/apt-packages.txt)
+	@sh scripts/system-deps.sh $$(grep -hv '^#' scripts/apt-packages.txt)
+
+system-deps-test:
+	@sh scripts/system-deps.sh $$(grep -hv '^#' scripts/apt-packages.txt scripts/apt-packages-test.txt)
 
 run: system-deps install
 	$(BIN)/cardsvc migrate
@@ -45,7 +49,7 @@ pytest: install-dev
 		echo "PostgreSQL not reachable: PostgreSQL pass skipped (it is mandatory under CI=true)"; \
 	fi
 
-test: system-deps install-dev lint typecheck pytest
+test: system-deps-test install-dev lint typecheck pytest
 
 bench: install-dev
 	$(BIN)/python bench/import_members.py
