@@ -28,6 +28,7 @@ from cardsvc.services.jobs import ThreadJobRunner
 from cardsvc.services.keys import KeyRing, active_key
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
+from cardsvc.web import install_web
 
 log = logging.getLogger("cardsvc")
 access_log = logging.getLogger("cardsvc.access")
@@ -42,6 +43,10 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(self), geolocation=(), microphone=()"),
 ]
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# FastAPI's interactive docs load Swagger UI / ReDoc from their CDN and use inline scripts.
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+DOCS_CSP = (b"content-security-policy", b"default-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
+            b"img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UPLOAD_PATHS = ("/v1/members/import",)
 
@@ -97,7 +102,7 @@ class RequestLimitsMiddleware:
             if message["type"] == "http.response.start":
                 headers = [*message.get("headers", []), (b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
                 if not any(name == b"content-security-policy" for name, _ in headers):
-                    headers.append(API_CSP)
+                    headers.append(DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP)
                 message["headers"] = headers
             await send(message)
 
@@ -223,6 +228,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (auth, chapters, members, cards, events, keys_api, officers, audit, publication, reports):
         app.include_router(module.router)
+
+    install_web(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
