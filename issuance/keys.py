@@ -15,6 +15,7 @@ from verification.format import ALG_EDDSA, ALG_ES256, KID_LENGTH
 
 PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 AlgorithmName = Literal["ed25519", "es256"]
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 ALGORITHMS: dict[AlgorithmName, int] = {"ed25519": ALG_EDDSA, "es256": ALG_ES256}
 
 
@@ -78,4 +79,7 @@ class LocalSigner:
             return self.private_key.sign(data)
         der = self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
+        # (r, n - s) verifies too; always emitting the low-s form gives each card exactly one valid byte string.
+        if s > _P256_ORDER // 2:
+            s = _P256_ORDER - s
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")

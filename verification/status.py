@@ -21,6 +21,7 @@ STATUS_SUSPENDED: Final = 2
 STATUS_SUPERSEDED: Final = 3  # the standard's "application specific" value: replaced by a newer card
 STATUS_LIST_TYP: Final = "statuslist+jwt"
 MAX_TOKEN_CHARS: Final = 8_000_000
+CLOCK_LEEWAY_SECONDS: Final = 600
 MAX_LIST_BYTES: Final = 2**24 * BITS // 8  # the largest list the service creates
 
 
@@ -61,10 +62,12 @@ def verify_status_list(token: str, *, algorithm: int, key: PublicKey, kid: bytes
             raise TrustError("status list signed by an unexpected key or of the wrong type")
         claims: dict[str, Any] = jwt.decode(
             token, key, algorithms=[ALGORITHM_NAMES[algorithm]], subject=uri,
-            options={"require": ["sub", "iat", "exp", "status_list"], "verify_exp": False},
+            options={"require": ["sub", "iat", "exp", "status_list"], "verify_exp": False, "verify_iat": False},
         )
     except jwt.PyJWTError as exc:
         raise TrustError(f"status list does not verify: {exc}") from exc
+    if int(claims["iat"]) > now.timestamp() + CLOCK_LEEWAY_SECONDS:
+        raise TrustError("status list is issued in the future; check this station's clock")
     if int(claims["exp"]) < now.timestamp():
         raise TrustError("status list has expired")
     body = claims["status_list"]

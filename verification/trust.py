@@ -17,6 +17,7 @@ from verification.errors import TrustError
 from verification.format import ALGORITHM_NAMES
 
 TRUST_BUNDLE_TYP: Final = "cardsvc-trust+jwt"
+CLOCK_LEEWAY_SECONDS: Final = 600
 KeyStatus = Literal["active", "retired", "compromised"]
 
 
@@ -68,10 +69,13 @@ def verify_trust_bundle(token: str, anchor: TrustAnchor, *, now: datetime) -> Tr
             raise TrustError("trust bundle is not signed by the pinned trust key")
         claims: dict[str, Any] = jwt.decode(
             token, anchor.key, algorithms=[ALGORITHM_NAMES[anchor.algorithm]],
-            options={"require": ["iss", "iat", "exp", "keys", "status_lists"], "verify_exp": False},
+            options={"require": ["iss", "iat", "exp", "keys", "status_lists"], "verify_exp": False, "verify_iat": False},
         )
     except jwt.PyJWTError as exc:
         raise TrustError(f"trust bundle does not verify: {exc}") from exc
+    # Times are checked against the injected clock (the station's), with room for a clock a little behind.
+    if int(claims["iat"]) > now.timestamp() + CLOCK_LEEWAY_SECONDS:
+        raise TrustError("trust bundle is issued in the future; check this station's clock")
     if int(claims["exp"]) < now.timestamp():
         raise TrustError("trust bundle has expired; download a fresh one")
     keys: dict[bytes, TrustedKey] = {}

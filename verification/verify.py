@@ -124,8 +124,11 @@ class StatusLists:
     """A :class:`StatusSource` over status lists that were already verified with the trust anchor."""
 
     def __init__(self, lists: Mapping[int, StatusListView]) -> None:
-        """Args:
-        lists: Verified lists by status list id. A list id absent from the mapping is "unavailable".
+        """Index verified lists.
+
+        Args:
+            lists: Verified lists by status list id. A list id absent from the mapping is unavailable: ``status``
+                returns None for it and :func:`verify` applies its ``on_missing_status`` policy.
         """
         self._lists = dict(lists)
 

@@ -101,3 +101,19 @@ def test_status_list_zip_bomb_is_refused_after_signature_check() -> None:
     token = sign_jwt(trust, payload, typ=STATUS_LIST_TYP)
     with pytest.raises(TrustError, match="larger than allowed"):
         verify_status_list(token, algorithm=anchor.algorithm, key=anchor.key, kid=anchor.kid, uri=URI, now=NOW)
+
+
+def test_station_clock_slightly_behind_is_tolerated() -> None:
+    trust, card = _signer(b"\x00\x01"), _signer(b"\x00\x02")
+    token = sign_jwt(trust, _bundle_payload(card), typ=TRUST_BUNDLE_TYP)
+    verify_trust_bundle(token, _anchor(trust), now=NOW - timedelta(minutes=5))
+    with pytest.raises(TrustError, match="future"):
+        verify_trust_bundle(token, _anchor(trust), now=NOW - timedelta(hours=2))
+
+
+def test_es256_signatures_are_low_s() -> None:
+    signer = _signer(b"\x00\x03", "es256")
+    order = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    for n in range(64):
+        signature = signer.sign(n.to_bytes(2, "big"))
+        assert int.from_bytes(signature[32:], "big") <= order // 2
