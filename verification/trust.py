@@ -69,7 +69,8 @@ def verify_trust_bundle(token: str, anchor: TrustAnchor, *, now: datetime) -> Tr
             raise TrustError("trust bundle is not signed by the pinned trust key")
         claims: dict[str, Any] = jwt.decode(
             token, anchor.key, algorithms=[ALGORITHM_NAMES[anchor.algorithm]],
-            options={"require": ["iss", "iat", "exp", "keys", "status_lists"], "verify_exp": False, "verify_iat": False},
+            options={"require": ["iss", "iat", "exp", "keys", "status_lists"], "verify_exp": False,
+                     "verify_iat": False},
         )
     except jwt.PyJWTError as exc:
         raise TrustError(f"trust bundle does not verify: {exc}") from exc
