@@ -1,0 +1,334 @@
+"""The officer pages under ``/admin``: each route parses the form or URL, calls the same service function as the
+API, and renders a template (or redirects after a POST). Scope and permissions are the services' business: an
+out-of-scope member is "not found" here exactly as in the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from cardsvc.api.deps import BatchSchedulerDep, CipherDep, KeyRingDep, SessionDep, SettingsDep, TokensDep
+from cardsvc.db.models import REVOCATION_REASONS
+from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, TooManyRequests, ValidationFailed
+from cardsvc.services import cards, chapters, events, imports, jobs, members, officers, printing, reports, stations
+from cardsvc.services.members import MemberSearch
+from cardsvc.web.admin.context import (
+    LOGIN_PATH,
+    PREFIX,
+    VIETNAM,
+    OfficerPageDep,
+    PageDep,
+    PageRoute,
+    PostedLoginDep,
+    PostedPageDep,
+    error_messages,
+    redirect,
+)
+from cardsvc.web.admin.i18n import LANGUAGES
+from cardsvc.web.admin.qr import provisioning_url, text_qr_svg
+
+router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
+
+PAGE_SIZE = 50
+REISSUE_REASONS = ("lost", "damaged", "name_change", "other")
+DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked"})
+Text = Annotated[str, Form(max_length=500)]
+
+
+def _chapter_choices(session: SessionDep, page: OfficerPageDep) -> list[dict[str, Any]]:
+    actor = page.require_actor()
+    found = chapters.list_chapters(session, actor, limit=500)
+    base = min((c.depth for c in found), default=0)
+    return [{"id": c.id, "code": c.code, "name": c.name, "indent": c.depth - base} for c in found]
+
+
+# Login, logout, language ------------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+def login_form(page: PageDep) -> Response:
+    if page.actor is not None:
+        return redirect(PREFIX)
+    return page.render("login.html")
+
+
+@router.post("/login")
+def login(page: PostedLoginDep, session: SessionDep, tokens: TokensDep, settings: SettingsDep,
+          username: Text = "", password: Text = "") -> Response:
+    try:
+        token = officers.login(session, tokens, username=username, password=password,
+                               max_failures=settings.login_max_failures,
+                               lockout_seconds=settings.login_lockout_seconds, request_id=page.request_id)
+    except (AuthenticationFailed, TooManyRequests) as exc:
+        headline, _lines = error_messages(page.lang, exc)
+        response = page.render("login.html", status_code=exc.status_code, error=headline, username=username)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    page.start_session(tokens.verify(token.token).officer_id)
+    return redirect(PREFIX)
+
+
+@router.post("/logout")
+def logout(page: PostedPageDep) -> Response:
+    page.start_session(None)
+    return redirect(LOGIN_PATH)
+
+
+@router.get("/language/{lang}")
+def switch_language(page: PageDep, lang: str, back: Annotated[str, Query(max_length=300)] = PREFIX) -> Response:
+    """A preference only (no data changes), so a plain link; ``back`` must stay inside the officer pages."""
+    if lang in LANGUAGES:
+        page.new_language = lang
+    safe = back if back.startswith(PREFIX) and not back.startswith("//") and "\\" not in back else PREFIX
+    return RedirectResponse(safe, status_code=303)
+
+
+# Home and members -------------------------------------------------------------------------------------------------
+
+
+@router.get("")
+def home(page: OfficerPageDep, session: SessionDep) -> Response:
+    actor = page.require_actor()
+    scope = None
+    if actor.scope_path is not None:
+        scope = chapters.list_chapters(session, actor, limit=1)
+    return page.render("home.html", scope=scope[0] if scope else None)
+
+
+@router.get("/members")
+def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
+                  q: Annotated[str, Query(max_length=100)] = "",
+                  chapter: Annotated[str, Query(max_length=20)] = "",
+                  offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> Response:
+    actor = page.require_actor()
+    chapter_id = int(chapter) if chapter.isdigit() else None
+    text = q.strip()
+    number = text if text.isdigit() and len(text) == 10 else None
+    found = None
+    if text or chapter_id is not None:
+        found = members.search_members(session, actor, cipher, MemberSearch(
+            query=None if number else text or None, member_number=number, chapter_id=chapter_id,
+            limit=PAGE_SIZE + 1, offset=offset,
+        ))
+    more = None
+    if found is not None and len(found) > PAGE_SIZE:
+        found = found[:PAGE_SIZE]
+        more = "?" + urlencode({"q": text, "chapter": chapter, "offset": offset + PAGE_SIZE})
+    return page.render("members.html", q=text, chapter=chapter_id, members=found, more=more,
+                       chapters=_chapter_choices(session, page))
+
+
+@router.get("/members/{member_id}")
+def member_detail(member_id: int, page: OfficerPageDep, session: SessionDep,
+                  done: Annotated[str, Query(max_length=20)] = "") -> Response:
+    actor = page.require_actor()
+    member = members.get_member(session, actor, member_id)
+    history = list(reversed(cards.member_cards(session, actor, member.id)))
+    current = next((c for c in history if c.status in cards.CURRENT), None)
+    return page.render("member.html", member=member, history=history, current=current,
+                       done=done if done in DONE_MESSAGES else None, revoke_reasons=REVOCATION_REASONS,
+                       reissue_reasons=REISSUE_REASONS)
+
+
+# Cards ------------------------------------------------------------------------------------------------------------
+
+
+def _member_url(member_id: int, done: str) -> str:
+    return f"{PREFIX}/members/{member_id}?done={done}"
+
+
+@router.post("/members/{member_id}/cards")
+def issue_card(member_id: int, page: PostedPageDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
+               reason: Text = "issue") -> Response:
+    if reason not in ("issue", *REISSUE_REASONS):
+        raise ValidationFailed("unknown reason", details=[{"field": "reason", "code": "invalid"}])
+    card = cards.issue_card(session, page.require_actor(), keyring, member_id,
+                            validity_years=settings.card_validity_years, list_size=settings.status_list_size,
+                            reason=reason)
+    return redirect(_member_url(card.member_id, "issued"))
+
+
+@router.post("/cards/{card_id}/suspend")
+def suspend_card(card_id: str, page: PostedPageDep, session: SessionDep, note: Text = "") -> Response:
+    card = cards.suspend_card(session, page.require_actor(), card_id, note=note.strip()[:200] or None)
+    return redirect(_member_url(card.member_id, "suspended"))
+
+
+@router.post("/cards/{card_id}/reinstate")
+def reinstate_card(card_id: str, page: PostedPageDep, session: SessionDep, note: Text = "") -> Response:
+    card = cards.reinstate_card(session, page.require_actor(), card_id, note=note.strip()[:200] or None)
+    return redirect(_member_url(card.member_id, "reinstated"))
+
+
+@router.post("/cards/{card_id}/revoke")
+def revoke_card(card_id: str, page: PostedPageDep, session: SessionDep, reason: Text = "", note: Text = ""
+                ) -> Response:
+    card = cards.revoke_card(session, page.require_actor(), card_id, reason=reason,
+                             note=note.strip()[:200] or None)
+    return redirect(_member_url(card.member_id, "revoked"))
+
+
+@router.get("/cards/{card_id}/card.pdf")
+def card_pdf(card_id: str, page: OfficerPageDep, session: SessionDep, settings: SettingsDep) -> Response:
+    card = cards.get_card(session, page.require_actor(), card_id)
+    return Response(printing.card_pdf_of(card, settings), media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="card-{card.card_id}.pdf"'})
+
+
+# Printing a chapter's sheets --------------------------------------------------------------------------------------
+
+
+@router.get("/print")
+def print_form(page: OfficerPageDep, session: SessionDep) -> Response:
+    return page.render("print.html", chapters=_chapter_choices(session, page))
+
+
+@router.post("/print")
+def start_printing(page: PostedPageDep, session: SessionDep, scheduler: BatchSchedulerDep,
+                   chapter: Text = "", subtree: Text = "") -> Response:
+    if not chapter.isdigit():
+        raise ValidationFailed("choose a chapter", details=[{"field": "chapter_id", "code": "required"}])
+    job = jobs.start_batch(session, page.require_actor(), int(chapter), subtree=subtree == "yes")
+    scheduler.submit_batch(job.id)
+    return redirect(f"{PREFIX}/jobs/{job.id}")
+
+
+@router.get("/jobs/{job_id}")
+def job_page(job_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+    return page.render("job.html", job=jobs.get_job(session, page.require_actor(), job_id))
+
+
+@router.get("/jobs/{job_id}/progress.json")
+def job_progress(job_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+    job = jobs.get_job(session, page.require_actor(), job_id)
+    return JSONResponse({"status": job.status, "done": job.done, "total": job.total,
+                         "label": page.t(f"job.status.{job.status}"),
+                         "progress": page.t("job.progress", done=job.done, total=job.total)})
+
+
+@router.get("/jobs/{job_id}/sheets.pdf")
+def job_sheets(job_id: int, page: OfficerPageDep, session: SessionDep, settings: SettingsDep) -> Response:
+    sheets = printing.sheets_pdf_of(jobs.job_cards(session, page.require_actor(), job_id), settings)
+    return Response(sheets, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="cards-job-{job_id}.pdf"'})
+
+
+# Imports ----------------------------------------------------------------------------------------------------------
+
+
+@router.get("/import")
+def import_form(page: OfficerPageDep, session: SessionDep) -> Response:
+    return page.render("import.html", chapters=_chapter_choices(session, page), report=None)
+
+
+@router.post("/import")
+def import_file(page: PostedPageDep, session: SessionDep, cipher: CipherDep, settings: SettingsDep,
+                file: Annotated[UploadFile | None, File()] = None, chapter: Text = "", mode: Text = "dry_run"
+                ) -> Response:
+    actor = page.require_actor()
+    choices = _chapter_choices(session, page)
+    if file is None or not file.filename:
+        return page.render("import.html", status_code=422, chapters=choices, report=None,
+                           error=page.t("import.no_file"), chapter=chapter)
+    data = file.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"the file exceeds {settings.max_upload_bytes} bytes")
+    code = next((c["code"] for c in choices if str(c["id"]) == chapter), None)
+    try:
+        report = imports.import_members(session, actor, cipher, data=data, filename=file.filename,
+                                        chapter_code=code, dry_run=mode != "import")
+    except ValidationFailed as exc:
+        headline, lines = error_messages(page.lang, exc)
+        return page.render("import.html", status_code=exc.status_code, chapters=choices, report=None,
+                           error=headline, error_lines=lines, chapter=chapter)
+    return page.render("import.html", chapters=choices, report=report, chapter=chapter)
+
+
+# Events and stations ----------------------------------------------------------------------------------------------
+
+
+@router.get("/events")
+def event_list(page: OfficerPageDep, session: SessionDep) -> Response:
+    return page.render("events.html", events=events.list_events(session, page.require_actor(), chapter_id=None,
+                                                                limit=100, offset=0))
+
+
+@router.get("/events/new")
+def event_form(page: OfficerPageDep, session: SessionDep) -> Response:
+    return page.render("event_new.html", chapters=_chapter_choices(session, page), form={}, errors=[])
+
+
+def _local_datetime(value: str, field: str) -> datetime:
+    text = value.strip()
+    for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=VIETNAM).astimezone(UTC)
+        except ValueError:
+            continue
+    code = "required" if not text else "invalid_datetime"
+    raise ValidationFailed(f"{field}: not a date and time", details=[{"field": field, "code": code}])
+
+
+@router.post("/events")
+def create_event(page: PostedPageDep, session: SessionDep, chapter: Text = "", title: Text = "", venue: Text = "",
+                 starts_at: Text = "", ends_at: Text = "", eligibility: Text = "subtree", mode: Text = "entry",
+                 allow_reentry: Text = "") -> Response:
+    form = {"chapter": chapter, "title": title, "venue": venue, "starts_at": starts_at, "ends_at": ends_at,
+            "eligibility": eligibility, "mode": mode, "allow_reentry": allow_reentry}
+    try:
+        if not chapter.isdigit():
+            raise ValidationFailed("choose a chapter", details=[{"field": "chapter_id", "code": "required"}])
+        spec = events.EventSpec(
+            chapter_id=int(chapter), title=title, venue=venue, starts_at=_local_datetime(starts_at, "starts_at"),
+            ends_at=_local_datetime(ends_at, "ends_at"), eligibility=eligibility, mode=mode,
+            allow_reentry=allow_reentry == "yes",
+        )
+        event = events.create_event(session, page.require_actor(), spec)
+    except ValidationFailed as exc:
+        headline, lines = error_messages(page.lang, exc)
+        return page.render("event_new.html", status_code=422, chapters=_chapter_choices(session, page), form=form,
+                           error=headline, errors=lines)
+    return redirect(f"{PREFIX}/events/{event.id}")
+
+
+def _event_page(page: OfficerPageDep, session: SessionDep, event_id: int, status_code: int = 200,
+                **context: Any) -> Response:
+    actor = page.require_actor()
+    event = events.get_event(session, actor, event_id)
+    return page.render("event.html", status_code=status_code, event=event,
+                       stats=reports.event_stats(session, actor, event.id),
+                       stations=stations.list_stations(session, actor, event.id), **context)
+
+
+@router.get("/events/{event_id}")
+def event_detail(event_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+    return _event_page(page, session, event_id)
+
+
+@router.post("/events/{event_id}/stations")
+def register_station(event_id: int, page: PostedPageDep, session: SessionDep, settings: SettingsDep,
+                     name: Text = "") -> Response:
+    """Shows the one-time set-up code as a QR on the answer itself: it is never stored, so there is no page to
+    redirect to."""
+    try:
+        registration = stations.register_station(session, page.require_actor(), event_id, name)
+    except ValidationFailed as exc:
+        headline, _lines = error_messages(page.lang, exc)
+        return _event_page(page, session, event_id, status_code=422, station_error=headline)
+    url = provisioning_url(settings.public_base_url, registration.provisioning_code)
+    return _event_page(page, session, event_id, registered=registration.station, provisioning_url=url,
+                       provisioning_qr=text_qr_svg(url))
+
+
+@router.get("/events/{event_id}/stats.json")
+def event_stats(event_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+    """The live count for the event page's script (same-origin, cookie session; the API wants a bearer token)."""
+    stats = reports.event_stats(session, page.require_actor(), event_id)
+    return JSONResponse({"eligible": stats.eligible, "checked_in": stats.checked_in, "present": stats.present,
+                         "denied": stats.denied, "as_of": stats.as_of.isoformat()})
+

@@ -1,0 +1,30 @@
+"""The provisioning QR shown when a station is registered, as inline SVG.
+
+``issuance.render.qr_svg`` encodes digits only (card credentials); a provisioning URL is text, so this uses the
+``qrcode`` package's path factory in byte mode. Inline SVG needs no ``img-src`` exception in the page policy.
+"""
+
+from __future__ import annotations
+
+import re
+
+import qrcode
+from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.svg import SvgPathFillImage
+
+_SIZE_ATTRIBUTES = re.compile(r'^(<svg[^>]*?) width="[^"]*" height="[^"]*"')
+
+
+def provisioning_url(public_base_url: str, code: str) -> str:
+    """The address a station opens to set itself up — the same one ``POST /v1/events/{id}/stations`` returns."""
+    return f"{public_base_url.rstrip('/')}/checkin#setup={code}"
+
+
+def text_qr_svg(text: str) -> str:
+    """An SVG QR symbol (byte mode, ECC M, 4-module quiet zone) that scales with its container."""
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4, image_factory=SvgPathFillImage)
+    code.add_data(text.encode(), optimize=0)
+    code.make(fit=True)
+    svg: str = code.make_image().to_string(encoding="unicode")
+    # Fixed millimetre sizes would defeat the page's CSS; the viewBox keeps the proportions.
+    return _SIZE_ATTRIBUTES.sub(r'\1 role="img"', svg, count=1)

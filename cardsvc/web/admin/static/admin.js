@@ -1,0 +1,53 @@
+// Officer pages: confirmations before irreversible actions, the live check-in count, batch-print progress.
+// Loaded as a file because the pages' Content-Security-Policy forbids inline scripts.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const form of document.querySelectorAll("form[data-confirm]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+
+  for (const link of document.querySelectorAll("a[data-back]")) {
+    if (window.history.length > 1) {
+      link.addEventListener("click", (event) => { event.preventDefault(); window.history.back(); });
+    }
+  }
+
+  const poll = (url, every, onData) => {
+    const tick = async () => {
+      try {
+        const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (response.ok && onData(await response.json()) === false) return;
+      } catch (error) {
+        // Offline for a moment: keep the last numbers and try again.
+      }
+      window.setTimeout(tick, every);
+    };
+    window.setTimeout(tick, every);
+  };
+
+  const live = document.querySelector("[data-stats-url]");
+  if (live) {
+    poll(live.dataset.statsUrl, 5000, (stats) => {
+      for (const cell of live.querySelectorAll("[data-stat]")) {
+        const value = stats[cell.dataset.stat];
+        if (value !== undefined && value !== null) cell.textContent = String(value);
+      }
+    });
+  }
+
+  const job = document.querySelector("[data-job-url]");
+  if (job) {
+    poll(job.dataset.jobUrl, 2000, (state) => {
+      job.querySelector("[data-job=label]").textContent = state.label;
+      job.querySelector("[data-job=progress]").textContent = state.progress;
+      if (state.status === "done") {
+        document.getElementById("job-sheets").hidden = false;
+        return false;
+      }
+      return state.status !== "failed";
+    });
+  }
+});

@@ -1,0 +1,332 @@
+"""Officer pages over HTTP (TestClient, rolled-back database): session cookie, CSRF, scope, roles, friendly errors,
+imports, events and the provisioning QR. The browser walk-through is in tests/web/test_admin_pages.py."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import zxingcpp
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cardsvc.db.models import Card, Member, SigningKey
+from cardsvc.security import PiiCipher
+from cardsvc.settings import Settings
+from cardsvc.web.admin.i18n import CATALOGUE
+from cardsvc.web.admin.session import COOKIE_NAME, SessionCodec
+from tests.conftest import PASSWORD, Tree, id_number_for, make_member
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def page_login(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Sign in through the login form; returns the CSRF token of the signed-in session."""
+    form = client.get("/admin/login")
+    response = client.post("/admin/login", data={"username": username, "password": password,
+                                                 "csrf_token": csrf_of(form.text)}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/admin"
+    return csrf_of(client.get("/admin").text)
+
+
+def test_login_sets_a_strict_http_only_cookie_and_logout_ends_the_session(client: TestClient, tree: Tree) -> None:
+    form = client.get("/admin/login")
+    assert form.status_code == 200
+    csp = form.headers["content-security-policy"]
+    for directive in ("default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+                      "form-action 'self'", "frame-ancestors 'none'"):
+        assert directive in csp
+    assert "<script>" not in form.text and "style=" not in form.text
+    anonymous_token = csrf_of(form.text)
+
+    response = client.post("/admin/login", data={"username": "t.officer.a", "password": PASSWORD,
+                                                 "csrf_token": anonymous_token}, follow_redirects=False)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert f"{COOKIE_NAME}=" in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert "Secure" not in cookie  # The test server's public URL is http.
+    home = client.get("/admin")
+    assert home.status_code == 200 and "t.officer.a" in home.text
+    signed_in_token = csrf_of(home.text)
+    assert signed_in_token != anonymous_token  # A new nonce at login: no session fixation.
+
+    logout = client.post("/admin/logout", data={"csrf_token": signed_in_token}, follow_redirects=False)
+    assert logout.status_code == 303 and logout.headers["location"] == "/admin/login"
+    after = client.get("/admin", follow_redirects=False)
+    assert after.status_code == 303 and after.headers["location"] == "/admin/login"
+
+
+def test_wrong_password_is_a_friendly_message_and_the_lockout_applies(client: TestClient, tree: Tree,
+                                                                      settings: Settings) -> None:
+    token = csrf_of(client.get("/admin/login").text)
+    wrong = client.post("/admin/login", data={"username": "t.officer.a", "password": "not the password",
+                                              "csrf_token": token})
+    assert wrong.status_code == 401
+    assert "Sai tên đăng nhập hoặc mật khẩu" in wrong.text
+    for _ in range(settings.login_max_failures):
+        client.post("/admin/login", data={"username": "t.officer.a", "password": "nope nope nope",
+                                          "csrf_token": token})
+    locked = client.post("/admin/login", data={"username": "t.officer.a", "password": PASSWORD,
+                                               "csrf_token": token})
+    assert locked.status_code == 429
+    assert "Tài khoản tạm khoá" in locked.text and int(locked.headers["retry-after"]) > 0
+
+
+def test_pages_need_a_session(client: TestClient, tree: Tree) -> None:
+    for path in ("/admin", "/admin/members?q=lan", "/admin/events", "/admin/import"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/admin/login", path
+
+
+def test_a_tampered_or_expired_cookie_is_no_session(settings: Settings) -> None:
+    codec = SessionCodec.from_settings(settings)
+    session = codec.new(42, now=1_000_000)
+    value = codec.encode(session)
+    assert codec.decode(value, now=1_000_010) == session
+    assert codec.decode(value, now=1_000_000 + settings.access_token_minutes * 60 + 1) is None
+    payload, signature = value.split(".")
+    forged = SessionCodec(b"another key" * 3, lifetime=codec.lifetime, secure=False).encode(session)
+    assert codec.decode(forged, now=1_000_010) is None
+    assert codec.decode(payload + "." + signature[:-2] + "AA", now=1_000_010) is None
+    assert not codec.csrf_ok(session, None) and not codec.csrf_ok(session, "x")
+    assert codec.csrf_ok(session, codec.csrf_token(session))
+    https = SessionCodec.from_settings(settings.model_copy(update={"public_base_url": "https://the.union"}))
+    assert https.secure and not codec.secure
+
+
+def test_post_without_or_with_a_wrong_csrf_token_is_refused(client: TestClient, tree: Tree, db: Session,
+                                                            cipher: PiiCipher,
+                                                            signing_keys: dict[str, SigningKey]) -> None:
+    member = make_member(db, cipher, tree.branch_a)
+    page_login(client, "t.officer.a")
+    for data in ({}, {"csrf_token": "forged"}):
+        refused = client.post(f"/admin/members/{member.id}/cards", data={"reason": "issue", **data})
+        assert refused.status_code == 403
+        assert "Biểu mẫu đã cũ" in refused.text
+    assert db.scalar(select(func.count()).select_from(Card).where(Card.member_id == member.id)) == 0
+    # The login form needs its token as well (no login CSRF).
+    client.cookies.clear()
+    assert client.post("/admin/login", data={"username": "t.officer.a", "password": PASSWORD}).status_code == 403
+
+
+def test_search_is_accent_insensitive_and_issue_print_and_card_lifecycle(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, signing_keys: dict[str, SigningKey]) -> None:
+    member = make_member(db, cipher, tree.branch_a, full_name="Nguyễn Thị Lan")
+    make_member(db, cipher, tree.branch_a, full_name="Trần Thị Mai")
+    token = page_login(client, "t.officer.a")
+
+    found = client.get("/admin/members", params={"q": "nguyen thi lan"})
+    assert found.status_code == 200
+    assert f"/admin/members/{member.id}" in found.text and "Trần Thị Mai" not in found.text
+    by_chapter = client.get("/admin/members", params={"chapter": tree.branch_a.id})
+    assert "Nguyễn Thị Lan" in by_chapter.text and "Trần Thị Mai" in by_chapter.text
+
+    detail = client.get(f"/admin/members/{member.id}")
+    assert 'id="issue-card"' in detail.text
+    issued = client.post(f"/admin/members/{member.id}/cards", data={"reason": "issue", "csrf_token": token},
+                         follow_redirects=False)
+    assert issued.status_code == 303
+    card = db.scalars(select(Card).where(Card.member_id == member.id)).one()
+    page = client.get(issued.headers["location"])
+    assert "Đã cấp thẻ mới" in page.text and f'data-card-id="{card.card_id}"' in page.text
+
+    pdf = client.get(f"/admin/cards/{card.card_id}/card.pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF")
+
+    assert client.post(f"/admin/cards/{card.card_id}/suspend", data={"csrf_token": token}).status_code == 200
+    db.refresh(card)
+    assert card.status == "suspended"
+    client.post(f"/admin/cards/{card.card_id}/reinstate", data={"csrf_token": token})
+    db.refresh(card)
+    assert card.status == "active"
+    reissued = client.post(f"/admin/members/{member.id}/cards", data={"reason": "damaged", "csrf_token": token})
+    assert reissued.status_code == 200
+    db.refresh(card)
+    assert card.status == "superseded"
+    current = db.scalars(select(Card).where(Card.member_id == member.id, Card.status == "active")).one()
+    revoked = client.post(f"/admin/cards/{current.card_id}/revoke",
+                          data={"reason": "lost", "note": "mất ở chợ", "csrf_token": token})
+    assert "Đã thu hồi thẻ" in revoked.text
+    db.refresh(current)
+    assert current.status == "revoked" and current.status_reason == "lost"
+    # A second revocation is a friendly 409 page, not a 500.
+    again = client.post(f"/admin/cards/{current.card_id}/revoke", data={"reason": "lost", "csrf_token": token})
+    assert again.status_code == 409 and "Không thể đổi trạng thái" in again.text
+    assert again.headers["content-type"].startswith("text/html")
+
+
+def test_an_officer_gets_404_for_a_member_of_another_province(client: TestClient, tree: Tree, db: Session,
+                                                               cipher: PiiCipher) -> None:
+    other = make_member(db, cipher, tree.branch_b, full_name="Nguyễn Thị Lan")
+    page_login(client, "t.officer.a")
+    response = client.get(f"/admin/members/{other.id}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "ngoài phạm vi" in response.text and "Nguyễn Thị Lan" not in response.text
+    assert "Nguyễn Thị Lan" not in client.get("/admin/members", params={"q": "nguyen thi lan"}).text
+    assert client.get("/admin/members/not-a-number").status_code == 404
+
+
+def test_a_viewer_sees_no_write_buttons_and_her_posts_are_refused(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, signing_keys: dict[str, SigningKey]) -> None:
+    member = make_member(db, cipher, tree.branch_a)
+    token = page_login(client, "t.viewer.a")
+    detail = client.get(f"/admin/members/{member.id}")
+    assert detail.status_code == 200
+    assert 'id="issue-card"' not in detail.text and "/cards\"" not in detail.text
+    assert "/admin/import" not in client.get("/admin").text
+    refused = client.post(f"/admin/members/{member.id}/cards", data={"reason": "issue", "csrf_token": token})
+    assert refused.status_code == 403 and "chỉ được xem" in refused.text
+    assert db.scalar(select(func.count()).select_from(Card).where(Card.member_id == member.id)) == 0
+
+
+def test_import_dry_run_shows_the_row_report_and_writes_nothing(client: TestClient, tree: Tree,
+                                                               db: Session) -> None:
+    token = page_login(client, "t.officer.a")
+    birth = date(1988, 2, 3)
+    text = ("Họ và tên,Ngày sinh,Số CCCD\n"
+            f"Trần Thị Mai,03/02/1988,{id_number_for(birth)}\n"
+            "Lê Thị Hoa,31/02/1990,\n")
+    before = db.scalar(select(func.count()).select_from(Member)) or 0
+    response = client.post("/admin/import", data={"csrf_token": token, "chapter": str(tree.branch_a.id),
+                                                  "mode": "dry_run"},
+                           files={"file": ("danh-sach.csv", text.encode("utf-8-sig"), "text/csv")})
+    assert response.status_code == 200, response.text
+    assert "Kết quả kiểm tra (chưa lưu gì)" in response.text
+    assert re.search(r'id="count-rows">2<', response.text) and re.search(r'id="count-created">1<', response.text)
+    assert re.search(r'id="count-failed">1<', response.text)
+    assert 'id="import-problems"' in response.text and "<td>3</td>" in response.text
+    assert db.scalar(select(func.count()).select_from(Member)) == before
+
+    english = client.get("/admin/language/en", params={"back": "/admin/import"}, follow_redirects=False)
+    assert english.status_code == 303 and english.headers["location"] == "/admin/import"
+    response = client.post("/admin/import", data={"csrf_token": token, "chapter": str(tree.branch_a.id),
+                                                  "mode": "import"},
+                           files={"file": ("danh-sach.csv", text.encode("utf-8-sig"), "text/csv")})
+    assert "Result" in response.text and "Rows to correct" in response.text
+    assert db.scalar(select(func.count()).select_from(Member)) == before + 1
+
+    unreadable = client.post("/admin/import", data={"csrf_token": token, "mode": "dry_run"},
+                             files={"file": ("x.csv", b"", "text/csv")})
+    assert unreadable.status_code == 422 and 'id="import-error"' in unreadable.text
+    missing = client.post("/admin/import", data={"csrf_token": token, "mode": "dry_run"})
+    assert missing.status_code == 422 and "Please choose a file" in missing.text
+
+
+def _decode_svg_qr(svg: str) -> str:
+    """Rasterise the ``qrcode`` path SVG (one ``M x,y H V H z`` square per dark module) and decode it."""
+    size = int(re.search(r'viewBox="0 0 (\d+) \d+"', svg).group(1))  # type: ignore[union-attr]
+    scale = 8
+    image = Image.new("L", (size * scale, size * scale), 255)
+    draw = ImageDraw.Draw(image)
+    for x, y, x2, y2 in re.findall(r"M(\d+),(\d+)H(\d+)V(\d+)H\d+z", svg):
+        draw.rectangle((int(x) * scale, int(y) * scale, int(x2) * scale - 1, int(y2) * scale - 1), fill=0)
+    results = zxingcpp.read_barcodes(image)
+    assert len(results) == 1
+    return str(results[0].text)
+
+
+def test_event_creation_and_station_registration_shows_a_scannable_provisioning_qr(
+        client: TestClient, tree: Tree, settings: Settings) -> None:
+    token = page_login(client, "t.officer.a")
+    assert 'id="new-event"' in client.get("/admin/events").text
+    start = date.today() + timedelta(days=3)
+    created = client.post("/admin/events", data={
+        "csrf_token": token, "chapter": str(tree.commune_a.id), "title": "Hội nghị chi hội", "venue": "Nhà văn hoá",
+        "starts_at": f"{start.isoformat()}T08:00", "ends_at": f"{start.isoformat()}T11:30",
+        "eligibility": "subtree", "mode": "entry",
+    }, follow_redirects=False)
+    assert created.status_code == 303
+    event_url = created.headers["location"]
+    event_page = client.get(event_url)
+    assert "Hội nghị chi hội" in event_page.text and "08:00" in event_page.text  # Shown in Vietnam time.
+    event_id = int(event_url.rsplit("/", 1)[1])
+
+    registered = client.post(f"/admin/events/{event_id}/stations", data={"csrf_token": token, "name": "Cửa chính"})
+    assert registered.status_code == 200
+    svg = re.search(r'<div class="qr" id="provisioning-qr">(<svg.*?</svg>)</div>', registered.text, re.S)
+    assert svg, "no inline SVG QR"
+    url = re.search(r'<code id="provisioning-url">([^<]+)</code>', registered.text).group(1)  # type: ignore[union-attr]
+    assert url.startswith(f"{settings.public_base_url.rstrip('/')}/checkin#setup=")
+    assert _decode_svg_qr(svg.group(1)) == url
+    # The code in the QR is the one the station exchanges for its device token.
+    code = url.split("#setup=", 1)[1]
+    provisioned = client.post("/v1/devices/provision", json={"code": code})
+    assert provisioned.status_code == 200, provisioned.text
+    assert "Cửa chính" in client.get(event_url).text
+
+    stats = client.get(f"/admin/events/{event_id}/stats.json")
+    assert stats.status_code == 200 and stats.json()["checked_in"] == 0
+    client.cookies.clear()
+    assert client.get(f"/admin/events/{event_id}/stats.json", follow_redirects=False).status_code == 303
+
+
+def test_an_invalid_form_is_a_friendly_page(client: TestClient, tree: Tree) -> None:
+    token = page_login(client, "t.officer.a")
+    response = client.post("/admin/events", data={
+        "csrf_token": token, "chapter": str(tree.commune_a.id), "title": "Họp", "starts_at": "2030-03-08T10:00",
+        "ends_at": "2030-03-08T09:00",
+    })
+    assert response.status_code == 422
+    assert "Thông tin chưa đúng" in response.text and "phải sau giờ bắt đầu" in response.text
+    assert 'value="Họp"' in response.text  # What she typed is kept.
+    garbled = client.post("/admin/events", data={"csrf_token": token, "chapter": str(tree.commune_a.id),
+                                                 "title": "Họp", "starts_at": "ngày mai", "ends_at": ""})
+    assert garbled.status_code == 422 and "ngày giờ không đúng" in garbled.text
+    outside = client.post("/admin/events", data={"csrf_token": token, "chapter": str(tree.commune_b.id),
+                                                 "title": "Họp", "starts_at": "2030-03-08T08:00",
+                                                 "ends_at": "2030-03-08T09:00"})
+    assert outside.status_code == 404 and outside.headers["content-type"].startswith("text/html")
+
+
+def test_language_switch_stays_inside_the_officer_pages(client: TestClient, tree: Tree) -> None:
+    page_login(client, "t.officer.a")
+    for back in ("//evil.example/", "https://evil.example/admin", "/v1/members"):
+        response = client.get("/admin/language/en", params={"back": back}, follow_redirects=False)
+        assert response.headers["location"] == "/admin"
+    assert "Find a member" in client.get("/admin").text
+    client.get("/admin/language/vi")
+    assert "Tìm hội viên" in client.get("/admin").text
+
+
+def test_pages_stay_out_of_the_openapi_schema(app: FastAPI) -> None:
+    assert not [path for path in app.openapi()["paths"] if path.startswith("/admin")]
+
+
+def test_catalogues_have_the_same_keys() -> None:
+    assert set(CATALOGUE["vi"]) == set(CATALOGUE["en"])
+
+
+def test_static_files_are_served(client: TestClient) -> None:
+    assert client.get("/static/admin/admin.js").status_code == 200
+    assert client.get("/static/admin/admin.css").status_code == 200
+
+
+def test_printing_a_chapter_issues_its_cards_and_gives_a4_sheets(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, signing_keys: dict[str, SigningKey]) -> None:
+    make_member(db, cipher, tree.branch_a, full_name="Nguyễn Thị Lan")
+    make_member(db, cipher, tree.branch_a, full_name="Trần Thị Mai")
+    token = page_login(client, "t.officer.a")
+    assert 'id="print-submit"' in client.get("/admin/print").text
+    started = client.post("/admin/print", data={"csrf_token": token, "chapter": str(tree.commune_a.id),
+                                                "subtree": "yes"}, follow_redirects=False)
+    assert started.status_code == 303
+    job_url = started.headers["location"]
+    job_page = client.get(job_url)  # Tests run jobs inline: the job is done already.
+    assert "Đã cấp 2 / 2 thẻ" in job_page.text
+    assert client.get(f"{job_url}/progress.json").json()["status"] == "done"
+    sheets = client.get(f"{job_url}/sheets.pdf")
+    assert sheets.status_code == 200 and sheets.content.startswith(b"%PDF")
+    missing_chapter = client.post("/admin/print", data={"csrf_token": token})
+    assert missing_chapter.status_code == 422 and "Chi hội" in missing_chapter.text
