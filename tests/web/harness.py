@@ -1,7 +1,7 @@
 """Browser-test harness: a real server (uvicorn subprocess) on its own database, and headless Chromium.
 
 The server runs committed data (the per-test rollback cannot reach another process), so each test module seeds what
-it needs through the services with :func:`seed_session`. Screenshots go to ``var/test-artifacts/`` (kept as CI
+it needs through the services on :meth:`LiveServer.session`. Screenshots go to ``var/test-artifacts/`` (kept as CI
 artefacts).
 """
 
