@@ -40,22 +40,22 @@ from pathlib import Path
 # package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-import httpx  # noqa: E402
-from sqlalchemy import Engine, func, insert, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
+import httpx
+from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from cardsvc.db.migrate import upgrade  # noqa: E402
-from cardsvc.db.models import Card, Checkin, Member, StatusList  # noqa: E402
-from cardsvc.db.session import make_engine  # noqa: E402
-from cardsvc.importing.rows import format_member_number  # noqa: E402
-from cardsvc.normalize import given_name_sort_key, name_search_key  # noqa: E402
-from cardsvc.services import chapters, events, keys, stations  # noqa: E402
-from cardsvc.services.context import system_actor  # noqa: E402
-from cardsvc.services.keys import KeyRing  # noqa: E402
-from cardsvc.settings import Settings  # noqa: E402
-from issuance.credential import new_card_id, sign_credential  # noqa: E402
-from verification.format import CardClaims, to_qr_text  # noqa: E402
+from cardsvc.db.migrate import upgrade
+from cardsvc.db.models import Card, Checkin, Member, StatusList
+from cardsvc.db.session import make_engine
+from cardsvc.importing.rows import format_member_number
+from cardsvc.normalize import given_name_sort_key, name_search_key
+from cardsvc.services import chapters, events, keys, stations
+from cardsvc.services.context import system_actor
+from cardsvc.services.keys import KeyRing
+from cardsvc.settings import Settings
+from issuance.credential import new_card_id, sign_credential
+from verification.format import CardClaims, to_qr_text
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cardsvc_bench_checkin"
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -145,7 +145,9 @@ def free_port() -> int:
 
 def start_server(url: str, port: int, workers: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "CARDSVC_DATABASE_URL": url, "CARDSVC_SECRET_KEY": SECRET,
-           "CARDSVC_KEY_ENCRYPTION_KEY": KEK, "CARDSVC_ENVIRONMENT": "test", "CARDSVC_LOG_LEVEL": "WARNING"}
+           "CARDSVC_KEY_ENCRYPTION_KEY": KEK, "CARDSVC_ENVIRONMENT": "test", "CARDSVC_LOG_LEVEL": "WARNING",
+           # The bench drives each station far faster than a person scans: the per-station limit is off.
+           "CARDSVC_CHECKIN_RATE_PER_SECOND": "0"}
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "cardsvc.app:create_app", "--factory", "--host", "127.0.0.1",

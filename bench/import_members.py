@@ -19,6 +19,12 @@ The database comes from ``CARDSVC_BENCH_DATABASE_URL`` (default below); it is cr
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and bench/issuance.py would hide the `issuance` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
 import argparse
 import cProfile
 import csv

@@ -28,23 +28,23 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would hide the `issuance` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-import qrcode  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+import qrcode
+from sqlalchemy import insert
 
-from cardsvc.db.migrate import upgrade  # noqa: E402
-from cardsvc.db.models import Member  # noqa: E402
-from cardsvc.db.session import make_engine, make_session_factory  # noqa: E402
-from cardsvc.importing.rows import format_member_number  # noqa: E402
-from cardsvc.normalize import given_name_sort_key, name_search_key  # noqa: E402
-from cardsvc.services import chapters, jobs, keys, printing  # noqa: E402
-from cardsvc.services.context import system_actor  # noqa: E402
-from cardsvc.services.keys import KeyRing  # noqa: E402
-from cardsvc.settings import Settings  # noqa: E402
-from issuance.credential import credential_qr_text, new_card_id, sign_credential  # noqa: E402
-from issuance.keys import LocalSigner, algorithm_of, generate_private_key  # noqa: E402
-from issuance.render import qr_png  # noqa: E402
-from issuance.status_list import build_status_bytes, compress_status_bytes  # noqa: E402
-from verification.format import CardClaims, encode_claims, protected_header, sig_structure  # noqa: E402
+from cardsvc.db.migrate import upgrade
+from cardsvc.db.models import Member
+from cardsvc.db.session import make_engine, make_session_factory
+from cardsvc.importing.rows import format_member_number
+from cardsvc.normalize import given_name_sort_key, name_search_key
+from cardsvc.services import chapters, jobs, keys, printing
+from cardsvc.services.context import system_actor
+from cardsvc.services.keys import KeyRing
+from cardsvc.settings import Settings
+from issuance.credential import credential_qr_text, new_card_id, sign_credential
+from issuance.keys import LocalSigner, algorithm_of, generate_private_key
+from issuance.render import qr_png
+from issuance.status_list import build_status_bytes, compress_status_bytes
+from verification.format import CardClaims, encode_claims, protected_header, sig_structure
 
 SIGN_TARGET = 0.8
 STATUS_TARGET_BYTES = 300_000

@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from cardsvc.nfc import read_card, write_card  # noqa: E402
-from tests.readers.virtual_ntag import KINDS, CardIssuer, VirtualNtag, running_vpcd  # noqa: E402
-from verification.readers.errors import TagTooSmallError  # noqa: E402
+from cardsvc.nfc import read_card, write_card
+from tests.readers.virtual_ntag import KINDS, CardIssuer, VirtualNtag, running_vpcd
+from verification.readers.errors import TagTooSmallError
 
 TARGET = 12
 URI = "https://the.hoilhpn.vn/c/7Q2KX9"

@@ -34,10 +34,10 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and bench/issuance.py would hide the `issuance` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-import qrcode  # noqa: E402
+import qrcode
 
-from issuance.printing import CardFace, sheets_pdf  # noqa: E402
-from issuance.render import qr_matrix, qr_png, qr_svg  # noqa: E402
+from issuance.printing import CardFace, sheets_pdf
+from issuance.render import qr_matrix, qr_png, qr_svg
 
 TEXT_DIGITS = 428
 SHEET_TEXT_DIGITS = 412

@@ -22,15 +22,15 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and bench/issuance.py would hide the `issuance` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from issuance.credential import credential_qr_text, sign_credential  # noqa: E402
-from issuance.keys import LocalSigner, algorithm_of  # noqa: E402
-from verification.crypto import public_jwk  # noqa: E402
-from verification.format import CardClaims, credential_from_text, parse_credential  # noqa: E402
-from verification.status import StatusListView  # noqa: E402
-from verification.trust import TrustAnchor, TrustBundle, TrustedKey  # noqa: E402
-from verification.verify import StatusLists, verify  # noqa: E402
+from issuance.credential import credential_qr_text, sign_credential
+from issuance.keys import LocalSigner, algorithm_of
+from verification.crypto import public_jwk
+from verification.format import CardClaims, credential_from_text, parse_credential
+from verification.status import StatusListView
+from verification.trust import TrustAnchor, TrustBundle, TrustedKey
+from verification.verify import StatusLists, verify
 
 TARGET = 0.85
 CARDS = 2000

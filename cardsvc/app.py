@@ -6,24 +6,31 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc import __version__
-from cardsvc.api import audit, auth, cards, chapters, events, members, officers, publication, reports
+from cardsvc.api import audit, auth, cards, chapters, events, member_links, members, officers, publication, reports
+from cardsvc.api import data_subject as data_subject_api
+from cardsvc.api import identity as identity_api
 from cardsvc.api import keys as keys_api
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.logs import request_id_var
+from cardsvc.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from cardsvc.ratelimit import RateLimits
 from cardsvc.security import OfficerTokens, PiiCipher
+from cardsvc.services.identity import make_registry
 from cardsvc.services.jobs import ThreadJobRunner
 from cardsvc.services.keys import KeyRing, active_key
 from cardsvc.services.status_lists import StatusListCache
@@ -48,7 +55,16 @@ DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
 DOCS_CSP = (b"content-security-policy", b"default-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
             b"img-src 'self' data: https://fastapi.tiangolo.com; frame-ancestors 'none'")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-UPLOAD_PATHS = ("/v1/members/import",)
+UPLOAD_PATHS = ("/v1/members/import", "/admin/import")
+INT64_MAX = 2**63 - 1
+
+
+_SECRET_PATH = re.compile(r"^/m/[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """The path as it may be logged: a member's card link works like a password, so its token is cut out."""
+    return _SECRET_PATH.sub("/m/…", path)
 
 
 def _error(status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
@@ -111,6 +127,14 @@ class RequestLimitsMiddleware:
                 bad = _error(400, "invalid_characters", "the request contains a NUL character")
                 await bad(scope, receive, send_with_id)
                 return
+            if _beyond_64_bits(scope["path"].split("/")):
+                # No id is that large; the database driver would refuse to bind it (SQLite: OverflowError, a 500).
+                await _error(404, "not_found", "not found")(scope, receive, send_with_id)
+                return
+            if _beyond_64_bits(value for _, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"))):
+                await _error(422, "validation_failed", "invalid input: a number is too large")(
+                    scope, receive, send_with_id)
+                return
             declared = headers.get("content-length")
             if declared is not None and (not declared.isdigit() or int(declared) > limit):
                 await too_large(scope, receive, send_with_id)
@@ -133,10 +157,15 @@ class RequestLimitsMiddleware:
                 await too_large(scope, receive, send_with_id)
         finally:
             # Path only: query strings may hold names typed into a search box.
-            access_log.info("request", extra={"method": scope.get("method"), "path": scope["path"],
+            access_log.info("request", extra={"method": scope.get("method"), "path": loggable_path(scope["path"]),
                                               "status": status_seen,
                                               "ms": round((time.perf_counter() - started) * 1000, 1)})
             request_id_var.reset(token)
+
+
+def _beyond_64_bits(values: Iterable[str]) -> bool:
+    """Whether a path segment or query value is a number no 64-bit id or count can hold."""
+    return any(len(part) >= 19 and part.isdigit() and int(part) > INT64_MAX for part in values)
 
 
 class _BodyTooLarge(Exception):
@@ -180,6 +209,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail), None,
                       dict(exc.headers) if exc.headers else None)
 
+    @app.exception_handler(OperationalError)
+    async def operational_error(_request: Request, exc: OperationalError) -> JSONResponse:
+        # Deadlocks and serialization failures are races like the integrity errors below: the client retries.
+        if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001"):
+            log.warning("transaction conflict: %s", type(exc.orig).__name__)
+            return _error(409, "conflict", "the change conflicts with data written at the same time; retry")
+        log.error("database error: %s", type(exc.orig).__name__)
+        return _error(503, "database_unavailable", "the database is not answering; retry shortly", None,
+                      {"Retry-After": "5"})
+
     @app.exception_handler(IntegrityError)
     async def integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
         # A safety net for races that a service's own checks could not see (two requests at the same moment).
@@ -222,13 +261,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keyring = KeyRing(settings.kek)
     app.state.status_list_cache = StatusListCache()
     app.state.job_runner = ThreadJobRunner()
+    app.state.registry = make_registry(settings)
+    app.state.metrics = Metrics(lambda: app.state.session_factory)
+    app.state.rate_limits = RateLimits.from_settings(settings)
     install_error_handlers(app)
     app.add_middleware(
         RequestLimitsMiddleware, max_json=settings.max_json_body_bytes, max_upload=settings.max_upload_bytes
     )
-    for module in (auth, chapters, members, cards, events, keys_api, officers, audit, publication, reports):
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    if settings.cors_origin_list:
+        # The API serves its own pages, so by default no other origin may call it from a browser; listed origins
+        # may (credentials included: the officer token travels in the Authorization header).
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list, allow_credentials=True,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
+    for module in (auth, chapters, members, member_links, cards, events, keys_api, officers, audit, publication,
+                   reports, identity_api, data_subject_api):
         app.include_router(module.router)
 
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     install_web(app)
 
     @app.get("/healthz", tags=["operations"])

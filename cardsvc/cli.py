@@ -1,11 +1,12 @@
-"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret."""
+"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -16,6 +17,7 @@ from cardsvc.errors import CardsvcError
 from cardsvc.logs import configure_logging
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings, SettingsError, write_secret_file
+from cardsvc.station_cli import add_station_commands
 
 log = logging.getLogger("cardsvc.cli")
 
@@ -160,6 +162,160 @@ def _card_progress(done: int, total: int) -> None:
     _progress(done, total, unit="cards")
 
 
+def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+    import threading
+
+    from cardsvc.services import chapters, identity
+    from cardsvc.services.context import system_actor
+
+    # One line per registry request would bury the progress bar (the URLs carry no personal data either way).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    actor = system_actor("cli")
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    gateway = identity.RegistryGateway.from_settings(settings, identity.make_registry(settings))
+    cipher = PiiCipher.from_settings(settings)
+    with factory() as session:
+        chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
+        run = None if args.force else identity.unfinished_run(session, actor, chapter_id)
+        if run is not None:
+            print(f"resuming identity sync run {run.id}")
+        else:
+            run = identity.start_sync(session, actor, chapter_id=chapter_id, force=args.force,
+                                      reverify_days=settings.registry_reverify_days)
+        before = identity.summarize(session, run)
+    workers = max(1, args.workers)
+    if workers > 1 and engine.dialect.name == "sqlite":
+        # SQLite has one writer at a time; more workers would only wait for each other.
+        print("SQLite: running with one worker", file=sys.stderr)
+        workers = 1
+    lock = threading.Lock()
+    finished = [before.done + before.failed]
+
+    def tick() -> None:
+        with lock:
+            finished[0] += 1
+            _progress(finished[0], before.total, unit="members")
+
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        options = identity.SyncOptions(worker=f"cli-{os.getpid()}-{n}", batch_size=settings.registry_claim_batch_size,
+                                       lease_seconds=settings.registry_claim_lease_seconds, progress=tick)
+        try:
+            identity.run_sync(factory, gateway, cipher, run.id, options)
+        except Exception as exc:  # Reported below; the run stays resumable.
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,), name=f"identity-sync-{n}") for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with factory() as session:
+        summary = identity.summarize(session, identity.get_run(session, actor, run.id))
+    engine.dispose()
+    outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(summary.outcomes.items())) or "none"
+    print(f"identity sync run {summary.run_id}: {summary.status}; {summary.total} members queued; outcomes: "
+          f"{outcomes}; {summary.failed} failed; {summary.pending + summary.claimed} left")
+    print(f"not queued: {summary.skipped_no_consent} without consent, {summary.skipped_recent} verified recently")
+    if errors or summary.error:
+        print(f"error: {summary.error or type(errors[0]).__name__}; run the command again to resume",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_fake_registry(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.demo import registry_records
+    from integrations.population.fake_server import serve_fake_registry
+
+    with _session(settings) as session:
+        records = registry_records(session, PiiCipher.from_settings(settings))
+    print(f"fake population registry on http://{args.host}:{args.port} knowing {len(records)} members "
+          "(and a synthetic population); development keys only")
+    serve_fake_registry(args.port, args.host, records)
+    return 0
+
+
+def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) -> int:
+    from cardsvc.services import identity
+    from cardsvc.services.context import system_actor
+
+    gateway = identity.RegistryGateway.from_settings(settings, identity.make_registry(settings))
+    with _session(settings) as session:
+        summary = identity.pull_notifications(session, gateway, PiiCipher.from_settings(settings),
+                                              system_actor("cli"))
+    print(f"{summary.received} registry notifications read: {summary.reviews_opened} reviews opened, "
+          f"{summary.ignored} not about a consenting member, {summary.duplicates} already seen")
+    return 0
+
+
+def cmd_registry_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.services import chapters, identity
+    from cardsvc.services.context import system_actor
+
+    actor = system_actor("cli")
+    gateway = identity.RegistryGateway.from_settings(settings, identity.make_registry(settings))
+    with _session(settings) as session:
+        chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
+        summary = identity.publish_pending(session, gateway, PiiCipher.from_settings(settings), actor,
+                                           chapter_id=chapter_id)
+    print(f"membership facts: {summary.published} published, {summary.withdrawn} withdrawn, "
+          f"{summary.unchanged} unchanged, {summary.failed} failed {summary.errors or ''}".rstrip())
+    return 1 if summary.failed else 0
+
+
+def _server_verifier(session: Session) -> Callable[[bytes], object]:
+    """Verify credential bytes the way the check-in API does: the server's keys and the cards' current status."""
+    from cardsvc.services.checkins import DatabaseStatus, server_trust
+    from verification.verify import verify
+
+    trust = server_trust(session)
+    return lambda credential: verify(credential, trust, DatabaseStatus(session), datetime.now(UTC))
+
+
+def _print_verdict(verdict: object) -> None:
+    claims = getattr(verdict, "claims", None)
+    who = f"{claims.display_name} ({claims.member_number}, {claims.chapter_code})" if claims else "unknown holder"
+    if getattr(verdict, "ok", False):
+        print(f"VALID: {who}")
+    else:
+        print(f"REFUSED: {getattr(verdict, 'reason', '?')}: {who}")
+
+
+def cmd_nfc(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc import nfc
+    from cardsvc.services import cards
+    from cardsvc.services.context import system_actor
+    from verification.ndef import NdefError
+    from verification.readers.errors import ReaderError
+
+    with _session(settings) as session:
+        verifier = _server_verifier(session)
+        try:
+            if args.nfc_command == "write":
+                card = cards.get_card(session, system_actor("cli"), args.card)
+                password = sys.stdin.readline().rstrip("\r\n").encode() if args.password_stdin else None
+                report = nfc.write_card(card.credential, reader_name=args.reader, uri=args.uri, lock=args.lock,
+                                        password=password or None, verify=verifier, wait=args.wait)
+                print(f"wrote card {card.card_id} ({report.credential_bytes} bytes) to {report.variant} "
+                      f"{report.uid} on {report.reader}; read back and verified"
+                      f"{'; locked read-only' if report.locked else ''}"
+                      f"{'; write-protected by password' if report.password_protected else ''}")
+                _print_verdict(report.verdict)
+            else:
+                read = nfc.read_card(args.reader, verifier, wait=args.wait)
+                print(f"read {len(read.credential)} bytes in {read.apdu_count} APDUs from {read.reader}")
+                _print_verdict(read.verdict)
+                return 0 if getattr(read.verdict, "ok", False) else 1
+        except (ReaderError, NdefError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
 def cmd_init_secret(_settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if path.exists():
@@ -212,6 +368,33 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--subtree", action="store_true", help="include all sub-chapters")
     issue.add_argument("--pdf", help="write the A4 sheets of the issued cards to this file")
     issue.set_defaults(func=cmd_issue)
+    sync = sub.add_parser("sync-identities", help="verify consenting members with the national population registry")
+    sync.add_argument("--chapter", help="chapter code: verify its subtree (default: the whole tree)")
+    sync.add_argument("--workers", type=int, default=1, help="parallel workers (PostgreSQL)")
+    sync.add_argument("--force", action="store_true", help="start a new run and include recently verified members")
+    sync.set_defaults(func=cmd_sync_identities)
+    fake = sub.add_parser("fake-registry", help="serve a fake population registry that knows the members (development)")
+    fake.add_argument("--port", type=int, default=8900)
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.set_defaults(func=cmd_fake_registry)
+    sub.add_parser("registry-notifications", help="read the registry's change feed once; open officer reviews"
+                   ).set_defaults(func=cmd_registry_notifications)
+    publish = sub.add_parser("registry-publish", help="publish / withdraw membership facts of consenting members")
+    publish.add_argument("--chapter", help="chapter code (default: the whole tree)")
+    publish.set_defaults(func=cmd_registry_publish)
+    nfc_cmd = sub.add_parser("nfc", help="write or read member cards on NFC tags (NTAG215/216) with a PC/SC reader")
+    nfc_sub = nfc_cmd.add_subparsers(dest="nfc_command", required=True)
+    write = nfc_sub.add_parser("write", help="write a card's credential to the tag on the reader, then verify it")
+    write.add_argument("--card", required=True, help="card id (16 hex digits)")
+    write.add_argument("--uri", help="also write a link to the member's card page (https://…)")
+    write.add_argument("--lock", action="store_true", help="make the tag permanently read-only after verifying")
+    write.add_argument("--password-stdin", action="store_true", help="protect writes with a password read from stdin")
+    read = nfc_sub.add_parser("read", help="read and verify the card on the reader")
+    for command in (write, read):
+        command.add_argument("--reader", help="reader index, name or part of a name (when several are connected)")
+        command.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a tag to be tapped")
+    nfc_cmd.set_defaults(func=cmd_nfc)
+    add_station_commands(sub)
     secret = sub.add_parser("init-secret", help="create the service secret file (production setup)")
     secret.add_argument("--file", required=True)
     secret.set_defaults(func=cmd_init_secret)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -28,6 +32,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, except that a database error's message is withheld: PostgreSQL puts the failing row's
+        values in it ("Failing row contains (…)"), and statement parameters may be names or phone numbers."""
+        _type, exc, tb = ei
+        if isinstance(exc, DBAPIError):
+            frames = "".join(traceback.format_tb(tb))
+            orig = exc.orig
+            return (f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: {type(orig).__name__} "
+                    f"(sqlstate {getattr(orig, 'sqlstate', None) or '?'}); message withheld, it may hold personal data")
+        return super().formatException(ei)
 
 
 def configure_logging(level: str = "INFO", *, json_format: bool = True) -> None:

@@ -58,6 +58,43 @@ class Settings(BaseSettings):
     status_list_ttl_seconds: int = Field(default=3600, ge=60)
     trust_bundle_days: int = Field(default=7, ge=1, le=90)
     log_level: str = "INFO"
+    # The national population registry (DOMAIN.md §7). "http" talks to the data exchange (in development, to
+    # `cardsvc fake-registry` on port 8900 with its built-in keys); "stub" answers in-process from the members table.
+    registry_mode: Literal["stub", "http"] = "http"
+    registry_base_url: str = "http://127.0.0.1:8900"
+    # LGSP credentials. Unset outside production: the fake registry's development keys are used.
+    registry_access_key: str | None = None
+    registry_secret_key: str | None = Field(default=None, repr=False)
+    registry_app_name: str = "cardsvc"
+    registry_partner_code: str = "HLHPN"
+    registry_agency_code: str = "HLHPN-TW"
+    registry_service_code: str = "CARDSVC-DANCU"
+    registry_procedure_code: str = "HLHPN-XTHV"
+    registry_organisation_code: str = "HLHPN"
+    registry_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    registry_max_retries: int = Field(default=3, ge=0, le=10)
+    # Calls a second the union agreed with the exchange (0: no client-side limit).
+    registry_rate_limit_per_second: float = Field(default=10.0, ge=0)
+    registry_client_cert_file: Path | None = None
+    registry_client_key_file: Path | None = None
+    registry_ca_file: Path | None = None
+    # Members verified (with an answer) more recently than this are skipped by a new run unless it is forced.
+    registry_reverify_days: int = Field(default=180, ge=0)
+    registry_claim_batch_size: int = Field(default=20, ge=1, le=1000)
+    # A worker's claim on sync items expires after this long, so items of a crashed worker are taken over.
+    registry_claim_lease_seconds: int = Field(default=300, ge=1)
+    # /metrics answers requests from 127.0.0.1 and, when this is set, requests bearing it as a bearer token.
+    metrics_token: str | None = Field(default=None, repr=False)
+    # Per process (each worker counts on its own): failed and successful logins from one client address a minute,
+    # and scans from one station a second (0: no limit).
+    login_rate_per_minute: int = Field(default=20, ge=0)
+    checkin_rate_per_second: int = Field(default=20, ge=0)
+    # Origins allowed to call the API from a browser (comma list). Empty: no cross-origin request is allowed.
+    cors_origins: str = ""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -84,6 +121,12 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "CARDSVC_DATABASE_URL is not set; production needs an explicit database (PostgreSQL)."
             )
+        if self.registry_mode != "http":
+            raise SettingsError("CARDSVC_REGISTRY_MODE=stub answers from the service's own data; production "
+                                "needs the real registry (http)")
+        if not self.registry_access_key or not self.registry_secret_key:
+            raise SettingsError("CARDSVC_REGISTRY_ACCESS_KEY and CARDSVC_REGISTRY_SECRET_KEY must be set in "
+                                "production (the LGSP keys granted to the union)")
         return self
 
     @cached_property

@@ -27,6 +27,7 @@ from cardsvc.app import create_app
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import Chapter, Member, Officer, SigningKey
 from cardsvc.db.session import make_engine
+from cardsvc.ratelimit import RateLimits
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, members, officers
 from cardsvc.services.context import Actor, system_actor
@@ -138,6 +139,8 @@ def client(app: FastAPI, connection: Connection) -> Iterator[TestClient]:
     app.state.job_runner = InlineJobRunner()
     # Caches keyed by ids that a rolled-back test may reuse start empty for every test.
     app.state.status_list_cache = StatusListCache()
+    # Rate limits count per process: every test starts with full buckets.
+    app.state.rate_limits = RateLimits.from_settings(app.state.settings)
     with TestClient(app, raise_server_exceptions=True) as test_client:
         yield test_client
 

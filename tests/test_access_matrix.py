@@ -15,10 +15,23 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import Card, Chapter, Consent, Event, Job, Member, Officer, SigningKey, Station
+from cardsvc.db.models import (
+    Card,
+    Chapter,
+    Consent,
+    Event,
+    IdentityReview,
+    IdentitySyncRun,
+    Job,
+    Member,
+    Officer,
+    SigningKey,
+    Station,
+)
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, events, jobs, stations
+from cardsvc.services import cards, consents, events, identity, jobs, members, stations
 from cardsvc.services.keys import KeyRing
+from integrations.population import StubRegistry
 from issuance.credential import credential_qr_text
 from tests.conftest import PASSWORD, SYSTEM, Tree, _session_for, id_number_for, login, make_member
 
@@ -40,6 +53,9 @@ class Targets:
     event: Event
     invite_event: Event
     station: Station
+    sync_run: IdentitySyncRun
+    review: IdentityReview
+    left_member: Member | None = None
 
 
 Request = tuple[str, dict[str, Any]]
@@ -51,6 +67,8 @@ class Case:
     build: Callable[[Targets], Request]
     # What an allowed caller gets when the request itself conflicts with the state (e.g. a key already exists).
     allowed_status: int | None = None
+    # Needs the pii permission, which only the admin of the roles tested holds: others in scope get 403.
+    needs_pii: bool = False
     # The request a station sends instead (for the routes a device token may use).
     device_body: Callable[[Targets], dict[str, Any]] | None = None
 
@@ -160,12 +178,38 @@ MATRIX.update({
     ("GET", "/v1/events/{event_id}/denied"): Case("read", lambda t: (f"/v1/events/{t.event.id}/denied?format=csv",
                                                                       {})),
 })
+MATRIX.update({
+    ("POST", "/v1/identity/sync-runs"): Case("write", lambda t: (
+        "/v1/identity/sync-runs", {"json": {"chapter_id": t.commune.id}})),
+    ("GET", "/v1/identity/sync-runs/{run_id}"): Case("read", lambda t: (f"/v1/identity/sync-runs/{t.sync_run.id}", {})),
+    ("GET", "/v1/identity/reviews"): Case("read", lambda t: (f"/v1/identity/reviews?chapter_id={t.commune.id}", {})),
+    ("POST", "/v1/identity/reviews/{review_id}/decision"): Case("write", lambda t: (
+        f"/v1/identity/reviews/{t.review.id}/decision", {"json": {"decision": "flag", "note": "xem lại giấy tờ"}})),
+    ("GET", "/v1/identity/coverage"): Case("read", lambda t: (f"/v1/identity/coverage?chapter_id={t.commune.id}", {})),
+    ("POST", "/v1/identity/publish"): Case("write", lambda t: (
+        "/v1/identity/publish", {"json": {"chapter_id": t.commune.id}})),
+})
+MATRIX.update({
+    ("POST", "/v1/members/{member_id}/links"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/links", {"json": {"channel": "paper"}})),
+    ("GET", "/v1/members/{member_id}/links"): Case("read", lambda t: (f"/v1/members/{t.member.id}/links", {})),
+    ("POST", "/v1/members/{member_id}/links/revoke"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/links/revoke", {})),
+})
+MATRIX.update({
+    ("GET", "/v1/members/{member_id}/export"): Case("read", lambda t: (f"/v1/members/{t.member.id}/export", {}),
+                                                   needs_pii=True),
+    ("POST", "/v1/members/{member_id}/erase"): Case("write", lambda t: (
+        f"/v1/members/{t.left_member.id if t.left_member else 0}/erase", {})),
+})
 # What a station's device token may do: check in and download its own event's bundle; nothing else.
 DEVICE_ROUTES = {("POST", "/v1/events/{event_id}/checkins"), ("GET", "/v1/events/{event_id}/bundle")}
 PUBLIC = {
-    ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/.well-known/jwks.json"),
+    ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/cardsvc-trust-anchor.json"), ("GET", "/.well-known/cardsvc-trust-bundle"),
     ("GET", "/v1/status-lists/{list_id}"), ("POST", "/v1/devices/provision"),
+    # The member's card page data: the link's random token is the credential (tests/test_member_links.py).
+    ("GET", "/m/{token}/card.json"),
 }
 ROLES = ("admin", "officer_a", "viewer_a", "device_a", "anonymous")
 USERS = {"admin": "t.admin", "officer_a": "t.officer.a", "viewer_a": "t.viewer.a"}
@@ -194,6 +238,8 @@ def expected_status(case: Case, role: str, in_scope: bool, route: tuple[str, str
     if kind == "admin":
         return 403
     if kind == "write" and role == "viewer_a":
+        return 403
+    if case.needs_pii and in_scope:
         return 403
     return allowed if in_scope else 404
 
@@ -235,8 +281,22 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
     event = events.create_event(db, SYSTEM, events.EventSpec(**spec))  # type: ignore[arg-type]
     invite_event = events.create_event(db, SYSTEM, events.EventSpec(**spec, eligibility="invite"))  # type: ignore[arg-type]
     station = stations.register_station(db, SYSTEM, event.id, "Cửa 1").station
+    sync_run = identity.start_sync(db, SYSTEM, chapter_id=commune.id, force=False, reverify_days=180)
+    review = IdentityReview(member_id=member.id, source="sync", kind="mismatch", differing_fields=["full_name"],
+                            registry_values={}, status="open")
+    db.add(review)
+    db.flush()
+    left_member = make_member(db, cipher, branch)
+    members.change_status(db, SYSTEM, left_member.id, status="left", reason="chuyển đi", effective_on=None)
     return Targets(province, commune, branch, member, consent, officer, card, suspended, job,
-                   signing_keys["card"].kid, event, invite_event, station)
+                   signing_keys["card"].kid, event, invite_event, station, sync_run, review, left_member)
+
+
+@pytest.fixture(autouse=True)
+def _registry_stub(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Identity routes call the registry: an in-process stub that knows nobody (answers: not found)."""
+    # setitem on the state's dict: pytest's setattr undo would delete State attributes (they are not in __dict__).
+    monkeypatch.setitem(app.state._state, "registry", StubRegistry(synthetic=0))
 
 
 @pytest.mark.parametrize("scope", ["a", "b"])

@@ -60,3 +60,10 @@ def test_no_personal_data_in_audit_details(client: TestClient, tree: Tree, db: S
     dump = " ".join(str(e.details) for e in db.scalars(select(AuditEntry)))
     for secret in (plain, "0901234567", "+84901234567", "+84987111222", "1985-04-13", "1985-04-12"):
         assert secret not in dump
+
+
+def test_card_link_tokens_are_cut_out_of_logged_paths() -> None:
+    from cardsvc.app import loggable_path
+
+    assert loggable_path("/m/AbCdEf0123456789xyz/card.json") == "/m/…/card.json"
+    assert loggable_path("/v1/members/12") == "/v1/members/12"

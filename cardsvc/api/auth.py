@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from cardsvc.api.deps import OfficerDep, RequestIdDep, SessionDep, SettingsDep, TokensDep
+from cardsvc.api.deps import LoginRateLimitDep, OfficerDep, RequestIdDep, SessionDep, SettingsDep, TokensDep
 from cardsvc.api.schemas import OfficerOut, PasswordChange, TokenResponse
 from cardsvc.db.base import utcnow
 from cardsvc.security import AccessToken
@@ -24,7 +24,7 @@ def _token_response(token: AccessToken) -> TokenResponse:
     )
 
 
-@router.post("/auth/token", response_model=TokenResponse)
+@router.post("/auth/token", response_model=TokenResponse, dependencies=[LoginRateLimitDep])
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
@@ -32,7 +32,8 @@ def login(
     settings: SettingsDep,
     req_id: RequestIdDep,
 ) -> TokenResponse:
-    """OAuth2 password login. Repeated failures lock the account for a growing time (429 with Retry-After)."""
+    """OAuth2 password login. Repeated failures lock the account for a growing time, and too many attempts from
+    one address are refused for a while (429 with Retry-After either way)."""
     token = officers.login(
         session, tokens, username=form.username, password=form.password,
         max_failures=settings.login_max_failures, lockout_seconds=settings.login_lockout_seconds,

@@ -109,3 +109,32 @@ def current_caller(
 
 
 CallerDep = Annotated[CheckinCaller, Depends(current_caller)]
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server sees it (behind nginx: the forwarded one, see docs/operations.md)."""
+    return request.client.host if request.client else "unknown"
+
+
+def limit_login_rate(request: Request) -> None:
+    """Login attempts per client address (429 ``login_rate_limited`` with Retry-After); the per-account lockout
+    is separate and kept in the database."""
+    limiter = request.app.state.rate_limits.login
+    if limiter is not None:
+        limiter.hit(client_address(request))
+
+
+def limit_checkin_rate(request: Request, caller: CallerDep) -> None:
+    """Scans per station (or per officer scanning from the admin pages), 429 ``checkin_rate_limited``."""
+    limiter = request.app.state.rate_limits.checkin
+    if limiter is None:
+        return
+    if caller.station is not None:
+        limiter.hit(f"station:{caller.station.id}")
+    else:
+        limiter.hit(f"officer:{caller.actor.id if caller.actor else 0}")
+
+
+LoginRateLimitDep = Depends(limit_login_rate)
+CheckinRateLimitDep = Depends(limit_checkin_rate)
+

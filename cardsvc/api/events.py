@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
-from cardsvc.api.deps import CallerDep, OfficerDep, SessionDep, SettingsDep
+from cardsvc.api.deps import CallerDep, CheckinRateLimitDep, OfficerDep, SessionDep, SettingsDep
 from cardsvc.api.schemas import (
     ChapterRef,
     CheckinIn,
@@ -90,12 +90,14 @@ def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> 
                         event_id=provisioned.station.event_id, server=settings.public_base_url.rstrip("/"))
 
 
-@router.post("/events/{event_id}/checkins", response_model=CheckinOut)
-def checkin(event_id: int, body: CheckinIn, caller: CallerDep, session: SessionDep) -> CheckinOut:
+@router.post("/events/{event_id}/checkins", response_model=CheckinOut, dependencies=[CheckinRateLimitDep])
+def checkin(event_id: int, body: CheckinIn, caller: CallerDep, session: SessionDep, request: Request) -> CheckinOut:
     """Check a scanned card (or, for officers, a member found by search) in. Retrying with the same
     ``client_nonce`` returns the same answer and records nothing new."""
     result = checkins.checkin(session, caller, event_id, checkins.CheckinRequest(**body.model_dump()))
     row, member = result.checkin, result.member
+    if not result.replayed:
+        request.app.state.metrics.observe_checkin(result=row.result, reason=row.reason, source=row.source)
     return CheckinOut(
         result="ok" if row.result == "ok" else "error",
         reason=row.reason,

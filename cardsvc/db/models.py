@@ -402,3 +402,153 @@ class Checkin(Base):
     scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     manual_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+IDENTITY_OUTCOMES = ("matched", "mismatch", "not_found", "deceased", "no_consent", "no_id_number", "rejected")
+REVIEW_KINDS = ("mismatch", "name_diacritics", "deceased", "name_change", "id_number_change")
+REVIEW_STATUSES = ("open", "accepted", "kept", "flagged")
+
+
+class IdentitySyncRun(Base):
+    """One identity verification run over the consenting members of a chapter subtree (or the whole tree).
+
+    Its work is one :class:`IdentitySyncItem` per member, which workers claim in small batches; the run is done when
+    no item is pending or claimed. Members without consent and members verified recently are counted, not queued.
+    """
+
+    __tablename__ = "identity_sync_runs"
+    __table_args__ = (CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    chapter_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"))
+    chapter_path: Mapped[str | None] = mapped_column(PathString)
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_no_consent: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_recent: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdentitySyncItem(Base):
+    """The verification of one member in one run: claimed by a worker, then done with the registry's outcome.
+
+    ``differing_fields`` names the member fields the registry disagrees with (never their values).
+    """
+
+    __tablename__ = "identity_sync_items"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'claimed', 'done', 'failed')", name="status"),
+        UniqueConstraint("run_id", "member_id", name="uq_identity_sync_items_run_member"),
+        Index("ix_identity_sync_items_run_status", "run_id", "status"),
+        Index("ix_identity_sync_items_member_checked", "member_id", "checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("identity_sync_runs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    differing_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    registry_request_id: Mapped[str | None] = mapped_column(String(40))
+    error: Mapped[str | None] = mapped_column(String(64))
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdentityReview(Base):
+    """A difference between a member's record and the registry, waiting for an officer's decision.
+
+    Opened by a sync (mismatch, deceased) or by a registry notification (death, change of name or ID number); the
+    member is never changed before an officer accepts. ``registry_values`` holds names and dates only; a new ID
+    number from a notification is kept encrypted in ``new_id_number_ciphertext``.
+    """
+
+    __tablename__ = "identity_reviews"
+    __table_args__ = (
+        CheckConstraint("source IN ('sync', 'notification')", name="source"),
+        CheckConstraint(
+            "kind IN ('mismatch', 'name_diacritics', 'deceased', 'name_change', 'id_number_change')", name="kind"
+        ),
+        CheckConstraint("status IN ('open', 'accepted', 'kept', 'flagged')", name="status"),
+        Index("ix_identity_reviews_member_status", "member_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    source: Mapped[str] = mapped_column(String(12))
+    kind: Mapped[str] = mapped_column(String(16))
+    sync_item_id: Mapped[int | None] = mapped_column(ForeignKey("identity_sync_items.id"))
+    notification_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    differing_fields: Mapped[list[str]] = mapped_column(JSON, default=list)
+    registry_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    new_id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)
+
+
+class RegistryCursor(Base):
+    """Where the service stopped reading a registry feed (``notifications``)."""
+
+    __tablename__ = "registry_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MembershipPublication(Base):
+    """What the registry currently shows about a member's membership (published facts, then their withdrawal).
+
+    ``fact_digest`` is a SHA-256 of the published fields other than the ID number, so an unchanged fact is not sent
+    again.
+    """
+
+    __tablename__ = "membership_publications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), unique=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    card_id: Mapped[str | None] = mapped_column(String(16))
+    fact_digest: Mapped[str] = mapped_column(String(64))
+
+
+MEMBER_LINK_CHANNELS = ("sms", "zalo", "paper")
+
+
+class MemberLink(Base):
+    """A member's personal link to her digital card (``/m/<token>``), sent by SMS or Zalo or printed on paper.
+
+    The token is random and stored only as its SHA-256 hex digest; the raw token is shown once, when the link is
+    created. A member has at most one active (not revoked) link, which the partial unique index enforces.
+    """
+
+    __tablename__ = "member_links"
+    __table_args__ = (
+        CheckConstraint("channel IN ('sms', 'zalo', 'paper')", name="channel"),
+        Index("uq_member_links_active_member", "member_id", unique=True,
+              sqlite_where=text("revoked_at IS NULL"), postgresql_where=text("revoked_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)

@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
     """Create an engine; for SQLite, create the parent folder and turn on foreign keys, WAL and a busy timeout."""
+    # Statement parameters hold names, phone numbers and birth dates: keep them out of exception messages, which
+    # end up in logs when a request fails.
+    kwargs.setdefault("hide_parameters", True)
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":

@@ -67,12 +67,14 @@ def issue_in_transaction(
         raise Conflict(f"cards are issued to active members only (this member is {member.status})",
                        code="member_not_active")
     key, signer = keyring.active_signer(session, "card")
+    # The open status list's row lock comes first, before any card row of this member is touched: every issuance
+    # takes its locks in the same order, so concurrent issuances (a batch and an officer) queue instead of deadlocking.
+    status_list, index = status_lists.allocate_slot(session, list_size)
     previous = current_card(session, member.id)
     if previous is not None:
         status_lists.set_card_status(session, previous, "superseded", reason=reason, note=None)
         session.flush()
     version = (session.scalar(select(func.max(Card.version)).where(Card.member_id == member.id)) or 0) + 1
-    status_list, index = status_lists.allocate_slot(session, list_size)
     expires = add_years(today, validity_years) - timedelta(days=1)
     claims = CardClaims(
         card_id=new_card_id(), member_number=member.member_number, display_name=member.full_name,

@@ -9,6 +9,7 @@ from datetime import date
 from typing import Protocol
 
 from sqlalchemy import and_, exists, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.db.models import Card, Chapter, Job, Member, Officer
@@ -135,13 +136,16 @@ def run_batch(
             audit.record(session, actor, "card.batch_done", target_type="job", target_id=job.id,
                          chapter_path=job.chapter_path, details={"issued": job.done})
             session.commit()
-        except CardsvcError as exc:
+        except (CardsvcError, SQLAlchemyError) as exc:
+            # A database error (e.g. an officer issued a card for one of the job's members at the same moment) fails
+            # the job too, instead of leaving it "running": starting it again resumes where it stopped.
             session.rollback()
             job = session.get_one(Job, job_id)
             job.status = "failed"
-            job.error = exc.message[:500]
+            job.error = (exc.message if isinstance(exc, CardsvcError)
+                         else "the database refused a change made at the same time; start the batch again")[:500]
             session.commit()
-            log.warning("batch job %s failed: %s", job_id, exc.code)
+            log.warning("batch job %s failed: %s", job_id, getattr(exc, "code", None) or type(exc).__name__)
 
 
 def job_cards(session: Session, actor: Actor, job_id: int) -> Sequence[Card]:

@@ -424,10 +424,24 @@ class VpcdSlot:
         """Put ``tag`` on this reader and wait until pcscd has powered it."""
         self.unplug()
         self._settle_removal()
-        before, _ = self._state()
-        tag.insert(self.port)
-        self.tag = tag
-        self._wait(lambda counter, flags: counter != before and bool(flags & SCARD_STATE_PRESENT), "tag")
+        for attempt in (1, 2):
+            before, _ = self._state()
+            tag.insert(self.port)
+            self.tag = tag
+            try:
+                self._wait(
+                    lambda counter, flags, before=before: counter != before and bool(flags & SCARD_STATE_PRESENT),
+                    "tag",
+                )
+                break
+            except TimeoutError:
+                # Under heavy load pcscd's poll can miss a power-up; take the tag off, let pcscd see the empty
+                # reader, and put it on once more before giving up.
+                if attempt == 2:
+                    raise
+                tag.remove()
+                self.tag = None
+                self._wait(lambda _counter, flags: bool(flags & SCARD_STATE_EMPTY), "empty reader")
         self._counter_when_plugged, _ = self._state()
         return tag
 

@@ -203,15 +203,23 @@ def test_a_tapped_tag_is_checked_in_through_the_station_loop(world: World, serve
         while not display.shown and time.monotonic() - started < deadline:
             time.sleep(0.05)
         nfc_slot.plug(blank)  # a blank tag: shown as a failed read, not checked in
-        while len(display.shown) < 2 and time.monotonic() - started < deadline:
+
+        def failed_read_shown() -> bool:
+            return any((v.ok, v.reason) == (False, "read_failed") for v in display.shown)
+
+        while not failed_read_shown() and time.monotonic() - started < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
         runner.join(timeout=10)
-    assert len(display.shown) >= 2, display.shown
-    first, second = display.shown[:2]
+    assert display.shown, "nothing was shown"
+    first = display.shown[0]
     assert first.ok and first.name == "Nguyễn Thị Lan" and not first.offline
-    assert (second.ok, second.reason) == (False, "read_failed")
-    assert len(server.records) == 1
+    assert failed_read_shown(), display.shown
+    # Under load pcscd may report the first tap twice (more than the 1 s de-duplication window apart); the second
+    # reading is then refused as already checked in — never a second entry.
+    assert all(v.reason in (None, "read_failed", "already_checked_in") for v in display.shown), display.shown
+    accepted = [answer for answer in server.records.values() if answer.get("result") == "ok"]
+    assert len(accepted) == 1
     row = store.all_scans()[0]
     assert row.source == "nfc" and row.payload == world.cards["lan"].credential and row.uploaded_at is not None

@@ -1,0 +1,173 @@
+"""Identity checks with the national population registry: sync runs, the officer review queue, coverage and the
+publication of membership facts.
+
+The request and response models live here rather than in ``schemas.py``: they describe this area only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import BaseModel, Field
+
+from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep
+from cardsvc.db.models import IdentityReview
+from cardsvc.services import identity
+
+router = APIRouter(prefix="/v1/identity", tags=["identity"])
+
+
+def get_gateway(request: Request) -> identity.RegistryGateway:
+    """The registry of the application (``app.state.registry``) with the codes from the settings."""
+    return identity.RegistryGateway.from_settings(request.app.state.settings, request.app.state.registry)
+
+
+def get_scheduler(request: Request) -> identity.IdentityScheduler:
+    state = request.app.state
+    return identity.IdentityScheduler(
+        state.session_factory, get_gateway(request), state.cipher, state.job_runner,
+        batch_size=state.settings.registry_claim_batch_size, lease_seconds=state.settings.registry_claim_lease_seconds,
+    )
+
+
+GatewayDep = Annotated[identity.RegistryGateway, Depends(get_gateway)]
+SchedulerDep = Annotated[identity.IdentityScheduler, Depends(get_scheduler)]
+ChapterQuery = Annotated[int | None, Query(description="root of the subtree (default: your whole scope)")]
+
+
+class SyncRunStart(BaseModel):
+    chapter_id: int | None = Field(default=None, description="root of the subtree (default: your whole scope)")
+    force: bool = Field(default=False, description="also verify members verified recently")
+
+
+class SyncRunOut(BaseModel):
+    id: int
+    status: str
+    chapter_id: int | None
+    force: bool
+    total: int
+    pending: int
+    claimed: int
+    done: int
+    failed: int
+    outcomes: dict[str, int]
+    skipped_no_consent: int
+    skipped_recent: int
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, summary: identity.RunSummary) -> SyncRunOut:
+        values = {k: v for k, v in vars(summary).items() if k != "run_id"}
+        return cls(id=summary.run_id, **values)
+
+
+class ReviewOut(BaseModel):
+    id: int
+    member_id: int
+    member_number: str
+    full_name: str
+    chapter_code: str
+    source: str
+    kind: str
+    differing_fields: list[str]
+    registry_values: dict[str, Any]
+    status: str
+    decided_by_id: int | None
+    decided_at: datetime | None
+    note: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, review: IdentityReview) -> ReviewOut:
+        member = review.member
+        return cls(id=review.id, member_id=member.id, member_number=member.member_number, full_name=member.full_name,
+                   chapter_code=member.chapter.code, source=review.source, kind=review.kind,
+                   differing_fields=review.differing_fields, registry_values=review.registry_values,
+                   status=review.status, decided_by_id=review.decided_by_id, decided_at=review.decided_at,
+                   note=review.note, created_at=review.created_at)
+
+
+class ReviewDecision(BaseModel):
+    decision: Literal["accept", "keep", "flag"]
+    note: str | None = Field(default=None, max_length=500)
+
+
+class CoverageOut(BaseModel):
+    chapter_id: int
+    code: str
+    name: str
+    members: int
+    verified: int
+    mismatch: int
+    not_found: int
+    deceased: int
+    no_consent: int
+    pending: int
+
+
+class PublishRequest(BaseModel):
+    chapter_id: int | None = Field(default=None, description="root of the subtree (default: your whole scope)")
+
+
+class PublicationOut(BaseModel):
+    published: int
+    withdrawn: int
+    unchanged: int
+    failed: int
+    no_id_number: int
+    errors: dict[str, int]
+
+
+@router.post("/sync-runs", response_model=SyncRunOut, status_code=status.HTTP_202_ACCEPTED)
+def start_sync_run(body: SyncRunStart, actor: OfficerDep, session: SessionDep, request: Request,
+                   scheduler: SchedulerDep) -> SyncRunOut:
+    """Verify the consenting members of a subtree with the registry, as a background job; poll the run."""
+    run = identity.start_sync(session, actor, chapter_id=body.chapter_id, force=body.force,
+                              reverify_days=request.app.state.settings.registry_reverify_days)
+    scheduler.submit(run.id)
+    return SyncRunOut.of(identity.run_summary(session, actor, run.id))
+
+
+@router.get("/sync-runs/{run_id}", response_model=SyncRunOut)
+def get_sync_run(run_id: int, actor: OfficerDep, session: SessionDep) -> SyncRunOut:
+    return SyncRunOut.of(identity.run_summary(session, actor, run_id))
+
+
+@router.get("/reviews", response_model=list[ReviewOut])
+def list_reviews(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuery = None,
+                 review_status: Annotated[Literal["open", "accepted", "kept", "flagged"], Query(alias="status")]
+                 = "open",
+                 limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                 before_id: Annotated[int | None, Query(ge=1)] = None) -> list[ReviewOut]:
+    """Differences with the registry waiting for a decision (or decided ones, by status), newest first."""
+    reviews = identity.list_reviews(session, actor, chapter_id=chapter_id, status=review_status, limit=limit,
+                                    before_id=before_id)
+    return [ReviewOut.of(review) for review in reviews]
+
+
+@router.post("/reviews/{review_id}/decision", response_model=ReviewOut)
+def decide_review(review_id: int, body: ReviewDecision, actor: OfficerDep, session: SessionDep,
+                  cipher: CipherDep) -> ReviewOut:
+    """Accept the registry's value (the member record changes, audited), keep ours, or flag for follow-up."""
+    return ReviewOut.of(identity.decide_review(session, actor, cipher, review_id, decision=body.decision,
+                                               note=body.note))
+
+
+@router.get("/coverage", response_model=list[CoverageOut])
+def coverage(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuery = None) -> list[CoverageOut]:
+    """Per chapter: members verified, mismatching, not found, deceased, without consent, or still to verify."""
+    return [CoverageOut.model_validate(row, from_attributes=True)
+            for row in identity.coverage(session, actor, chapter_id)]
+
+
+@router.post("/publish", response_model=PublicationOut)
+def publish(body: PublishRequest, actor: OfficerDep, session: SessionDep, cipher: CipherDep,
+            gateway: GatewayDep) -> PublicationOut:
+    """Publish new or changed membership facts of consenting members; withdraw those of members who left, died or
+    withdrew consent."""
+    summary = identity.publish_pending(session, gateway, cipher, actor, chapter_id=body.chapter_id)
+    return PublicationOut.model_validate(summary, from_attributes=True)
