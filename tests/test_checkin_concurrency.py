@@ -10,28 +10,19 @@ that it never touches the rolled-back test transactions or the shared test datab
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import Checkin
-from cardsvc.db.session import make_engine
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards, chapters, events, keys, members, stations
 from cardsvc.services.context import system_actor
@@ -39,13 +30,13 @@ from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, TEST_KEK, TEST_SECRET
+from tests.servers import fresh_postgres, uvicorn_server
 
 pytestmark = pytest.mark.postgres_only
 
 RACE_DATABASE = "cardsvc_checkin_race"
 RACERS = 50
 STATIONS = 10
-REPO = Path(__file__).resolve().parent.parent
 SYSTEM = system_actor("race-test")
 
 
@@ -56,25 +47,6 @@ class RaceServer:
     event_id: int
     tokens: list[str]
     qr_texts: list[str]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _race_database_url(test_url: str) -> str:
-    url = make_url(test_url)
-    admin = make_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": RACE_DATABASE}) is None:
-                conn.execute(text(f"CREATE DATABASE {RACE_DATABASE}"))
-    finally:
-        admin.dispose()
-    return url.set(database=RACE_DATABASE).render_as_string(hide_password=False)
 
 
 def _seed(engine: Engine, settings: Settings) -> tuple[int, list[str], list[str]]:
@@ -107,50 +79,14 @@ def race_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     if BACKEND != "postgresql" or not database_url.startswith("postgresql"):
         pytest.fail("test_checkin_concurrency needs PostgreSQL: run it with CARDSVC_TEST_BACKEND=postgresql "
                     "(`make test` does, and deselects it from the SQLite pass)")
-    url = _race_database_url(database_url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    url, engine = fresh_postgres(database_url, RACE_DATABASE)
     settings = Settings(environment="test", database_url=url, secret_key=TEST_SECRET, key_encryption_key=TEST_KEK,
                         _env_file=None)
     event_id, tokens, qr_texts = _seed(engine, settings)
-    port = _free_port()
-    env = {**os.environ, "CARDSVC_DATABASE_URL": url, "CARDSVC_SECRET_KEY": TEST_SECRET,
-           "CARDSVC_KEY_ENCRYPTION_KEY": TEST_KEK, "CARDSVC_ENVIRONMENT": "test", "CARDSVC_LOG_LEVEL": "WARNING"}
-    # A file, not a pipe: a server that logs a lot must never block on a full pipe nobody reads.
-    log_path = tmp_path_factory.mktemp("race") / "uvicorn.log"
-    log = log_path.open("wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "cardsvc.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--log-level", "warning", "--no-access-log"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                output = log_path.read_text(errors="replace")
-                pytest.fail(f"uvicorn exited with {server.returncode}: {output[-2000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("uvicorn did not answer /healthz within 30 s")
-            time.sleep(0.1)
-        yield RaceServer(base, engine, event_id, tokens, qr_texts)
+        with uvicorn_server(url, tmp_path_factory.mktemp("race")) as base:
+            yield RaceServer(base, engine, event_id, tokens, qr_texts)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
-        log.close()
         engine.dispose()
 
 

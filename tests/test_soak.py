@@ -10,36 +10,29 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from cardsvc.db.migrate import upgrade
-from cardsvc.db.session import make_engine
 from cardsvc.services import chapters, events, keys, officers, stations
 from cardsvc.services.context import system_actor
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, PASSWORD, TEST_KEK, TEST_SECRET, id_number_for
-from tests.web.harness import free_port
+from tests.servers import fresh_postgres, uvicorn_server
 
 pytestmark = pytest.mark.postgres_only
 
 SOAK_DATABASE = "cardsvc_soak"
 SECONDS = float(os.environ.get("CARDSVC_SOAK_SECONDS", "60"))
 STATIONS = 6
-REPO = Path(__file__).resolve().parent.parent
 SYSTEM = system_actor("soak-test")
 FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Võ", "Đặng", "Bùi")
 MIDDLE = ("Thị", "Thị Thu", "Thị Ngọc", "Thị Minh", "Thị Thanh")
@@ -76,18 +69,6 @@ class Tally:
         return sum(n for (k, status), n in self.counts.items() if k == kind and 200 <= status < 300)
 
 
-def _soak_database_url(test_url: str) -> str:
-    url = make_url(test_url)
-    admin = make_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": SOAK_DATABASE}) is None:
-                conn.execute(text(f"CREATE DATABASE {SOAK_DATABASE}"))
-    finally:
-        admin.dispose()
-    return url.set(database=SOAK_DATABASE).render_as_string(hide_password=False)
-
-
 def _seed(engine: Engine, settings: Settings) -> tuple[int, list[int], int, list[str]]:
     with Session(engine, expire_on_commit=False) as session:
         root = chapters.create_chapter(session, SYSTEM, code="SOAK", name="Hội LHPN Soak", level="province",
@@ -114,47 +95,15 @@ def soak_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     if BACKEND != "postgresql" or not database_url.startswith("postgresql"):
         pytest.fail("test_soak needs PostgreSQL: run it with CARDSVC_TEST_BACKEND=postgresql "
                     "(`make test` does, and deselects it from the SQLite pass)")
-    url = _soak_database_url(database_url)
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    url, engine = fresh_postgres(database_url, SOAK_DATABASE)
     settings = Settings(environment="test", database_url=url, secret_key=TEST_SECRET, key_encryption_key=TEST_KEK,
                         _env_file=None)  # type: ignore[call-arg]
     root_id, communes, event_id, tokens = _seed(engine, settings)
-    port = free_port()
-    env = {**os.environ, "CARDSVC_DATABASE_URL": url, "CARDSVC_SECRET_KEY": TEST_SECRET,
-           "CARDSVC_KEY_ENCRYPTION_KEY": TEST_KEK, "CARDSVC_ENVIRONMENT": "test", "CARDSVC_LOG_LEVEL": "WARNING",
-           "CARDSVC_REGISTRY_MODE": "stub", "CARDSVC_STATUS_LIST_SIZE": "4096"}
-    log_path = tmp_path_factory.mktemp("soak") / "uvicorn.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "cardsvc.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", "2", "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    env = {"CARDSVC_REGISTRY_MODE": "stub", "CARDSVC_STATUS_LIST_SIZE": "4096"}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"uvicorn exited with {server.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn did not start: {log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.2)
-        yield SoakServer(base, engine, root_id, communes, event_id, tokens)
+        with uvicorn_server(url, tmp_path_factory.mktemp("soak"), env=env) as base:
+            yield SoakServer(base, engine, root_id, communes, event_id, tokens)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
         engine.dispose()
 
 
