@@ -24,6 +24,7 @@ from cardsvc.api import audit, auth, cards, chapters, events, member_links, memb
 from cardsvc.api import data_subject as data_subject_api
 from cardsvc.api import identity as identity_api
 from cardsvc.api import keys as keys_api
+from cardsvc.api import nfc_writes as nfc_writes_api
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.logs import request_id_var
@@ -277,7 +278,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                            expose_headers=["X-Request-ID", "Retry-After"], max_age=600)
     for module in (auth, chapters, members, member_links, cards, events, keys_api, officers, audit, publication,
-                   reports, identity_api, data_subject_api):
+                   reports, identity_api, data_subject_api, nfc_writes_api):
         app.include_router(module.router)
 
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)

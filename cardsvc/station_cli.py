@@ -6,6 +6,7 @@
     cardsvc station --evdev /dev/input/by-id/usb-…-event-kbd --nfc       # run: scanner + every NFC reader
     cardsvc station --serial /dev/ttyACM0 --stdin
     cardsvc station --drain                                              # upload queued scans, then exit
+    cardsvc station --stdin --nfc-writer                                 # also write the cards officers hand over
 
 Also runnable as ``python -m cardsvc.station_cli station …``. The station needs nothing of the server's settings or
 database: everything it keeps is in ``--db`` (default ``var/station.sqlite3``).
@@ -25,6 +26,7 @@ from verification.station.display import TerminalDisplay
 from verification.station.errors import StationError
 from verification.station.inputs import EvdevSource, PcscSource, ScanSource, SerialSource, StdinSource, utc_now
 from verification.station.loop import DEFAULT_REFRESH_SECONDS, Station
+from verification.station.nfc_writer import TagWriter
 from verification.station.setup import parse_setup_text, provision_station
 from verification.station.store import StationStore
 
@@ -51,6 +53,9 @@ def add_station_commands(subparsers: Any) -> None:
                          help="a keyboard-wedge scanner, e.g. /dev/input/by-id/usb-…-event-kbd (repeatable)")
     station.add_argument("--nfc", nargs="?", const="", default=None, metavar="READER",
                          help="NFC taps on PC/SC readers (all of them, or the one named)")
+    station.add_argument("--nfc-writer", nargs="?", const="", default=None, metavar="READER",
+                         help="write the cards officers hand to this station to blank NFC tags on this PC/SC reader "
+                              "(the only one, or the one named); polled every few seconds while online")
     station.add_argument("--refresh-seconds", type=float, default=DEFAULT_REFRESH_SECONDS,
                          help="how often to download a fresh event bundle")
     station.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS,
@@ -91,7 +96,7 @@ def run_station(args: argparse.Namespace) -> int:
             else:
                 print(f"event bundle not downloaded yet ({report.bundle_problem}); the station retries when it runs")
         sources = _sources(args)
-        if args.setup and not sources and not args.drain:
+        if args.setup and not sources and not args.drain and args.nfc_writer is None:
             return 0
         provisioning = store.provisioning()
         if provisioning is None:
@@ -102,13 +107,15 @@ def run_station(args: argparse.Namespace) -> int:
         client = StationClient(provisioning.server, token=provisioning.device_token, timeout=args.timeout, link=link)
         display = TerminalDisplay(sys.stdout, full_screen=False if args.plain else None)
         try:
-            station = Station(store, client=client, display=display)
+            writer = TagWriter(args.nfc_writer or None) if args.nfc_writer is not None else None
+            station = Station(store, client=client, display=display, nfc_writer=writer)
             if args.drain:
                 left = station.drain(timeout=args.drain_seconds)
                 print(f"{left} scans still queued" if left else "queue empty: every scan is on the server")
                 return 1 if left else 0
-            if not sources:
-                print("error: no input: give --stdin, --serial DEV, --evdev DEV and/or --nfc", file=sys.stderr)
+            if not sources and writer is None:
+                print("error: no input: give --stdin, --serial DEV, --evdev DEV, --nfc and/or --nfc-writer",
+                      file=sys.stderr)
                 return 2
             if station.bundle is None:
                 station.refresh_bundle()

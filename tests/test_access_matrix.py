@@ -24,18 +24,20 @@ from cardsvc.db.models import (
     IdentitySyncRun,
     Job,
     Member,
+    NfcWriteRequest,
     Officer,
     SigningKey,
     Station,
 )
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, events, identity, jobs, members, stations
+from cardsvc.services import cards, consents, events, identity, jobs, members, nfc_writes, stations
 from cardsvc.services.keys import KeyRing
 from integrations.population import StubRegistry
 from issuance.credential import credential_qr_text
 from tests.conftest import PASSWORD, SYSTEM, Tree, _session_for, id_number_for, login, make_member
 
-Kind = Literal["self", "read", "write", "admin"]
+# ``device``: for a station's device token only (officers get 401, like any caller without a device token).
+Kind = Literal["self", "read", "write", "admin", "device"]
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Targets:
     sync_run: IdentitySyncRun
     review: IdentityReview
     left_member: Member | None = None
+    nfc_write: NfcWriteRequest | None = None
+    # The device token of ``station`` (set up in ``_targets``).
+    station_token: str = ""
 
 
 Request = tuple[str, dict[str, Any]]
@@ -71,6 +76,8 @@ class Case:
     needs_pii: bool = False
     # The request a station sends instead (for the routes a device token may use).
     device_body: Callable[[Targets], dict[str, Any]] | None = None
+    # What a device of another event's station gets on a device route (403 for routes naming an event).
+    device_elsewhere: int | str = 403
 
 
 def _csv(t: Targets) -> bytes:
@@ -202,8 +209,24 @@ MATRIX.update({
     ("POST", "/v1/members/{member_id}/erase"): Case("write", lambda t: (
         f"/v1/members/{t.left_member.id if t.left_member else 0}/erase", {})),
 })
-# What a station's device token may do: check in and download its own event's bundle; nothing else.
-DEVICE_ROUTES = {("POST", "/v1/events/{event_id}/checkins"), ("GET", "/v1/events/{event_id}/bundle")}
+MATRIX.update({
+    ("GET", "/v1/events/{event_id}/conflicts"): Case("read", lambda t: (
+        f"/v1/events/{t.event.id}/conflicts?format=csv", {})),
+    ("POST", "/v1/events/{event_id}/stations/{station_id}/nfc-writes"): Case("write", lambda t: (
+        f"/v1/events/{t.event.id}/stations/{t.station.id}/nfc-writes", {"json": {"card_id": t.card.card_id}})),
+    ("GET", "/v1/events/{event_id}/stations/{station_id}/nfc-writes"): Case("read", lambda t: (
+        f"/v1/events/{t.event.id}/stations/{t.station.id}/nfc-writes", {})),
+    # A station sees only its own requests: another station's device lists nothing and cannot report on them.
+    ("GET", "/v1/devices/nfc-writes"): Case("device", lambda t: ("/v1/devices/nfc-writes", {}),
+                                            device_elsewhere="2xx"),
+    ("POST", "/v1/devices/nfc-writes/{request_id}/result"): Case("device", lambda t: (
+        f"/v1/devices/nfc-writes/{t.nfc_write.id if t.nfc_write else 0}/result",
+        {"json": {"ok": True, "uid": "04a1b2c3d4e5f6"}}), device_elsewhere=404),
+})
+# What a station's device token may do: check in, download its own event's bundle, and take and report the NFC
+# writes handed to it; nothing else.
+DEVICE_ROUTES = {("POST", "/v1/events/{event_id}/checkins"), ("GET", "/v1/events/{event_id}/bundle"),
+                 ("GET", "/v1/devices/nfc-writes"), ("POST", "/v1/devices/nfc-writes/{request_id}/result")}
 PUBLIC = {
     ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/cardsvc-trust-anchor.json"), ("GET", "/.well-known/cardsvc-trust-bundle"),
@@ -232,7 +255,9 @@ def expected_status(case: Case, role: str, in_scope: bool, route: tuple[str, str
     if role == "device_a":
         if route not in DEVICE_ROUTES:
             return 401
-        return "2xx" if in_scope else 403
+        return "2xx" if in_scope else case.device_elsewhere
+    if kind == "device":
+        return 401
     if role == "admin" or kind == "self":
         return allowed
     if kind == "admin":
@@ -246,14 +271,12 @@ def expected_status(case: Case, role: str, in_scope: bool, route: tuple[str, str
 
 def _device_headers(client: TestClient, db: Session, tree: Tree, cipher: PiiCipher, targets: Targets | None
                     ) -> dict[str, str]:
-    """A device token of a station of province A's event (the scope-A targets' own event when given)."""
-    if targets is None:
-        now = datetime.now(UTC)
-        event = events.create_event(db, SYSTEM, events.EventSpec(
-            chapter_id=tree.commune_a.id, title="Sự kiện A", venue="", starts_at=now,
-            ends_at=now + timedelta(hours=2)))
-    else:
-        event = targets.event
+    """A device token of a station of province A's event (the scope-A targets' own station when given)."""
+    if targets is not None:
+        return {"Authorization": f"Bearer {targets.station_token}"}
+    now = datetime.now(UTC)
+    event = events.create_event(db, SYSTEM, events.EventSpec(
+        chapter_id=tree.commune_a.id, title="Sự kiện A", venue="", starts_at=now, ends_at=now + timedelta(hours=2)))
     code = stations.register_station(db, SYSTEM, event.id, "Thiết bị").provisioning_code
     token = client.post("/v1/devices/provision", json={"code": code}).json()["device_token"]
     return {"Authorization": f"Bearer {token}"}
@@ -280,7 +303,9 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
             "ends_at": now + timedelta(hours=3)}
     event = events.create_event(db, SYSTEM, events.EventSpec(**spec))  # type: ignore[arg-type]
     invite_event = events.create_event(db, SYSTEM, events.EventSpec(**spec, eligibility="invite"))  # type: ignore[arg-type]
-    station = stations.register_station(db, SYSTEM, event.id, "Cửa 1").station
+    station = stations.register_station(db, SYSTEM, event.id, "Cửa 1")
+    station_token = stations.provision(db, station.provisioning_code).device_token
+    nfc_write = nfc_writes.request_write(db, SYSTEM, event.id, station.station.id, card.card_id, lock=False)
     sync_run = identity.start_sync(db, SYSTEM, chapter_id=commune.id, force=False, reverify_days=180)
     review = IdentityReview(member_id=member.id, source="sync", kind="mismatch", differing_fields=["full_name"],
                             registry_values={}, status="open")
@@ -289,7 +314,8 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
     left_member = make_member(db, cipher, branch)
     members.change_status(db, SYSTEM, left_member.id, status="left", reason="chuyển đi", effective_on=None)
     return Targets(province, commune, branch, member, consent, officer, card, suspended, job,
-                   signing_keys["card"].kid, event, invite_event, station, sync_run, review, left_member)
+                   signing_keys["card"].kid, event, invite_event, station.station, sync_run, review, left_member,
+                   nfc_write, station_token)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,7 @@ TNF_WELL_KNOWN: Final = 0x01
 TNF_EXTERNAL: Final = 0x04
 CARD_RECORD_TYPE: Final = b"hoilhpn.vn:card1"
 URI_RECORD_TYPE: Final = b"U"
+URI_PREFIX_HTTPS: Final = 0x04
 # No NTAG21x has more than 888 bytes of user memory; a longer TLV is corrupt, whatever its bytes say.
 MAX_USER_MEMORY: Final = 1024
 
@@ -196,6 +197,40 @@ def encode_ndef_tlv(message: bytes, *, terminator: bool = True) -> bytes:
     else:
         raise ValueError("NDEF message too long for a TLV")
     return header + message + (bytes((TLV_TERMINATOR,)) if terminator else b"")
+
+
+def _record(tnf: int, record_type: bytes, payload: bytes, *, first: bool, last: bool) -> bytes:
+    header = tnf | (_MB if first else 0) | (_ME if last else 0)
+    if len(payload) < 256:
+        length = bytes((len(payload),))
+        header |= _SR
+    else:
+        length = len(payload).to_bytes(4, "big")
+    return bytes((header, len(record_type))) + length + record_type + payload
+
+
+def encode_card_ndef(credential: bytes, *, uri: str | None = None) -> bytes:
+    """The NDEF message for a card tag (the one encoder: issuance and the door station's NFC writer use it).
+
+    Args:
+        credential: The raw credential bytes (COSE_Sign1).
+        uri: Optional ``https://`` URL of the member's card page, written as a URI record before the card record.
+
+    Returns:
+        The NDEF message bytes (wrap them with :func:`encode_ndef_tlv` for the tag's memory).
+
+    Raises:
+        ValueError: An empty credential or a URI that is not ``https://``.
+    """
+    if not credential:
+        raise ValueError("empty credential")
+    card = _record(TNF_EXTERNAL, CARD_RECORD_TYPE, credential, first=uri is None, last=True)
+    if uri is None:
+        return card
+    if not uri.startswith("https://") or len(uri) == len("https://"):
+        raise ValueError("the card page URI must be an https:// URL")
+    uri_payload = bytes((URI_PREFIX_HTTPS,)) + uri.removeprefix("https://").encode()
+    return _record(TNF_WELL_KNOWN, URI_RECORD_TYPE, uri_payload, first=True, last=False) + card
 
 
 def parse_records(message: bytes) -> list[NdefRecord]:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from cardsvc.db.models import Station
 from cardsvc.errors import AuthenticationFailed
 from cardsvc.security import InvalidToken, OfficerTokens, PiiCipher
 from cardsvc.services.checkins import CheckinCaller
@@ -109,6 +110,16 @@ def current_caller(
 
 
 CallerDep = Annotated[CheckinCaller, Depends(current_caller)]
+
+
+def current_station(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Station:
+    """A station's device token (``cdv_…``) only: the routes a station polls and reports to."""
+    if not token or not token.startswith(DEVICE_TOKEN_PREFIX):
+        raise AuthenticationFailed("a station's device token is required", code="invalid_token")
+    return station_for_token(session, token)
+
+
+DeviceDep = Annotated[Station, Depends(current_station)]
 
 
 def client_address(request: Request) -> str:

@@ -111,4 +111,5 @@ def checkin(event_id: int, body: CheckinIn, caller: CallerDep, session: SessionD
                                     station_name=result.first.station_name) if result.first else None,
         replayed=result.replayed,
         received_at=row.received_at,
+        conflict=result.conflict,
     )

@@ -1,4 +1,5 @@
-"""Event bundles for door stations, and event reports (live counts, attendance, denied scans) with downloads."""
+"""Event bundles for door stations, and event reports (live counts, attendance, denied scans, offline conflicts)
+with downloads."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class EventStatsOut(BaseModel):
     denied: int
     denied_by_reason: dict[str, int]
     chapters: list[ChapterStatsOut]
+    conflicts: int
 
 
 class AttendanceOut(BaseModel):
@@ -64,6 +66,22 @@ class DeniedScanOut(BaseModel):
     source: str
     reason: str
     member_number: str | None
+    payload_hash_prefix: str
+
+
+class OfflineConflictOut(BaseModel):
+    checkin_id: int
+    at: datetime
+    station_id: int | None
+    station_name: str | None
+    conflict: Literal["accepted_at_two_stations", "accepted_after_revocation", "accepted_but_refused"]
+    reason: str
+    local_reason: str | None
+    member_id: int | None
+    member_number: str | None
+    full_name: str | None
+    first_at: datetime | None
+    first_station_name: str | None
     payload_hash_prefix: str
 
 
@@ -99,6 +117,7 @@ def event_stats(event_id: int, actor: OfficerDep, session: SessionDep, response:
         event_id=stats.event_id, as_of=stats.as_of, eligible=stats.eligible, checked_in=stats.checked_in,
         present=stats.present, denied=stats.denied, denied_by_reason=stats.denied_by_reason,
         chapters=[ChapterStatsOut.model_validate(c, from_attributes=True) for c in stats.chapters],
+        conflicts=stats.conflicts,
     )
 
 
@@ -124,3 +143,17 @@ def denied_scans(event_id: int, actor: OfficerDep, session: SessionDep, response
         return _download(reports.denied_table(rows), export, f"event-{event_id}-denied", title="Quét bị từ chối")
     response.headers.update(NO_STORE)
     return [DeniedScanOut.model_validate(row, from_attributes=True) for row in rows]
+
+
+@router.get("/events/{event_id}/conflicts", response_model=list[OfflineConflictOut], responses=DOWNLOADS)
+def offline_conflicts(event_id: int, actor: OfficerDep, session: SessionDep, response: Response,
+                      export: FormatQuery = "json") -> list[OfflineConflictOut] | Response:
+    """Scans a station accepted offline that the server refused: a member let in at two stations
+    (``accepted_at_two_stations``, with her first entry), after her card was revoked (``accepted_after_revocation``),
+    or refused for another reason (``accepted_but_refused``)."""
+    rows = reports.offline_conflicts(session, actor, event_id)
+    if export != "json":
+        return _download(reports.conflicts_table(rows), export, f"event-{event_id}-conflicts",
+                         title="Xung đột ngoại tuyến")
+    response.headers.update(NO_STORE)
+    return [OfflineConflictOut.model_validate(row, from_attributes=True) for row in rows]

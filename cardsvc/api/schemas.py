@@ -499,6 +499,10 @@ class CheckinIn(Strict):
     scanned_at: datetime | None = None
     member_id: int | None = None
     manual_reason: Text200 | None = None
+    # A scan the station decided offline, uploaded later, with the station's own verdict.
+    offline: bool = False
+    local_result: Literal["ok", "error"] | None = None
+    local_reason: Annotated[str, StringConstraints(max_length=32)] | None = None
 
 
 class FirstEntryOut(BaseModel):
@@ -524,3 +528,39 @@ class CheckinOut(BaseModel):
     first_checkin: FirstEntryOut | None
     replayed: bool
     received_at: datetime
+    # Set when a station let the member in offline and the server refuses the scan (see services.checkins).
+    conflict: Literal["accepted_at_two_stations", "accepted_after_revocation", "accepted_but_refused"] | None = None
+
+
+class NfcWriteIn(Strict):
+    card_id: Annotated[str, StringConstraints(min_length=16, max_length=16, pattern=r"^[0-9a-fA-F]{16}$")]
+    lock: bool = False
+
+
+class NfcWriteOut(BaseModel):
+    id: int
+    station_id: int
+    card_id: str
+    lock: bool
+    status: Literal["pending", "done", "failed"]
+    requested_by_id: int | None
+    requested_at: datetime
+    completed_at: datetime | None
+    error: str | None
+    tag_uid: str | None
+
+
+class DeviceNfcWrite(BaseModel):
+    """A pending write as the station sees it: the credential to write (base64 of the raw bytes)."""
+
+    id: int
+    card_id: str
+    lock: bool
+    credential_base64: str
+    requested_at: datetime
+
+
+class NfcWriteResultIn(Strict):
+    ok: bool
+    error: Text200 | None = None
+    uid: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9a-fA-F]*$")] | None = None

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -402,6 +403,38 @@ class Checkin(Base):
     scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     manual_reason: Mapped[str | None] = mapped_column(String(200))
+    # A scan a station decided without the server (``offline``), with the station's own verdict: an offline
+    # acceptance the server refuses is a conflict (see ``cardsvc.services.checkins.conflict_of``).
+    offline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    local_result: Mapped[str | None] = mapped_column(String(5))
+    local_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+NFC_WRITE_STATUSES = ("pending", "done", "failed")
+
+
+class NfcWriteRequest(Base):
+    """An officer's request that a station write a card to a blank NFC tag; the station polls for it and reports.
+
+    ``card_id`` is the card's public id; the credential itself is read from the card when the station polls.
+    """
+
+    __tablename__ = "nfc_write_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+        Index("ix_nfc_write_requests_station_status", "station_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"))
+    card_id: Mapped[str] = mapped_column(ForeignKey("cards.card_id"), index=True)
+    lock: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(String(200))
+    tag_uid: Mapped[str | None] = mapped_column(String(32))
 
 
 IDENTITY_OUTCOMES = ("matched", "mismatch", "not_found", "deceased", "no_consent", "no_id_number", "rejected")

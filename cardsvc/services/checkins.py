@@ -43,6 +43,9 @@ MAX_CLOCK_AHEAD = timedelta(minutes=5)
 # station wait for the previous one's row lock.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 ALGORITHM_NUMBERS = {name: number for number, name in ALGORITHM_NAMES.items()}
+# Server reasons that mean the card (or its key) was withdrawn: an offline acceptance of it came after a revocation.
+REVOCATION_REASONS = frozenset({"revoked", "suspended", "superseded", "key_retired"})
+ConflictKind = Literal["accepted_at_two_stations", "accepted_after_revocation", "accepted_but_refused"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class CheckinRequest:
     scanned_at: datetime | None = None
     member_id: int | None = None
     manual_reason: str | None = None
+    offline: bool = False
+    local_result: str | None = None
+    local_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,30 @@ class CheckinResult:
     member: Member | None
     first: FirstEntry | None
     replayed: bool
+
+    @property
+    def conflict(self) -> ConflictKind | None:
+        """See :func:`conflict_of`."""
+        row = self.checkin
+        return conflict_of(row.offline, row.local_result, row.result, row.reason)
+
+
+def conflict_of(offline: bool, local_result: str | None, result: str, reason: str | None) -> ConflictKind | None:
+    """Whether a scan is an offline conflict: a station let the member in offline and the server refuses the scan.
+
+    Returns:
+        ``accepted_at_two_stations`` (the server already had an entry: the member was let in at two doors),
+        ``accepted_after_revocation`` (the card was revoked, suspended or superseded, or its key retired, before the
+        station's offline data knew it), ``accepted_but_refused`` for any other refusal; None when there is no
+        conflict.
+    """
+    if not offline or local_result != "ok" or result != "error":
+        return None
+    if reason == "already_checked_in":
+        return "accepted_at_two_stations"
+    if reason in REVOCATION_REASONS:
+        return "accepted_after_revocation"
+    return "accepted_but_refused"
 
 
 @dataclass(frozen=True)
@@ -209,6 +239,9 @@ def checkin(session: Session, caller: CheckinCaller, event_id: int, request: Che
     if request.source not in SOURCES:
         raise ValidationFailed(f"source must be one of {', '.join(SOURCES)}",
                                details=[{"field": "source", "code": "invalid"}])
+    if not request.offline and (request.local_result is not None or request.local_reason is not None):
+        raise ValidationFailed("local_result and local_reason describe an offline decision: send offline=true",
+                               details=[{"field": "offline", "code": "required"}])
     now = utcnow()
     scanned_at = _scan_time(request.scanned_at, now)
     manual = request.source == "manual"
@@ -231,7 +264,8 @@ def checkin(session: Session, caller: CheckinCaller, event_id: int, request: Che
                 source=request.source, station_id=caller.station.id if caller.station else None,
                 officer_id=caller.actor.id if caller.actor else None, client_nonce=request.client_nonce,
                 payload_hash=digest, scanned_at=request.scanned_at, received_at=now,
-                manual_reason=request.manual_reason if manual else None)
+                manual_reason=request.manual_reason if manual else None, offline=request.offline,
+                local_result=request.local_result, local_reason=request.local_reason)
     if reason is None and member is not None:
         entry = _next_entry(session, event, member)
         if entry is not None:

@@ -27,7 +27,7 @@ def subtree_condition(column: PathColumn, path: str) -> ColumnElement[bool]:
 class Actor:
     """The authenticated party of a request. ``scope_path`` None means the whole tree."""
 
-    kind: Literal["officer", "system"]
+    kind: Literal["officer", "system", "station"]
     id: int | None
     name: str
     role: str

@@ -1,4 +1,5 @@
-"""Event reports: live counts, the attendance list and the denied-scan log, and their CSV / XLSX exports.
+"""Event reports: live counts, the attendance list, the denied-scan log and the offline conflicts, and their CSV /
+XLSX exports.
 
 Officers read reports of events in their scope (viewers too); an event outside the scope is 404 like a missing one.
 Exports are for Vietnamese offices: Vietnamese headers and reason labels, times in Vietnam time, CSV as UTF-8 with a
@@ -18,12 +19,12 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import Chapter, Checkin, Event, EventInvite, Member, Station
-from cardsvc.services.checkins import MAX_CLOCK_AHEAD, MAX_SCAN_AGE
+from cardsvc.services.checkins import MAX_CLOCK_AHEAD, MAX_SCAN_AGE, conflict_of
 from cardsvc.services.context import Actor, subtree_condition
 from cardsvc.services.events import get_event
 from verification.format import VIETNAM_TZ
@@ -51,6 +52,11 @@ REASON_LABELS_VI = {
     "outside_window": "Ngoài giờ điểm danh",
     "not_eligible": "Không thuộc danh sách tham dự",
     "already_checked_in": "Đã điểm danh trước đó",
+}
+CONFLICT_LABELS_VI = {
+    "accepted_at_two_stations": "Cho vào ngoại tuyến ở hai điểm quét",
+    "accepted_after_revocation": "Cho vào ngoại tuyến sau khi thẻ bị thu hồi",
+    "accepted_but_refused": "Cho vào ngoại tuyến nhưng máy chủ từ chối",
 }
 SOURCE_LABELS_VI = {
     "qr_scanner": "Máy quét QR",
@@ -103,6 +109,7 @@ class EventStats:
     denied: int
     denied_by_reason: dict[str, int]
     chapters: list[ChapterStats]
+    conflicts: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,26 @@ class DeniedScan:
     source: str
     reason: str
     member_number: str | None
+    payload_hash_prefix: str
+
+
+@dataclass(frozen=True)
+class OfflineConflict:
+    """A scan a station accepted offline that the server refused, with the member's first entry when it was a
+    double entry."""
+
+    checkin_id: int
+    at: datetime
+    station_id: int | None
+    station_name: str | None
+    conflict: str
+    reason: str
+    local_reason: str | None
+    member_id: int | None
+    member_number: str | None
+    full_name: str | None
+    first_at: datetime | None
+    first_station_name: str | None
     payload_hash_prefix: str
 
 
@@ -181,6 +208,9 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
             .group_by(Checkin.reason).order_by(Checkin.reason)
         ).all()
     }
+    conflicts = session.scalar(
+        select(func.count()).select_from(Checkin).where(_conflict_condition(event.id))
+    )
     chapters = sorted(
         (ChapterStats(chapter_id, v["code"], v["name"], v["eligible"], v["checked_in"])
          for chapter_id, v in per_chapter.items()),
@@ -191,6 +221,7 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
         checked_in=sum(c.checked_in for c in chapters),
         present=_present(session, event) if event.mode == "entry_exit" else None,
         denied=sum(denied_by_reason.values()), denied_by_reason=denied_by_reason, chapters=chapters,
+        conflicts=int(conflicts or 0),
     )
 
 
@@ -259,6 +290,56 @@ def denied_scans(session: Session, actor: Actor, event_id: int) -> list[DeniedSc
     ]
 
 
+def _conflict_condition(event_id: int) -> ColumnElement[bool]:
+    """The rows :func:`cardsvc.services.checkins.conflict_of` calls conflicts, as a filter."""
+    return and_(Checkin.event_id == event_id, Checkin.offline.is_(True), Checkin.local_result == "ok",
+                Checkin.result == "error")
+
+
+def offline_conflicts(session: Session, actor: Actor, event_id: int) -> list[OfflineConflict]:
+    """Scans accepted offline that the server refused (a member let in at two doors, or after her card was
+    revoked), in time order; for a double entry, when and where the member was first let in."""
+    event = get_event(session, actor, event_id)
+    scans = session.execute(
+        select(Checkin.id, Checkin.scanned_at, Checkin.received_at, Checkin.station_id,
+               Station.name.label("station_name"), Checkin.reason, Checkin.local_reason, Checkin.member_id,
+               Member.member_number, Member.full_name, Checkin.payload_hash, Checkin.offline, Checkin.local_result,
+               Checkin.result)
+        .outerjoin(Station, Station.id == Checkin.station_id)
+        .outerjoin(Member, Member.id == Checkin.member_id)
+        .where(_conflict_condition(event.id))
+        .order_by(Checkin.received_at, Checkin.id)
+    ).all()
+    first_entries = _first_entries(session, event.id, {s.member_id for s in scans if s.member_id is not None})
+    rows = []
+    for scan in scans:
+        kind = conflict_of(scan.offline, scan.local_result, scan.result, scan.reason)
+        assert kind is not None  # the query selects exactly the conflicts
+        first = first_entries.get(scan.member_id) if kind == "accepted_at_two_stations" else None
+        rows.append(OfflineConflict(
+            checkin_id=scan.id, at=scan_time(scan.scanned_at, scan.received_at), station_id=scan.station_id,
+            station_name=scan.station_name, conflict=kind, reason=scan.reason or "unknown",
+            local_reason=scan.local_reason, member_id=scan.member_id, member_number=scan.member_number,
+            full_name=scan.full_name, first_at=first[0] if first else None,
+            first_station_name=first[1] if first else None,
+            payload_hash_prefix=scan.payload_hash[:PAYLOAD_HASH_PREFIX],
+        ))
+    return rows
+
+
+def _first_entries(session: Session, event_id: int, member_ids: set[int]) -> dict[int, tuple[datetime, str | None]]:
+    """Each member's first accepted entry (time, station name)."""
+    if not member_ids:
+        return {}
+    scans = session.execute(
+        select(Checkin.member_id, Checkin.scanned_at, Checkin.received_at, Station.name)
+        .outerjoin(Station, Station.id == Checkin.station_id)
+        .where(Checkin.event_id == event_id, Checkin.result == "ok", Checkin.seq == 1,
+               Checkin.member_id.in_(member_ids))
+    ).all()
+    return {scan.member_id: (scan_time(scan.scanned_at, scan.received_at), scan.name) for scan in scans}
+
+
 def stats_table(stats: EventStats) -> Table:
     rows: list[tuple[Cell, ...]] = [(c.code, c.name, c.eligible, c.checked_in) for c in stats.chapters]
     rows.append(("", "Tổng cộng", stats.eligible, stats.checked_in))
@@ -285,6 +366,19 @@ def denied_table(rows: Sequence[DeniedScan]) -> Table:
         headers,
         [(row.at, row.station_name, SOURCE_LABELS_VI.get(row.source, row.source),
           REASON_LABELS_VI.get(row.reason, row.reason), row.reason, row.member_number, row.payload_hash_prefix)
+         for row in rows],
+    )
+
+
+def conflicts_table(rows: Sequence[OfflineConflict]) -> Table:
+    headers: tuple[str, ...] = ("Thời gian", "Điểm quét", "Loại xung đột", "Mã xung đột", "Lý do máy chủ",
+                                "Mã lý do", "Mã hội viên", "Họ và tên", "Lần vào đầu", "Điểm quét lần đầu",
+                                "Mã băm dữ liệu quét")
+    return Table(
+        headers,
+        [(row.at, row.station_name, CONFLICT_LABELS_VI.get(row.conflict, row.conflict), row.conflict,
+          REASON_LABELS_VI.get(row.reason, row.reason), row.reason, row.member_number, row.full_name, row.first_at,
+          row.first_station_name, row.payload_hash_prefix)
          for row in rows],
     )
 

@@ -144,6 +144,11 @@ class FakeServer:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: list[str] = field(default_factory=list)
     entered: dict[str, str] = field(default_factory=dict)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    # NFC writes handed to the station (the items of GET /v1/devices/nfc-writes) and the results it reported.
+    nfc_tasks: list[dict[str, Any]] = field(default_factory=list)
+    nfc_results: dict[int, dict[str, Any]] = field(default_factory=dict)
+    nfc_result_mode: str = "up"
 
     def __post_init__(self) -> None:
         self.bundle_token = self.bundle_token or self.world.bundle()
@@ -171,6 +176,14 @@ class FakeServer:
             return httpx.Response(200, text=self.bundle_token, headers={"Content-Type": "application/jwt"})
         if path == f"/v1/events/{EVENT_ID}/checkins":
             return self._checkin(request)
+        if path == "/v1/devices/nfc-writes":
+            done = set(self.nfc_results)
+            return httpx.Response(200, json=[t for t in self.nfc_tasks if t["id"] not in done])
+        if path.startswith("/v1/devices/nfc-writes/") and path.endswith("/result"):
+            if self.nfc_result_mode == "error":
+                return httpx.Response(503, json={"code": "database_unavailable", "message": "later"})
+            self.nfc_results[int(path.split("/")[-2])] = json.loads(request.content)
+            return httpx.Response(200, json={"status": "done"})
         return httpx.Response(404, json={"code": "not_found", "message": path})
 
     def _checkin(self, request: httpx.Request) -> httpx.Response:
@@ -179,6 +192,7 @@ class FakeServer:
         body = json.loads(request.content)
         nonce = body["client_nonce"]
         self.posts.append(nonce)
+        self.bodies.append(body)
         if nonce in self.records:
             answer = {**self.records[nonce], "replayed": True}
         else:

@@ -35,6 +35,7 @@ class RecordingDisplay:
         self.store = store
         self.shown: list[Outcome] = []
         self.statuses: list[StationStatus] = []
+        self.notices: list[list[str]] = []
 
     def show(self, outcome: Outcome, status: StationStatus) -> None:
         if outcome.nonce is not None:
@@ -43,6 +44,9 @@ class RecordingDisplay:
 
     def ready(self, status: StationStatus) -> None:
         self.statuses.append(status)
+
+    def notice(self, lines: list[str], details: list[str], status: StationStatus) -> None:
+        self.notices.append(lines)
 
 
 def make_station(store: StationStore, server: FakeServer, clock: FakeClock, world: World, *,

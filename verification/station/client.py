@@ -27,6 +27,8 @@ DEFAULT_TIMEOUT_SECONDS: Final = 3.0
 # Statuses that say "not now" rather than "no": the same request may succeed later.
 _RETRY_LATER: Final = frozenset({408, 425, 429})
 ServerSource = Literal["qr_scanner", "qr_camera", "nfc", "manual"]
+# The API's bound on the uploaded local reason code.
+MAX_LOCAL_REASON: Final = 32
 
 
 class LinkState:
@@ -98,22 +100,55 @@ class ProvisionResult:
 
 @dataclass(frozen=True)
 class CheckinUpload:
-    """One scan as sent to ``POST /v1/events/{id}/checkins``."""
+    """One scan as sent to ``POST /v1/events/{id}/checkins``.
+
+    ``local_result`` and ``local_reason`` are the station's own verdict on a scan it decided offline; the server
+    records the scan as offline and flags a conflict when it refuses a scan the station let in.
+    """
 
     nonce: str
     source: ServerSource
     payload: str | bytes
     scanned_at: datetime
+    local_result: Literal["ok", "error"] | None = None
+    local_reason: str | None = None
 
     def body(self) -> dict[str, Any]:
-        """The JSON body: text as ``payload``, tag bytes as ``payload_base64``."""
+        """The JSON body: text as ``payload``, tag bytes as ``payload_base64``; ``offline`` with the local verdict
+        for a scan decided offline."""
         body: dict[str, Any] = {"source": self.source, "client_nonce": self.nonce,
                                 "scanned_at": self.scanned_at.isoformat()}
         if isinstance(self.payload, bytes):
             body["payload_base64"] = base64.b64encode(self.payload).decode("ascii")
         else:
             body["payload"] = self.payload
+        if self.local_result is not None:
+            body.update(offline=True, local_result=self.local_result,
+                        local_reason=self.local_reason[:MAX_LOCAL_REASON] if self.local_reason else None)
         return body
+
+
+@dataclass(frozen=True)
+class NfcWriteTask:
+    """A card an officer asked this station to write to a blank tag (``GET /v1/devices/nfc-writes``)."""
+
+    id: int
+    card_id: str
+    lock: bool
+    credential: bytes
+
+    @classmethod
+    def from_json(cls, body: Any) -> NfcWriteTask:
+        """Read one item of the server's list.
+
+        Raises:
+            ServerUnavailable: The item is not a write request.
+        """
+        try:
+            return cls(int(body["id"]), str(body["card_id"]), bool(body["lock"]),
+                       base64.b64decode(body["credential_base64"], validate=True))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServerUnavailable(f"the server's write request is not understood: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -249,6 +284,31 @@ class StationClient:
         """
         response = self._request("POST", f"/v1/events/{event_id}/checkins", json=upload.body())
         return CheckinAnswer.from_json(self._json(response))
+
+    def nfc_writes(self) -> list[NfcWriteTask]:
+        """This station's pending NFC write requests, oldest first.
+
+        Raises:
+            ServerRefused: The device was refused (401).
+            ServerUnavailable: Retry later.
+        """
+        try:
+            items = self._request("GET", "/v1/devices/nfc-writes").json()
+        except ValueError as exc:
+            raise ServerUnavailable(f"the server's answer is not JSON: {exc}") from exc
+        if not isinstance(items, list):
+            raise ServerUnavailable("the server's list of write requests is not a list")
+        return [NfcWriteTask.from_json(item) for item in items]
+
+    def nfc_write_result(self, request_id: int, *, ok: bool, error: str | None, uid: str | None) -> None:
+        """Report the outcome of a write.
+
+        Raises:
+            ServerRefused: Unknown request, or one that already has a result.
+            ServerUnavailable: Retry later.
+        """
+        self._request("POST", f"/v1/devices/nfc-writes/{request_id}/result",
+                      json={"ok": ok, "error": error[:200] if error else None, "uid": uid})
 
     def probe(self) -> None:
         """``GET /healthz``: only its effect on :attr:`link` matters.

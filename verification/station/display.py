@@ -38,6 +38,7 @@ REASON_TEXT: Final[dict[str, str]] = {
     "no_status_list": "Thiếu danh sách trạng thái — cần đồng bộ trạm",
     "device_rejected": "Thiết bị bị từ chối — cần cài đặt lại trạm",
     "read_failed": "Không đọc được thẻ — giữ yên thẻ và thử lại",
+    "nfc_write_failed": "Ghi thẻ NFC không thành công",
 }
 DENIED_TEXT: Final = "Không được vào"
 _RESET: Final = "\x1b[0m"
@@ -108,6 +109,10 @@ class Display(Protocol):
 
     def ready(self, status: StationStatus) -> None:
         """Show the idle screen, or refresh the state line."""
+        ...
+
+    def notice(self, lines: list[str], details: list[str], status: StationStatus) -> None:
+        """Show an instruction that is not a scan's result (put a blank tag on the reader, tag written)."""
         ...
 
 
@@ -228,3 +233,12 @@ class TerminalDisplay:
                             f"{' problem=' + status.problem if status.problem else ''}\n")
             return
         self._write(self._screen(_NEUTRAL, ["SẴN SÀNG"], ["Quét mã QR hoặc chạm thẻ"], status))
+
+    def notice(self, lines: list[str], details: list[str], status: StationStatus) -> None:
+        """See :meth:`Display.notice`."""
+        self._last_status = status
+        if not self._full:
+            self._write(f"NOTICE {' / '.join(lines)}{' (' + ', '.join(details) + ')' if details else ''}\n")
+            return
+        self._write(self._screen(_NEUTRAL, lines, details, status))
+        self._ring(1)

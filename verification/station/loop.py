@@ -28,12 +28,14 @@ from typing import Final, Literal
 
 from verification.errors import TrustError
 from verification.event_bundle import EventBundle, verify_event_bundle
+from verification.ndef import NdefError
 from verification.readers.errors import ReaderError
-from verification.station.client import CheckinAnswer, CheckinUpload, ServerSource, StationClient
+from verification.station.client import CheckinAnswer, CheckinUpload, NfcWriteTask, ServerSource, StationClient
 from verification.station.dedupe import Deduplicator
 from verification.station.display import Display, Outcome, StationStatus
 from verification.station.errors import NotProvisionedError, ServerError, ServerRefused, StationError
 from verification.station.inputs import Clock, ReadFailure, ScanEvent, ScanKind, ScanSource, utc_now
+from verification.station.nfc_writer import TagWriter
 from verification.station.store import QueuedScan, StationStore
 from verification.trust import TrustAnchor
 from verification.verify import StatusLists, payload_hash_of, verify
@@ -46,6 +48,8 @@ SERVER_SOURCES: Final[dict[ScanKind, ServerSource]] = {"qr_scanner": "qr_scanner
 DEVICE_REFUSALS: Final = frozenset({401, 403})
 DEFAULT_REFRESH_SECONDS: Final = 300.0
 DEFAULT_IDLE_SECONDS: Final = 5.0
+DEFAULT_NFC_POLL_SECONDS: Final = 3.0
+BLANK_TAG_PROMPT: Final = ["Đặt thẻ trắng lên đầu đọc", "Put a blank tag on the reader"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class Station:
         clock: The station clock.
         dedupe: Duplicate filter (1 s window by default).
         nonce_factory: Client nonces (injectable for tests).
+        nfc_writer: Writes the cards officers hand to this station (``--nfc-writer``); None: no NFC writes.
 
     Raises:
         NotProvisionedError: The database holds no set-up.
@@ -143,7 +148,7 @@ class Station:
 
     def __init__(self, store: StationStore, *, client: StationClient | None, display: Display,
                  clock: Clock = utc_now, dedupe: Deduplicator | None = None,
-                 nonce_factory: Callable[[int], str] = new_nonce) -> None:
+                 nonce_factory: Callable[[int], str] = new_nonce, nfc_writer: TagWriter | None = None) -> None:
         provisioning = store.provisioning()
         if provisioning is None:
             raise NotProvisionedError("this station is not set up: run `cardsvc station --setup <set-up QR text>`")
@@ -158,6 +163,11 @@ class Station:
         self._nonce = nonce_factory
         self._inflight: set[str] = set()
         self._lock = threading.Lock()
+        self.nfc_writer = nfc_writer
+        # Set while a tag is being written: taps on the readers are the blank tag, not scans.
+        self._writing = threading.Event()
+        # Writes done whose result the server has not acknowledged yet: request id -> (ok, error, uid).
+        self._unreported: dict[int, tuple[bool, str | None, str | None]] = {}
         self.bundle: EventBundle | None = None
         self.problem: str | None = None
         self.load_bundle()
@@ -233,6 +243,8 @@ class Station:
         Returns:
             What to show, or None for a duplicate (dropped before anything is stored).
         """
+        if event.source == "nfc" and self._writing.is_set():
+            return None
         if isinstance(event, ReadFailure):
             return Outcome(ok=False, reason="read_failed", message=event.message)
         if self._dedupe.is_duplicate(event.payload):
@@ -352,6 +364,79 @@ class Station:
                 next_refresh = time.monotonic() + refresh_seconds
             stop.wait(interval)
 
+    # -- NFC writes handed to the station ----------------------------------------------------------------------
+
+    def tag_verifies(self, credential: bytes) -> bool:
+        """Whether a credential verifies with this station's event bundle (keys and status lists)."""
+        bundle = self.bundle
+        if bundle is None:
+            return False
+        return verify(credential, bundle.trust, StatusLists(bundle.status_lists), self._clock()).ok
+
+    def write_requested_tags(self) -> int:
+        """Ask the server for the NFC writes officers handed to this station, write each to a blank tag and report.
+
+        A result the server could not take is kept and reported first on the next call (the tag is not written
+        again).
+
+        Returns:
+            How many results the server took.
+
+        Raises:
+            ServerError: The server could not be asked or told (the remaining work waits for the next call).
+        """
+        if self.client is None or self.nfc_writer is None:
+            return 0
+        reported = 0
+        for request_id, (ok, error, uid) in list(self._unreported.items()):
+            self._report(request_id, ok, error, uid)
+            reported += 1
+        for task in self.client.nfc_writes():
+            if task.id in self._unreported:
+                continue
+            self._unreported[task.id] = self._write_tag(task)
+            self._report(task.id, *self._unreported[task.id])
+            reported += 1
+        return reported
+
+    def _report(self, request_id: int, ok: bool, error: str | None, uid: str | None) -> None:
+        assert self.client is not None
+        try:
+            self.client.nfc_write_result(request_id, ok=ok, error=error, uid=uid)
+        except ServerRefused as exc:
+            if exc.status in DEVICE_REFUSALS:
+                raise
+            logger.warning("NFC write result %s refused: %s %s", request_id, exc.code, exc)
+        self._unreported.pop(request_id, None)
+
+    def _write_tag(self, task: NfcWriteTask) -> tuple[bool, str | None, str | None]:
+        assert self.nfc_writer is not None
+        self._writing.set()
+        try:
+            detail = f"thẻ {task.card_id}" + (" · khóa sau khi ghi" if task.lock else "")
+            self.display.notice(BLANK_TAG_PROMPT, [detail], self.status())
+            written = self.nfc_writer.write(task.credential, lock=task.lock, verify=self.tag_verifies)
+        except (ReaderError, NdefError, ValueError) as exc:
+            logger.warning("NFC write %s failed: %s", task.id, exc)
+            self.display.show(Outcome(ok=False, reason="nfc_write_failed", message=str(exc)), self.status())
+            return False, str(exc), None
+        finally:
+            self._writing.clear()
+        self.display.notice(["✓ Đã ghi thẻ", "Tag written"],
+                            [f"thẻ {task.card_id} · UID {written.uid}" + (" · đã khóa" if written.locked else "")],
+                            self.status())
+        return True, None, written.uid
+
+    def nfc_write_loop(self, stop: threading.Event, *, interval: float = DEFAULT_NFC_POLL_SECONDS) -> None:
+        """Poll for NFC writes every ``interval`` seconds while online; runs until ``stop`` is set."""
+        while not stop.is_set():
+            if self.online:
+                try:
+                    self.write_requested_tags()
+                except ServerError as exc:
+                    logger.info("NFC write requests unavailable: %s", exc)
+            stop.wait(interval)
+
     # -- running ------------------------------------------------------------------------------------------------
 
     def run(self, sources: Sequence[ScanSource], *, stop: threading.Event | None = None,
@@ -370,13 +455,16 @@ class Station:
                                   kwargs={"interval": upload_interval, "refresh_seconds": refresh_seconds},
                                   name="station-uploader", daemon=True)
         worker.start()
+        if self.nfc_writer is not None:
+            threading.Thread(target=self.nfc_write_loop, args=(stop,), name="station-nfc-writer", daemon=True).start()
         running = len(sources)
         shown_at = time.monotonic()
         idle_shown = False
         last_status = self.status()
         self.display.ready(last_status)
         try:
-            while running and not stop.is_set():
+            # A station that only writes tags (no scan input) runs until stopped.
+            while (running or self.nfc_writer is not None) and not stop.is_set():
                 try:
                     item = events.get(timeout=0.25)
                 except queue.Empty:
@@ -418,8 +506,10 @@ def _pump(source: ScanSource, events: queue.Queue[ScanEvent | _SourceEnded]) -> 
 
 
 def _upload(row: QueuedScan) -> CheckinUpload:
+    """The upload of a queued row; a row decided offline carries the station's verdict (``offline`` on the server)."""
     source: ServerSource = "nfc" if row.source == "nfc" else "qr_scanner"
-    return CheckinUpload(row.nonce, source, row.payload, row.scanned_at)
+    return CheckinUpload(row.nonce, source, row.payload, row.scanned_at, local_result=row.local_result,
+                         local_reason=row.local_reason)
 
 
 def _answer_outcome(nonce: str, answer: CheckinAnswer) -> Outcome:
