@@ -286,7 +286,12 @@ def _print_verdict(verdict: object) -> None:
 
 
 def cmd_nfc(settings: Settings, args: argparse.Namespace) -> int:
-    from cardsvc import nfc
+    try:
+        from cardsvc import nfc
+    except ModuleNotFoundError:
+        print("error: NFC needs pyscard: pip install 'cardsvc[readers]' (Debian: apt install pcscd swig "
+              "libpcsclite-dev first)", file=sys.stderr)
+        return 2
     from cardsvc.services import cards
     from cardsvc.services.context import system_actor
     from verification.ndef import NdefError
