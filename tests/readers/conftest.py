@@ -9,14 +9,11 @@ the reader tests with the reason, except under ``CI=true`` where it fails them: 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.readers.virtual_ntag import CardIssuer, VirtualNtag, VpcdSlot, VpcdUnavailable, running_vpcd
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +23,8 @@ def vpcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[VpcdSlot]]:
         with running_vpcd(tmp_path_factory.mktemp("pcscd")) as slots:
             yield slots
     except VpcdUnavailable as exc:
-        if IN_CI:
-            pytest.fail(f"reader tests need pcscd with the vpcd driver under CI: {exc}")
-        pytest.skip(f"reader tests skipped: {exc} (install pcscd and vsmartcard-vpcd)")
+        # `make test` installs pcscd and vsmartcard-vpcd: their absence fails the run, it never skips it.
+        pytest.fail(f"reader tests need pcscd with the vpcd driver (make test installs them): {exc}")
 
 
 @pytest.fixture
