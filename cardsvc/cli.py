@@ -126,7 +126,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
                 for card in result.cards_to_reissue:
                     print(f"  {card.member.member_number}  {card.member.chapter.code}  card {card.card_id}")
         else:
-            for key in keys.list_keys(session):
+            for key in keys.list_keys(session, actor):
                 created = f"{key.created_at:%Y-%m-%d}"
                 print(f"{key.kid}  {key.purpose:5}  {key.algorithm:5}  {key.status:11}  created {created}")
     return 0

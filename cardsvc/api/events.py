@@ -62,11 +62,10 @@ def register_station(event_id: int, body: StationCreate, actor: OfficerDep, sess
                      settings: SettingsDep) -> StationRegistered:
     """Register a door station or phone; show ``provisioning_url`` as a QR for the device to scan once."""
     registration = stations.register_station(session, actor, event_id, body.name)
-    base = settings.public_base_url.rstrip("/")
     return StationRegistered(
         station=StationOut.model_validate(registration.station, from_attributes=True),
         provisioning_code=registration.provisioning_code,
-        provisioning_url=f"{base}/checkin#setup={registration.provisioning_code}",
+        provisioning_url=stations.provisioning_url(settings.public_base_url, registration.provisioning_code),
     )
 
 

@@ -102,8 +102,8 @@ def get_member(
 ) -> MemberOut:
     if reveal:
         identity = members.reveal_identity(session, actor, cipher, member_id)
-        member = members.get_member(session, actor, member_id)
-        return MemberOut.of(member, id_number=identity.id_number or "", old_id_number=identity.old_id_number)
+        return MemberOut.of(identity.member, id_number=identity.id_number or "",
+                            old_id_number=identity.old_id_number)
     return MemberOut.of(members.get_member(session, actor, member_id))
 
 

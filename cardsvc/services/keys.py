@@ -81,7 +81,9 @@ def active_key(session: Session, purpose: str) -> SigningKey | None:
     return session.scalar(select(SigningKey).where(SigningKey.purpose == purpose, SigningKey.status == "active"))
 
 
-def list_keys(session: Session) -> Sequence[SigningKey]:
+def list_keys(session: Session, actor: Actor) -> Sequence[SigningKey]:
+    """Every signing key with its status (administrators only)."""
+    actor.require_admin()
     return session.scalars(select(SigningKey).order_by(SigningKey.id)).all()
 
 

@@ -269,6 +269,7 @@ def status_history(session: Session, actor: Actor, member_id: int) -> Sequence[M
 
 @dataclass(frozen=True)
 class RevealedIdentity:
+    member: Member
     id_number: str | None
     old_id_number: str | None
 
@@ -279,6 +280,7 @@ def reveal_identity(session: Session, actor: Actor, cipher: PiiCipher, member_id
     if not actor.has("pii"):
         raise PermissionDenied("reading ID numbers needs the pii permission", code="pii_permission_required")
     revealed = RevealedIdentity(
+        member,
         cipher.decrypt("id_number", member.id_number_ciphertext) if member.id_number_ciphertext else None,
         cipher.decrypt("old_id_number", member.old_id_number_ciphertext)
         if member.old_id_number_ciphertext else None,

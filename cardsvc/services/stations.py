@@ -27,6 +27,12 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def provisioning_url(public_base_url: str, code: str) -> str:
+    """What a station's set-up QR holds: the check-in page, with the one-time code in the fragment (never sent to
+    the server in a request line, so it stays out of access logs)."""
+    return f"{public_base_url.rstrip('/')}/checkin#setup={code}"
+
+
 @dataclass(frozen=True)
 class Registration:
     station: Station

@@ -16,6 +16,7 @@ from cardsvc.db.models import REVOCATION_REASONS
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, TooManyRequests, ValidationFailed
 from cardsvc.services import cards, chapters, events, imports, jobs, members, officers, printing, reports, stations
 from cardsvc.services.members import MemberSearch
+from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
     PREFIX,
@@ -29,7 +30,7 @@ from cardsvc.web.admin.context import (
     redirect,
 )
 from cardsvc.web.admin.i18n import LANGUAGES
-from cardsvc.web.admin.qr import provisioning_url, text_qr_svg
+from cardsvc.web.admin.qr import text_qr_svg
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 

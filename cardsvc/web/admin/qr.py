@@ -15,11 +15,6 @@ from qrcode.image.svg import SvgPathFillImage
 _SIZE_ATTRIBUTES = re.compile(r'^(<svg[^>]*?) width="[^"]*" height="[^"]*"')
 
 
-def provisioning_url(public_base_url: str, code: str) -> str:
-    """The address a station opens to set itself up — the same one ``POST /v1/events/{id}/stations`` returns."""
-    return f"{public_base_url.rstrip('/')}/checkin#setup={code}"
-
-
 def text_qr_svg(text: str) -> str:
     """An SVG QR symbol (byte mode, ECC M, 4-module quiet zone) that scales with its container."""
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4, image_factory=SvgPathFillImage)
