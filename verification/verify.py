@@ -37,7 +37,8 @@ from verification.trust import TrustBundle
 
 MissingStatusPolicy = Literal["accept", "reject"]
 DEFAULT_CLOCK_SKEW: Final = timedelta(minutes=10)
-_ONE_DAY: Final = timedelta(days=1)
+_NO_SKEW: Final = timedelta(0)
+_DAY_SECONDS: Final = 86400
 _STATUS_REASONS: Final[dict[int, Reason]] = {
     STATUS_REVOKED: "revoked",
     STATUS_SUSPENDED: "suspended",
@@ -81,7 +82,11 @@ class Verdict:
         Returns:
             A verdict with ``ok`` True and no reason.
         """
-        return cls(True, None, claims, kid, payload_hash, status_checked)
+        verdict = object.__new__(cls)
+        # What cls(...) builds, filled in directly: a frozen dataclass's __init__ pays for a call per field.
+        verdict.__dict__.update(ok=True, reason=None, claims=claims, kid=kid, payload_hash=payload_hash,
+                                status_checked=status_checked)
+        return verdict
 
     @classmethod
     def denied(cls, reason: Reason, payload_hash: str, *, claims: CardClaims | None = None, kid: bytes | None = None,
@@ -210,7 +215,7 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    if clock_skew < timedelta(0):
+    if clock_skew < _NO_SKEW:
         raise ValueError("clock_skew must not be negative")
     digest = payload_hash_of(scanned)
     try:
@@ -234,7 +239,8 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
     skew = clock_skew.total_seconds()
     if instant + skew < day_start(claims.issued_on):
         return Verdict.denied("not_yet_valid", digest, claims=claims, kid=kid)
-    if instant - skew >= day_start(claims.expires_on + _ONE_DAY):
+    # The card is valid to the end of expires_on, the start of the next day (date arithmetic costs more).
+    if instant - skew >= day_start(claims.expires_on) + _DAY_SECONDS:
         return Verdict.denied("expired", digest, claims=claims, kid=kid)
     try:
         value = status.status(claims.status_list, claims.status_index)
