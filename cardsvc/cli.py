@@ -38,7 +38,7 @@ def cmd_serve(_settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     print(f"cardsvc serving at http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)")
-    uvicorn.run("cardsvc.app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run("cardsvc.app:server_app", factory=True, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production", "test"] = "development"
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL connections kept open per server process, and how many more a burst may open (and close again).
+    # A request that finds the pool busy waits for a connection; opening one per request would cost far more than
+    # the request. Keep workers × (size + overflow) under the server's max_connections (100 by default).
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    # Check-ins worked on at once by one server process; more wait their turn. A few at a time keep the queue moving
+    # (more threads only fight over the interpreter lock) and leave the rest of the thread pool to other requests.
+    checkin_concurrency: int = Field(default=8, ge=1, le=200)
     secret_key_file: Path = Path(DEFAULT_SECRET_KEY_FILE)
     # Optional inline secret (base64 or text, at least 32 bytes); wins over the file. Meant for tests and containers.
     secret_key: str | None = None

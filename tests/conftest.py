@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anyio import CapacityLimiter
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -30,6 +31,7 @@ from cardsvc.db.session import make_engine
 from cardsvc.ratelimit import RateLimits
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, members, officers
+from cardsvc.services.checkins import TrustCache
 from cardsvc.services.context import Actor, system_actor
 from cardsvc.services.jobs import InlineJobRunner
 from cardsvc.services.status_lists import StatusListCache
@@ -139,6 +141,9 @@ def client(app: FastAPI, connection: Connection) -> Iterator[TestClient]:
     app.state.job_runner = InlineJobRunner()
     # Caches keyed by ids that a rolled-back test may reuse start empty for every test.
     app.state.status_list_cache = StatusListCache()
+    app.state.trust_cache = TrustCache()
+    # An anyio limiter belongs to the event loop that first used it; every TestClient runs its own loop.
+    app.state.checkin_limiter = CapacityLimiter(app.state.settings.checkin_concurrency)
     # Rate limits count per process: every test starts with full buckets.
     app.state.rate_limits = RateLimits.from_settings(app.state.settings)
     with TestClient(app, raise_server_exceptions=True) as test_client:

@@ -54,7 +54,7 @@ def uvicorn_server(database_url: str, log_dir: Path, *, workers: int = 2,
     log_path = log_dir / "uvicorn.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "cardsvc.app:create_app", "--factory", "--host", "127.0.0.1",
+            [sys.executable, "-m", "uvicorn", "cardsvc.app:server_app", "--factory", "--host", "127.0.0.1",
              "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
             cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
         )

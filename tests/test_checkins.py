@@ -16,7 +16,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import AuditEntry, Card, Checkin, Event, Member, SigningKey
+from cardsvc.db.models import (
+    CONFIG_COUNTER,
+    AuditEntry,
+    Card,
+    Chapter,
+    Checkin,
+    Counter,
+    Event,
+    Member,
+    SigningKey,
+    Station,
+)
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards, events, stations
 from cardsvc.services.printing import credential_of
@@ -200,6 +211,47 @@ def test_compromised_key_gives_key_retired(client: TestClient, app: FastAPI, db:
     denied = scan(client, door, qr)
     assert verdict(denied) == ("error", "key_retired")
     assert denied.json()["member"] is None
+
+
+def test_key_compromised_after_a_scan_is_refused_at_the_next(client: TestClient, app: FastAPI, db: Session,
+                                                              tree: Tree, cipher: PiiCipher, door: Door,
+                                                              signing_keys: dict[str, SigningKey]) -> None:
+    # The first scan fills the worker's key cache (TrustCache); the database moves the configuration generation when
+    # the key changes, and the very next scan rebuilds the keys instead of trusting the cached ones.
+    _card, qr = issue(app, db, make_member(db, cipher, tree.branch_a))
+    _card2, qr2 = issue(app, db, make_member(db, cipher, tree.branch_a))
+    assert verdict(scan(client, door, qr)) == ("ok", None)
+    response = client.post(f"/v1/keys/{signing_keys['card'].kid}/retire", json={"compromised": True},
+                           headers=login(client, "t.admin"))
+    assert response.status_code == 200, response.text
+    assert verdict(scan(client, door, qr2)) == ("error", "key_retired")
+
+
+def test_configuration_generation_moves_with_what_check_in_decides_with(db: Session, tree: Tree,
+                                                                        signing_keys: dict[str, SigningKey]) -> None:
+    """Triggers (migration 0007) bump the counter for stations' status, tokens and event, events, chapter paths and
+    signing keys; a station's last_seen_at, written by check-ins themselves, leaves it alone."""
+    def generation() -> int:
+        value = db.scalar(select(Counter.value).where(Counter.name == CONFIG_COUNTER))
+        assert value is not None
+        return value
+
+    event = make_event(db, tree.commune_a.id)
+    station = stations.register_station(db, SYSTEM, event.id, "Cửa 1").station
+    changes: list[tuple[str, Any]] = [
+        ("station status", update(Station).where(Station.id == station.id).values(status="revoked")),
+        ("event", update(Event).where(Event.id == event.id).values(title="Đại hội (dời lịch)")),
+        ("chapter path", update(Chapter).where(Chapter.id == tree.branch_a.id).values(path=tree.branch_a.path)),
+        ("signing key", update(SigningKey).where(SigningKey.id == signing_keys["card"].id).values(status="retired")),
+    ]
+    for what, statement in changes:
+        before = generation()
+        db.execute(statement)
+        assert generation() > before, what
+    before = generation()
+    db.execute(update(Station).where(Station.id == station.id).values(last_seen_at=datetime.now(UTC)))
+    db.execute(update(Chapter).where(Chapter.id == tree.branch_a.id).values(name="Chi hội 1"))
+    assert generation() == before
 
 
 def test_retired_key_keeps_verifying(client: TestClient, app: FastAPI, db: Session, tree: Tree, cipher: PiiCipher,

@@ -85,6 +85,11 @@ def current_officer(
     req_id: RequestIdDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Actor:
+    return officer_actor(session, tokens, req_id, token)
+
+
+def officer_actor(session: Session, tokens: OfficerTokens, req_id: str | None, token: str | None) -> Actor:
+    """The officer behind a bearer token (401 ``invalid_token`` otherwise)."""
     if not token:
         raise AuthenticationFailed("authentication required: send a bearer token", code="invalid_token")
     try:
@@ -103,10 +108,10 @@ def current_caller(
     req_id: RequestIdDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> CheckinCaller:
-    """A station's device token (``cdv_…``) or an officer's access token — for check-in and event bundles only."""
+    """A station's device token (``cdv_…``) or an officer's access token — for event bundles."""
     if token and token.startswith(DEVICE_TOKEN_PREFIX):
         return CheckinCaller(station=station_for_token(session, token), actor=None)
-    return CheckinCaller(station=None, actor=current_officer(session, tokens, req_id, token))
+    return CheckinCaller(station=None, actor=officer_actor(session, tokens, req_id, token))
 
 
 CallerDep = Annotated[CheckinCaller, Depends(current_caller)]
@@ -135,17 +140,12 @@ def limit_login_rate(request: Request) -> None:
         limiter.hit(client_address(request))
 
 
-def limit_checkin_rate(request: Request, caller: CallerDep) -> None:
+def limit_checkin_rate(request: Request, *, station_id: int | None = None, officer_id: int | None = None) -> None:
     """Scans per station (or per officer scanning from the admin pages), 429 ``checkin_rate_limited``."""
     limiter = request.app.state.rate_limits.checkin
-    if limiter is None:
-        return
-    if caller.station is not None:
-        limiter.hit(f"station:{caller.station.id}")
-    else:
-        limiter.hit(f"officer:{caller.actor.id if caller.actor else 0}")
+    if limiter is not None:
+        limiter.hit(f"station:{station_id}" if station_id is not None else f"officer:{officer_id}")
 
 
 LoginRateLimitDep = Depends(limit_login_rate)
-CheckinRateLimitDep = Depends(limit_checkin_rate)
 

@@ -201,8 +201,12 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+# The counter that triggers bump whenever what a check-in decides with changes (migration 0007).
+CONFIG_COUNTER = "checkin_config"
+
+
 class Counter(Base):
-    """Named counters allocated in blocks (member-number sequence)."""
+    """Named counters: the member-number sequence (allocated in blocks) and the check-in configuration generation."""
 
     __tablename__ = "counters"
 

@@ -17,6 +17,9 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("hide_parameters", True)
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
+        # One file, one writer: SQLite keeps SQLAlchemy's own pool choice.
+        kwargs.pop("pool_size", None)
+        kwargs.pop("max_overflow", None)
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
@@ -39,7 +42,9 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
         return engine
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # No pre-ping: it would cost a round trip on every request. A connection found dead (server restarted) fails
+    # its request with a 503 and makes the pool drop every connection older than it, so the next ones reconnect.
+    return create_engine(url, **kwargs)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,25 +11,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Engine, Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, aliased
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import Card, Checkin, Event, Member, SigningKey, Station
+from cardsvc.db.models import CONFIG_COUNTER, Card, Chapter, Checkin, Counter, Event, Member, SigningKey, Station
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.context import Actor
-from cardsvc.services.events import get_event, is_eligible
+from cardsvc.services.events import EventRules, get_event, is_eligible
+from cardsvc.services.stations import device_token_digest, require_active_station
 from cardsvc.services.status_lists import STATUS_CODES
 from verification.crypto import load_public_key
-from verification.format import ALGORITHM_NAMES
+from verification.errors import CredentialError
+from verification.format import ALGORITHM_NAMES, credential_from_text, parse_credential
 from verification.trust import KeyStatus, TrustAnchor, TrustBundle, TrustedKey
 from verification.verify import Verdict, payload_hash_of, verify
 
@@ -69,10 +72,49 @@ class FirstEntry:
     station_name: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class CheckinRow:
+    """What the answer to a scan needs of its recorded row."""
+
+    id: int
+    result: str
+    reason: str | None
+    direction: str
+    source: str
+    received_at: datetime
+    offline: bool
+    local_result: str | None
+
+    @classmethod
+    def of(cls, row: Checkin) -> CheckinRow:
+        return cls(row.id, row.result, row.reason, row.direction, row.source, row.received_at, row.offline,
+                   row.local_result)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """The card holder as the steward's screen and the event rules need her: no ID number, birth date or phone."""
+
+    id: int
+    full_name: str
+    member_number: str
+    status: str
+    chapter_id: int
+    chapter_code: str
+    chapter_name: str
+    chapter_path: str
+
+    @classmethod
+    def of(cls, member: Member) -> MemberRef:
+        chapter = member.chapter
+        return cls(member.id, member.full_name, member.member_number, member.status, chapter.id, chapter.code,
+                   chapter.name, chapter.path)
+
+
 @dataclass(frozen=True)
 class CheckinResult:
-    checkin: Checkin
-    member: Member | None
+    checkin: CheckinRow
+    member: MemberRef | None
     first: FirstEntry | None
     replayed: bool
 
@@ -103,10 +145,29 @@ def conflict_of(offline: bool, local_result: str | None, result: str, reason: st
 
 @dataclass(frozen=True)
 class CheckinCaller:
-    """Who submits: a station (device token) or an officer (manual check-in, or scanning from the admin pages)."""
+    """Who asks for an event bundle: a station (device token) or an officer."""
 
     station: Station | None
     actor: Actor | None
+
+
+@dataclass(frozen=True, slots=True)
+class StationContext:
+    """A station authenticated by its device token, with its event's rules and the card the scan names, read in
+    one query (the door-rush path).
+
+    ``generation`` is the check-in configuration counter (migration 0007) as that query saw it; ``slot`` the status
+    slot named by the scanned credential (before its signature is checked: it only chooses which card row to read)
+    and ``holder`` the card in that slot with its holder, if any.
+    """
+
+    station_id: int
+    event_id: int
+    last_seen_at: datetime | None
+    event: EventRules
+    generation: int | None
+    slot: tuple[int, int] | None
+    holder: CardHolder | None
 
 
 # Parsing a public key costs more than the whole key query; keys never change, only their status does.
@@ -140,24 +201,142 @@ def server_trust(session: Session) -> TrustBundle:
                        status_lists={}, anchor=anchor, token="")
 
 
+class TrustCache:
+    """:func:`server_trust` kept per process for station check-ins, rebuilt when the check-in configuration
+    generation moves: the database bumps it whenever a signing key is added, changes status or goes (migration
+    0007), so a compromised key is refused by the next scan on every worker, as if the keys were read every time."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[int, TrustBundle] | None = None
+
+    def bundle(self, session: Session, generation: int | None) -> TrustBundle:
+        """The trust bundle for a scan whose station query saw ``generation`` (None: no counter, never cached)."""
+        entry = self._entry
+        if entry is not None and generation is not None and entry[0] == generation:
+            return entry[1]
+        # Keys read after the generation are at least that new: labelling them with it is safe (at worst, one
+        # needless rebuild on the next scan).
+        trust = server_trust(session)
+        if generation is not None:
+            self._entry = (generation, trust)
+        return trust
+
+
+@dataclass(frozen=True, slots=True)
+class CardHolder:
+    card_id: str
+    status: str
+    member: MemberRef
+
+
+_HOLDER_COLUMNS = (Card.card_id, Card.status, Member.id, Member.full_name, Member.member_number, Member.status,
+                   Chapter.id, Chapter.code, Chapter.name, Chapter.path)
+_CARD_HOLDER = (
+    select(*_HOLDER_COLUMNS)
+    .join(Member, Member.id == Card.member_id)
+    .join(Chapter, Chapter.id == Member.chapter_id)
+)
+
+
+def _holder_of(row: Sequence[Any]) -> CardHolder | None:
+    """A :class:`CardHolder` from the ten columns of :data:`_HOLDER_COLUMNS` (None when the card was not found)."""
+    if row[0] is None:
+        return None
+    return CardHolder(row[0], row[1], MemberRef(row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9]))
+
+
+def _card_holder(session: Session, condition: ColumnElement[bool]) -> CardHolder | None:
+    row = session.connection().execute(_CARD_HOLDER.where(condition)).first()
+    return None if row is None else _holder_of(row)
+
+
+_GENERATION = select(Counter.value).where(Counter.name == CONFIG_COUNTER).scalar_subquery()
+_EVENT_CHAPTER = aliased(Chapter)
+_HOLDER_CHAPTER = aliased(Chapter)
+_STATION_CONTEXT = (
+    select(Station.id, Station.event_id, Station.status, Station.token_hash, Station.last_seen_at, Event.status,
+           Event.checkin_opens_at, Event.checkin_closes_at, Event.eligibility, Event.mode, Event.allow_reentry,
+           _EVENT_CHAPTER.path, _GENERATION, Card.card_id, Card.status, Member.id, Member.full_name,
+           Member.member_number, Member.status, _HOLDER_CHAPTER.id, _HOLDER_CHAPTER.code, _HOLDER_CHAPTER.name,
+           _HOLDER_CHAPTER.path)
+    .join(Event, Event.id == Station.event_id)
+    .join(_EVENT_CHAPTER, _EVENT_CHAPTER.id == Event.chapter_id)
+    .outerjoin(Card, (Card.status_list_id == bindparam("slot_list")) & (Card.status_index == bindparam("slot_index")))
+    .outerjoin(Member, Member.id == Card.member_id)
+    .outerjoin(_HOLDER_CHAPTER, _HOLDER_CHAPTER.id == Member.chapter_id)
+    .where(Station.token_hash == bindparam("token_hash"))
+)
+
+
+def _status_slot(request: CheckinRequest) -> tuple[int, int] | None:
+    """The status slot a scanned credential names, parsed without checking anything more (``verify`` does that)."""
+    if request.source == "manual" or request.payload_base64 is not None or request.payload is None:
+        return None
+    if len(request.payload) > MAX_PAYLOAD_CHARS:
+        return None
+    try:
+        claims = parse_credential(credential_from_text(request.payload)).claims
+    except CredentialError:
+        return None
+    return claims.status_list, claims.status_index
+
+
+def _statements_commit_themselves(session: Session) -> None:
+    """On a PostgreSQL engine, run this session's statements in autocommit mode: no BEGIN and no COMMIT round trip.
+
+    A station's scan writes one row with one statement, which is atomic by itself; under READ COMMITTED the reads
+    before it see exactly what they would see inside a transaction (each statement takes its own snapshot), and the
+    unique indexes, not the transaction, make check-in exactly-once. That halves the round trips of a scan. (A
+    station's occasional ``last_seen_at`` update then commits on its own; it is only a hint.) Sessions bound to a
+    connection that is already in a transaction (tests), and SQLite, keep their transaction.
+    """
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def station_context(session: Session, token: str, request: CheckinRequest) -> StationContext:
+    """Authenticate a device token; read its station's event rules, the configuration generation and the card the
+    scan names, in one query.
+
+    Raises:
+        AuthenticationFailed: Not a device token, unknown, or its station was revoked (``invalid_token``).
+    """
+    digest = device_token_digest(token)
+    _statements_commit_themselves(session)
+    slot = _status_slot(request)
+    # A slot no card can have when the scan names none: the statement keeps one shape (compiled and prepared once).
+    slot_list, slot_index = slot if slot is not None and slot[0] < 2**62 and slot[1] < 2**62 else (-1, -1)
+    # Core execution (the connection, not the session): these rows are values, not ORM objects to track.
+    row = session.connection().execute(_STATION_CONTEXT, {"token_hash": digest, "slot_list": slot_list,
+                                                          "slot_index": slot_index}).first()
+    require_active_station(digest, row[3] if row else None, row[2] if row else None)
+    assert row is not None
+    rules = EventRules(row[1], row[11], row[5], row[6], row[7], row[8], row[9], row[10])
+    return StationContext(row[0], row[1], row[4], rules, row[12], (slot_list, slot_index), _holder_of(row[13:]))
+
+
 class DatabaseStatus:
     """Card status straight from the cards table: the server is the source of truth, no list to cache.
 
-    The card row is loaded whole (with its member and chapter, which the models join eagerly) and kept in
-    :attr:`card`, so that the check-in needs no second query to find who holds the card.
+    The card's holder (member and chapter) is read in the same query and kept in :attr:`holder`, so that the
+    check-in needs no second query to find who holds the card. A holder already read for a slot (by
+    :func:`station_context`) answers for that slot without a query.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, prefetched: tuple[tuple[int, int] | None, CardHolder | None] = (None, None)
+                 ) -> None:
         self._session = session
-        self.card: Card | None = None
+        self._slot, self._prefetched = prefetched
+        self.holder: CardHolder | None = None
 
     def status(self, list_id: int, index: int) -> int | None:
-        # The signing key row (with its encrypted private key) is not needed here: the verdict already names the key.
-        self.card = self._session.scalar(
-            select(Card).options(lazyload(Card.signing_key))
-            .where(Card.status_list_id == list_id, Card.status_index == index)
-        )
-        return None if self.card is None else STATUS_CODES[self.card.status]
+        if self._slot == (list_id, index):
+            self.holder = self._prefetched
+        else:
+            self.holder = _card_holder(self._session,
+                                       (Card.status_list_id == list_id) & (Card.status_index == index))
+        return None if self.holder is None else STATUS_CODES[self.holder.status]
 
 
 def _scan_time(requested: datetime | None, now: datetime) -> datetime:
@@ -197,27 +376,27 @@ def _first_entry(session: Session, event_id: int, member_id: int) -> FirstEntry 
     return FirstEntry(row.scanned_at or row.received_at, row.station_id, row.name)
 
 
-def _replay(session: Session, event: Event, request: CheckinRequest, digest: str) -> CheckinResult | None:
+def _replay(session: Session, event_id: int, request: CheckinRequest, digest: str) -> CheckinResult | None:
     stored = session.scalar(
-        select(Checkin).where(Checkin.event_id == event.id, Checkin.client_nonce == request.client_nonce)
+        select(Checkin).where(Checkin.event_id == event_id, Checkin.client_nonce == request.client_nonce)
     )
     if stored is None:
         return None
     if stored.payload_hash != digest:
         raise Conflict("this nonce was already used for another scan", code="nonce_reused")
     member = session.get(Member, stored.member_id) if stored.member_id else None
-    first = _first_entry(session, event.id, member.id) if member and stored.reason == "already_checked_in" else None
-    return CheckinResult(stored, member, first, replayed=True)
+    first = _first_entry(session, event_id, member.id) if member and stored.reason == "already_checked_in" else None
+    return CheckinResult(CheckinRow.of(stored), MemberRef.of(member) if member else None, first, replayed=True)
 
 
-def _next_entry(session: Session, event: Event, member: Member) -> tuple[int, str] | None:
+def _next_entry(session: Session, event: EventRules, member_id: int) -> tuple[int, str] | None:
     """(sequence, direction) of this member's next accepted scan, or None when the rules refuse it."""
     if event.mode == "entry" and not event.allow_reentry:
         # One entry only: it is sequence 1, and the unique index refuses it if it exists (no query needed).
         return 1, "in"
     last = session.execute(
         select(Checkin.seq, Checkin.direction)
-        .where(Checkin.event_id == event.id, Checkin.member_id == member.id, Checkin.result == "ok")
+        .where(Checkin.event_id == event.id, Checkin.member_id == member_id, Checkin.result == "ok")
         .order_by(Checkin.seq.desc()).limit(1)
     ).first()
     if last is None:
@@ -229,13 +408,32 @@ def _next_entry(session: Session, event: Event, member: Member) -> tuple[int, st
     return None
 
 
-def checkin(session: Session, caller: CheckinCaller, event_id: int, request: CheckinRequest) -> CheckinResult:
-    """Decide and record one scan. Denied scans are stored too (reason and payload hash, never the payload).
+def checkin(session: Session, actor: Actor, event_id: int, request: CheckinRequest) -> CheckinResult:
+    """An officer's check-in: a member found by search (``manual``, with a reason, audited) or a card scanned from
+    the admin pages. See :func:`station_checkin` for the rules and the answers."""
+    actor.require_write()
+    event = EventRules.of(get_event(session, actor, event_id))
+    return _record_scan(session, event, request, lambda: server_trust(session), station=None, actor=actor)
+
+
+def station_checkin(session: Session, context: StationContext, event_id: int, request: CheckinRequest,
+                    trust: TrustCache) -> CheckinResult:
+    """Decide and record one scan from a station. Denied scans are stored too (reason and payload hash, never the
+    payload).
 
     A retry with a known nonce returns the stored answer (``replayed``) and writes nothing; the same nonce with
     another payload is refused with ``nonce_reused``.
     """
-    event = _event_for(session, caller, event_id)
+    if context.event_id != event_id:
+        raise PermissionDenied("this station is registered for another event", code="wrong_event")
+    if request.source == "manual":
+        raise PermissionDenied("manual check-in is for officers", code="officer_only")
+    return _record_scan(session, context.event, request, lambda: trust.bundle(session, context.generation),
+                        station=context, actor=None)
+
+
+def _record_scan(session: Session, event: EventRules, request: CheckinRequest, trust: Callable[[], TrustBundle],
+                 *, station: StationContext | None, actor: Actor | None) -> CheckinResult:
     if request.source not in SOURCES:
         raise ValidationFailed(f"source must be one of {', '.join(SOURCES)}",
                                details=[{"field": "source", "code": "invalid"}])
@@ -246,33 +444,37 @@ def checkin(session: Session, caller: CheckinCaller, event_id: int, request: Che
     scanned_at = _scan_time(request.scanned_at, now)
     manual = request.source == "manual"
     if manual:
-        member, verdict_reason, card_id, digest = _manual_member(session, caller, event, request)
+        assert actor is not None  # station_checkin refuses manual scans
+        member, verdict_reason, card_id, digest = _manual_member(session, actor, event, request)
     else:
         scanned = _scanned_input(request)
         if len(scanned) > MAX_PAYLOAD_CHARS:
             digest = payload_hash_of(scanned)
             member, verdict_reason, card_id = None, "malformed", None
         else:
-            status = DatabaseStatus(session)
-            verdict = verify(scanned, server_trust(session), status, scanned_at)
+            status = DatabaseStatus(session, (station.slot, station.holder) if station else (None, None))
+            verdict = verify(scanned, trust(), status, scanned_at)
             digest = verdict.payload_hash
-            member, verdict_reason, card_id = _member_of(session, verdict, status.card)
+            member, verdict_reason, card_id = _member_of(session, verdict, status.holder)
     reason = verdict_reason or _event_rule(event, scanned_at)
-    if reason is None and member is not None and not is_eligible(session, event, member):
+    if reason is None and member is not None and not is_eligible(session, event, member.id, member.status,
+                                                                 member.chapter_path):
         reason = "not_eligible"
     base = dict(event_id=event.id, member_id=member.id if member else None, card_id=card_id,
-                source=request.source, station_id=caller.station.id if caller.station else None,
-                officer_id=caller.actor.id if caller.actor else None, client_nonce=request.client_nonce,
+                source=request.source, station_id=station.station_id if station else None,
+                officer_id=actor.id if actor else None, client_nonce=request.client_nonce,
                 payload_hash=digest, scanned_at=request.scanned_at, received_at=now,
                 manual_reason=request.manual_reason if manual else None, offline=request.offline,
                 local_result=request.local_result, local_reason=request.local_reason)
     if reason is None and member is not None:
-        entry = _next_entry(session, event, member)
+        entry = _next_entry(session, event, member.id)
         if entry is not None:
             row = _insert(session, dict(result="ok", reason=None, seq=entry[0], direction=entry[1], **base))
             if row is not None:
-                _audit_manual(session, caller, event, row)
-                _touch(caller, now)
+                if manual and actor is not None:
+                    audit.record(session, actor, "checkin.manual", target_type="event", target_id=event.id,
+                                 chapter_path=event.chapter_path, details={"member_id": member.id})
+                _touch(session, station, now)
                 session.commit()
                 return CheckinResult(row, member, None, replayed=False)
         # Refused by the rules or by the unique index: an earlier entry, or a retry of this very nonce (the denied
@@ -280,47 +482,47 @@ def checkin(session: Session, caller: CheckinCaller, event_id: int, request: Che
         reason = "already_checked_in"
     row = _insert(session, dict(result="error", reason=reason, seq=0, direction="in", **base))
     if row is None:  # Only the nonce can collide with a denied row: this scan was recorded before.
-        replay = _replay(session, event, request, digest)
+        replay = _replay(session, event.id, request, digest)
         if replay is not None:
             return replay
         raise Conflict("the scan could not be recorded; retry", code="conflict")
-    _touch(caller, now)
+    _touch(session, station, now)
     session.commit()
     first = _first_entry(session, event.id, member.id) if member and reason == "already_checked_in" else None
     return CheckinResult(row, member, first, replayed=False)
 
 
-def _insert(session: Session, values: dict[str, Any]) -> Checkin | None:
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert_statement(dialect: str) -> Any:
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        table = cast(Table, Checkin.__table__)
+        statement = _INSERTS[dialect] = insert(table).on_conflict_do_nothing().returning(table.c.id)
+    return statement
+
+
+def _insert(session: Session, values: dict[str, Any]) -> CheckinRow | None:
     """Insert a check-in row unless a unique index (nonce, or member sequence among accepted rows) already holds
     one; None then. ``ON CONFLICT DO NOTHING`` waits for a concurrent uncommitted row like a plain insert would,
-    but needs no savepoint: one round trip instead of three."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(Checkin).values(**values).on_conflict_do_nothing().returning(Checkin)
-    row: Checkin | None = session.scalars(statement).first()
-    return row
+    but needs no savepoint: one round trip instead of three. One statement built once per dialect, with the
+    values as parameters, so that nothing is compiled per scan."""
+    connection = session.connection()
+    new_id = connection.execute(_insert_statement(connection.dialect.name), values).scalar()
+    if new_id is None:
+        return None
+    return CheckinRow(new_id, values["result"], values["reason"], values["direction"], values["source"],
+                      values["received_at"], values["offline"], values["local_result"])
 
 
-def _touch(caller: CheckinCaller, now: datetime) -> None:
-    station = caller.station
+def _touch(session: Session, station: StationContext | None, now: datetime) -> None:
     if station is not None and (station.last_seen_at is None or now - station.last_seen_at > LAST_SEEN_RESOLUTION):
-        station.last_seen_at = now
+        session.execute(update(Station).where(Station.id == station.station_id).values(last_seen_at=now))
 
 
-def _event_for(session: Session, caller: CheckinCaller, event_id: int) -> Event:
-    if caller.station is not None:
-        if caller.station.event_id != event_id:
-            raise PermissionDenied("this station is registered for another event", code="wrong_event")
-        event = session.get(Event, event_id)
-        if event is None:
-            raise NotFound("event not found")
-        return event
-    assert caller.actor is not None
-    caller.actor.require_write()
-    return get_event(session, caller.actor, event_id)
-
-
-def _event_rule(event: Event, at: datetime) -> str | None:
+def _event_rule(event: EventRules, at: datetime) -> str | None:
     if event.status == "closed":
         return "event_closed"
     if not event.checkin_opens_at <= at <= event.checkin_closes_at:
@@ -328,37 +530,29 @@ def _event_rule(event: Event, at: datetime) -> str | None:
     return None
 
 
-def _member_of(session: Session, verdict: Verdict, card: Card | None
-               ) -> tuple[Member | None, str | None, str | None]:
+def _member_of(session: Session, verdict: Verdict, holder: CardHolder | None
+               ) -> tuple[MemberRef | None, str | None, str | None]:
     """The member behind a verdict (only when the signature verified) and the verdict's reason.
 
-    ``card`` is the row the status check loaded by the credential's status slot; it is used when it is the card the
+    ``holder`` is what the status check read by the credential's status slot; it is used when it is the card the
     credential names, otherwise (dates refused before the status check) the card is read by its id.
     """
     if verdict.claims is None:
         return None, verdict.reason, None
     card_id = verdict.claims.card_id.hex()
-    if card is None or card.card_id != card_id:
-        card = session.scalar(select(Card).where(Card.card_id == card_id))
-    if card is None:  # Signed by us but unknown here: treat as revoked rather than trust it.
+    if holder is None or holder.card_id != card_id:
+        holder = _card_holder(session, Card.card_id == card_id)
+    if holder is None:  # Signed by us but unknown here: treat as revoked rather than trust it.
         return None, "revoked", card_id
-    return card.member, verdict.reason, card_id
+    return holder.member, verdict.reason, card_id
 
 
-def _manual_member(session: Session, caller: CheckinCaller, event: Event, request: CheckinRequest
-                   ) -> tuple[Member, str | None, None, str]:
-    if caller.actor is None:
-        raise PermissionDenied("manual check-in is for officers", code="officer_only")
+def _manual_member(session: Session, actor: Actor, event: EventRules, request: CheckinRequest
+                   ) -> tuple[MemberRef, str | None, None, str]:
     if request.member_id is None or not (request.manual_reason and request.manual_reason.strip()):
         raise ValidationFailed("a manual check-in needs member_id and a reason",
                                details=[{"field": "manual_reason", "code": "required"}])
     member = session.get(Member, request.member_id)
-    if member is None or (not caller.actor.sees(member.chapter.path) and event.eligibility == "subtree"):
+    if member is None or (not actor.sees(member.chapter.path) and event.eligibility == "subtree"):
         raise NotFound("member not found")
-    return member, None, None, payload_hash_of(f"manual:{member.id}")
-
-
-def _audit_manual(session: Session, caller: CheckinCaller, event: Event, row: Checkin) -> None:
-    if row.source == "manual" and caller.actor is not None:
-        audit.record(session, caller.actor, "checkin.manual", target_type="event", target_id=event.id,
-                     chapter_path=event.chapter.path, details={"member_id": row.member_id})
+    return MemberRef.of(member), None, None, payload_hash_of(f"manual:{member.id}")

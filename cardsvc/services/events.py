@@ -119,14 +119,35 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
     return len(new)
 
 
-def is_eligible(session: Session, event: Event, member: Member) -> bool:
-    if member.status != "active":
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """What a check-in decides with: the event's state, window, eligibility and entry rules."""
+
+    id: int
+    chapter_path: str
+    status: str
+    checkin_opens_at: datetime
+    checkin_closes_at: datetime
+    eligibility: str
+    mode: str
+    allow_reentry: bool
+
+    @classmethod
+    def of(cls, event: Event) -> EventRules:
+        return cls(event.id, event.chapter.path, event.status, event.checkin_opens_at, event.checkin_closes_at,
+                   event.eligibility, event.mode, event.allow_reentry)
+
+
+def is_eligible(session: Session, event: EventRules, member_id: int, member_status: str, chapter_path: str) -> bool:
+    """Whether a member (her status and chapter path) may check in to ``event``: the rule of
+    :func:`eligible_members` for one member."""
+    if member_status != "active":
         return False
     if event.eligibility == "all":
         return True
     if event.eligibility == "subtree":
-        return member.chapter.path.startswith(event.chapter.path)
-    return session.get(EventInvite, (event.id, member.id)) is not None
+        return chapter_path.startswith(event.chapter_path)
+    return session.get(EventInvite, (event.id, member_id)) is not None
 
 
 def eligible_members(session: Session, event: Event) -> Sequence[Member]:

@@ -81,16 +81,27 @@ def provision(session: Session, code: str) -> Provisioned:
     return Provisioned(station, token)
 
 
-def station_for_token(session: Session, token: str) -> Station:
+def device_token_digest(token: str) -> str:
+    """The stored form of a device token (401 ``invalid_token`` for anything that is not one)."""
     if not token.startswith(DEVICE_TOKEN_PREFIX) or len(token) > 100:
         raise AuthenticationFailed("not a device token", code="invalid_token")
-    digest = _hash(token)
-    station = session.scalar(select(Station).where(Station.token_hash == digest))
+    return _hash(token)
+
+
+def require_active_station(digest: str, stored_hash: str | None, status: str | None) -> None:
+    """Refuse a token whose station was not found (``stored_hash`` None), or was revoked (401 ``invalid_token``)."""
     # The hash lookup is exact; compare again in constant time so the check never depends on string timing.
-    if station is None or station.token_hash is None or not hmac.compare_digest(station.token_hash, digest):
+    if stored_hash is None or not hmac.compare_digest(stored_hash, digest):
         raise AuthenticationFailed("unknown or revoked device token", code="invalid_token")
-    if station.status != "active":
+    if status != "active":
         raise AuthenticationFailed("this station was revoked", code="invalid_token")
+
+
+def station_for_token(session: Session, token: str) -> Station:
+    digest = device_token_digest(token)
+    station = session.scalar(select(Station).where(Station.token_hash == digest))
+    require_active_station(digest, station.token_hash if station else None, station.status if station else None)
+    assert station is not None
     return station
 
 
