@@ -1,7 +1,8 @@
 """Bench: check-in throughput and latency of the real server (uvicorn, 2 workers, PostgreSQL).
 
 Seeds N members with one card each (members and cards inserted in bulk, credentials signed with the real signer),
-an event and a few provisioned stations; starts ``uvicorn cardsvc.app:server_app --factory --workers 2``; then:
+an event and a few provisioned stations; starts ``cardsvc serve --workers 2`` (uvicorn workers, cardsvc/serve.py),
+as production runs it; then:
 
 (a) reference: the same client fires the same number of ``GET /healthz`` requests at the same concurrency;
 (b) check-ins: every card scanned once (distinct cards, spread over the stations, fresh nonces);
@@ -150,8 +151,8 @@ def start_server(url: str, port: int, workers: int, log_path: Path) -> subproces
            "CARDSVC_CHECKIN_RATE_PER_SECOND": "0"}
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "cardsvc.app:server_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+            [sys.executable, "-m", "cardsvc.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 30

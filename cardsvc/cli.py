@@ -35,11 +35,11 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_serve(_settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from cardsvc.serve import serve
 
-    print(f"cardsvc serving at http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)")
-    uvicorn.run("cardsvc.app:server_app", factory=True, host=args.host, port=args.port, workers=args.workers)
-    return 0
+    print(f"cardsvc serving at http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)",
+          flush=True)
+    return serve(args.host, args.port, args.workers)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ def fresh_postgres(test_url: str, database: str) -> tuple[str, Engine]:
 @contextmanager
 def uvicorn_server(database_url: str, log_dir: Path, *, workers: int = 2,
                    env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """uvicorn serving ``cardsvc`` on ``database_url`` with the test secrets; yields the base URL.
+    """``cardsvc serve`` (uvicorn workers) on ``database_url`` with the test secrets; yields the base URL.
 
     The log goes to a file, never a pipe: a server that logs a lot must not block on a pipe nobody reads.
     """
@@ -54,8 +54,8 @@ def uvicorn_server(database_url: str, log_dir: Path, *, workers: int = 2,
     log_path = log_dir / "uvicorn.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "cardsvc.app:server_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+            [sys.executable, "-m", "cardsvc.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)],
             cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
