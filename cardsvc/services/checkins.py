@@ -229,17 +229,21 @@ class CardHolder:
     member: MemberRef
 
 
-_HOLDER_COLUMNS = (Card.card_id, Card.status, Member.id, Member.full_name, Member.member_number, Member.status,
-                   Chapter.id, Chapter.code, Chapter.name, Chapter.path)
+def _holder_columns(chapter: Any) -> tuple[Any, ...]:
+    """The ten columns :func:`_holder_of` reads: the card, its holder, and ``chapter`` (hers, joined by the caller)."""
+    return (Card.card_id, Card.status, Member.id, Member.full_name, Member.member_number, Member.status, chapter.id,
+            chapter.code, chapter.name, chapter.path)
+
+
 _CARD_HOLDER = (
-    select(*_HOLDER_COLUMNS)
+    select(*_holder_columns(Chapter))
     .join(Member, Member.id == Card.member_id)
     .join(Chapter, Chapter.id == Member.chapter_id)
 )
 
 
 def _holder_of(row: Sequence[Any]) -> CardHolder | None:
-    """A :class:`CardHolder` from the ten columns of :data:`_HOLDER_COLUMNS` (None when the card was not found)."""
+    """A :class:`CardHolder` from the columns of :func:`_holder_columns` (None when the card was not found)."""
     if row[0] is None:
         return None
     return CardHolder(row[0], row[1], MemberRef(row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9]))
@@ -256,9 +260,7 @@ _HOLDER_CHAPTER = aliased(Chapter)
 _STATION_CONTEXT = (
     select(Station.id, Station.event_id, Station.status, Station.token_hash, Station.last_seen_at, Event.status,
            Event.checkin_opens_at, Event.checkin_closes_at, Event.eligibility, Event.mode, Event.allow_reentry,
-           _EVENT_CHAPTER.path, _GENERATION, Card.card_id, Card.status, Member.id, Member.full_name,
-           Member.member_number, Member.status, _HOLDER_CHAPTER.id, _HOLDER_CHAPTER.code, _HOLDER_CHAPTER.name,
-           _HOLDER_CHAPTER.path)
+           _EVENT_CHAPTER.path, _GENERATION, *_holder_columns(_HOLDER_CHAPTER))
     .join(Event, Event.id == Station.event_id)
     .join(_EVENT_CHAPTER, _EVENT_CHAPTER.id == Event.chapter_id)
     .outerjoin(Card, (Card.status_list_id == bindparam("slot_list")) & (Card.status_index == bindparam("slot_index")))
