@@ -8,7 +8,8 @@ provisioning URL (``/checkin#setup=<code>``):
 * revoked: a revoked card → red, the Vietnamese label and ``data-reason="revoked"``;
 * offline: the device is set up (service worker and event bundle stored), the server is stopped, the page is opened
   again with no server (served by the service worker), a third card verifies offline → green, "chưa đồng bộ"
-  (queued); the server comes back and the queued scan arrives with the same nonce.
+  (queued); the server comes back and the queued scan arrives with the same nonce, marked offline with the phone's
+  own verdict.
 
 Screenshots of every step go to var/test-artifacts/ (checkin-*.png).
 """
@@ -281,6 +282,8 @@ def test_offline_scan_is_verified_locally_and_synced_later(server: LiveServer, s
         assert len(rows) == 1
         assert (rows[0].result, rows[0].member_id) == ("ok", seeded.member_ids["offline"])
         assert rows[0].scanned_at is not None  # the offline scan time travelled with it
+        # It arrives as an offline decision with the verdict the phone showed (the conflicts report reads these).
+        assert (rows[0].offline, rows[0].local_result, rows[0].local_reason) == (True, "ok", None)
         wait_for(driver, lambda d: d.find_element(By.ID, "queue").get_attribute("data-count") == "0", 15)
         wait_for(driver, lambda d: d.find_element(
             By.CSS_SELECTOR, f'#recent li[data-nonce="{nonce}"]').get_attribute("data-sync") == "synced", 15)

@@ -282,13 +282,20 @@ function markHistorySynced(nonce, answer) {
 // --- scans -------------------------------------------------------------------------------------------------------
 
 /** POST one scan. Returns {kind: "answer", body} | {kind: "refused", status, body} | {kind: "auth"}; throws
- * NetworkError when the server cannot be reached or fails (the scan stays queued). */
-async function postCheckin(item) {
+ * NetworkError when the server cannot be reached or fails (the scan stays queued). A queued scan (`offline`) also
+ * carries the verdict this phone showed, so that the server can report a member it let in but the server refuses
+ * (the offline conflicts report). */
+async function postCheckin(item, offline = false) {
+  const scan = { source: item.source, client_nonce: item.nonce, payload: item.payload, scanned_at: item.scannedAt };
+  if (offline && item.local) {
+    scan.offline = true;
+    scan.local_result = item.local.ok ? "ok" : "error";
+    if (!item.local.ok && item.local.reason) scan.local_reason = String(item.local.reason).slice(0, 32);
+  }
   const response = await request(`/v1/events/${item.eventId}/checkins`, {
     method: "POST",
     headers: { "Content-Type": "application/json", ...authHeaders(item.token) },
-    body: JSON.stringify({ source: item.source, client_nonce: item.nonce, payload: item.payload,
-      scanned_at: item.scannedAt }),
+    body: JSON.stringify(scan),
   });
   if (response.status === 401 || response.status === 403) return { kind: "auth" };
   if (response.status >= 500 || response.status === 429) throw new NetworkError(`HTTP ${response.status}`);
@@ -385,7 +392,7 @@ async function syncQueue() {
     for (const item of items) {
       let outcome;
       try {
-        outcome = await postCheckin(item);
+        outcome = await postCheckin(item, true);
       } catch {
         setOnline(false);
         break;
