@@ -16,9 +16,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; one station process per database is then the operator's job
+    fcntl = None  # type: ignore[assignment]
 
 from verification.readers.errors import ReaderError
 from verification.station.client import DEFAULT_TIMEOUT_SECONDS, LinkState, StationClient
@@ -78,8 +85,46 @@ def _sources(args: argparse.Namespace) -> list[ScanSource]:
     return sources
 
 
+def _hold_database(path: str) -> Callable[[], None] | None:
+    """Lock ``<db>.lock`` for this process and return what releases it; None when another station process holds it.
+
+    Two processes on one station database would both read the scanners and upload the same queue: a second
+    ``cardsvc station`` (started twice by mistake, or ``--drain`` while the station runs) is refused instead. The
+    operating system drops the lock when the process ends, however it ends.
+    """
+    if path == ":memory:" or fcntl is None:
+        return lambda: None
+    lock_path = Path(path + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        print(f"error: another station process{f' (pid {holder})' if holder else ''} is using {path}; stop it "
+              "first", file=sys.stderr)
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle.close
+
+
 def run_station(args: argparse.Namespace) -> int:
     """Run ``cardsvc station`` with parsed arguments; the exit status."""
+    release = _hold_database(args.db)
+    if release is None:
+        return 2
+    try:
+        return _run_station(args)
+    finally:
+        release()
+
+
+def _run_station(args: argparse.Namespace) -> int:
     store = StationStore(args.db)
     try:
         if args.setup:

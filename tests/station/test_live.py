@@ -162,6 +162,10 @@ def test_setup_online_offline_and_back(server: LiveServer, tmp_path: Path) -> No
         station.scan(f"]Q1{seeded.qr[0]}")
         first = station.result()
         assert (first["verdict"], first["mode"]) == ("OK", "online")
+        # A second process on the same database (started twice, or --drain while it runs) is refused.
+        second = run_station(db, "--drain")
+        assert second.returncode == 2
+        assert f"another station process (pid {station.process.pid}) is using {db}" in second.stderr
 
         server.stop()
         station.scan(seeded.qr[1])
