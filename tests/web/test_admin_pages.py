@@ -165,9 +165,15 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
     code = decoded[0].text.split("#setup=", 1)[1]
     provisioned = httpx.post(f"{server.url}/v1/devices/provision", json={"code": code})
     assert provisioned.status_code == 200, provisioned.text
+    # The answer took the plain page's address: reloading shows the event again and registers nothing more.
+    event_id = browser.current_url.rstrip("/").split("/")[-1]
+    assert browser.current_url.endswith(f"/admin/events/{event_id}")
+    browser.refresh()
+    _wait_for(browser, "event-title")
+    assert not browser.find_elements(By.ID, "provisioning-qr")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#stations li")) == 1
 
     # A check-in at the door (here a manual one through the API) shows up in the live count without a reload.
-    event_id = browser.current_url.rstrip("/").split("/")[-2]
     token = httpx.post(f"{server.url}/v1/auth/token", data={"username": "w.officer", "password": PASSWORD})
     bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
     found = httpx.get(f"{server.url}/v1/members", params={"q": "tran thi mai"}, headers=bearer).json()

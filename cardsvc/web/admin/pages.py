@@ -322,8 +322,12 @@ def register_station(event_id: int, page: PostedPageDep, session: SessionDep, se
         headline, _lines = error_messages(page.lang, exc)
         return _event_page(page, session, event_id, status_code=422, station_error=headline)
     url = provisioning_url(settings.public_base_url, registration.provisioning_code)
-    return _event_page(page, session, event_id, registered=registration.station, provisioning_url=url,
-                       provisioning_qr=text_qr_svg(url))
+    response = _event_page(page, session, event_id, registered=registration.station, provisioning_url=url,
+                           provisioning_qr=text_qr_svg(url))
+    # The code works for 24 hours: no copy of this answer in any cache (the page's script also takes the plain
+    # page's address, so that a reload does not register another station).
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/events/{event_id}/stats.json")

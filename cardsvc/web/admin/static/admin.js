@@ -15,6 +15,11 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
+  // A page that answers a form (the station's one-time set-up QR) takes the address of the plain page: reloading it
+  // then shows that page instead of sending the form again (which registered another station).
+  const answered = document.querySelector("[data-replace-url]");
+  if (answered) window.history.replaceState(null, "", answered.dataset.replaceUrl);
+
   const poll = (url, every, onData) => {
     const tick = async () => {
       try {
