@@ -3,7 +3,8 @@
 A counter that the database itself bumps whenever something a check-in decides with changes: a station's status,
 token or event; an event; a chapter's path; a signing key. Check-in workers keep the card keys in memory and read
 this counter in the query that authenticates the station, so a key marked compromised is refused by the very next
-scan on every worker without reading the keys table on every scan.
+scan on every worker without reading the keys table on every scan. (On SQLite, a later migration that rebuilds one of
+these tables in batch mode drops its triggers and must create them again.)
 
 Revision ID: 0007
 Revises: 0006
