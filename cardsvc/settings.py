@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, le=500)
     db_max_overflow: int = Field(default=10, ge=0, le=500)
     # Check-ins worked on at once by one server process; more wait their turn. A few at a time keep the queue moving
-    # (more threads only fight over the interpreter lock) and leave the rest of the thread pool to other requests.
-    checkin_concurrency: int = Field(default=8, ge=1, le=200)
+    # (more threads only fight over the interpreter lock: 4 beat 8 and 16 in bench/checkin_load.py) and leave the
+    # rest of the thread pool to other requests. Raise it when the database is far away (each scan waits longer).
+    checkin_concurrency: int = Field(default=4, ge=1, le=200)
     secret_key_file: Path = Path(DEFAULT_SECRET_KEY_FILE)
     # Optional inline secret (base64 or text, at least 32 bytes); wins over the file. Meant for tests and containers.
     secret_key: str | None = None
