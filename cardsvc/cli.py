@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -174,7 +173,7 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     actor = system_actor("cli")
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
-    gateway = identity.RegistryGateway.from_settings(settings, identity.make_registry(settings))
+    gateway = identity.gateway_for(settings)
     cipher = PiiCipher.from_settings(settings)
     with factory() as session:
         chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
@@ -243,7 +242,7 @@ def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) ->
     from cardsvc.services import identity
     from cardsvc.services.context import system_actor
 
-    gateway = identity.RegistryGateway.from_settings(settings, identity.make_registry(settings))
+    gateway = identity.gateway_for(settings)
     with _session(settings) as session:
         summary = identity.pull_notifications(session, gateway, PiiCipher.from_settings(settings),
                                               system_actor("cli"))
@@ -257,7 +256,7 @@ def cmd_registry_publish(settings: Settings, args: argparse.Namespace) -> int:
     from cardsvc.services.context import system_actor
 
     actor = system_actor("cli")
-    gateway = identity.RegistryGateway.from_settings(settings, identity.make_registry(settings))
+    gateway = identity.gateway_for(settings)
     with _session(settings) as session:
         chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
         summary = identity.publish_pending(session, gateway, PiiCipher.from_settings(settings), actor,
@@ -265,15 +264,6 @@ def cmd_registry_publish(settings: Settings, args: argparse.Namespace) -> int:
     print(f"membership facts: {summary.published} published, {summary.withdrawn} withdrawn, "
           f"{summary.unchanged} unchanged, {summary.failed} failed {summary.errors or ''}".rstrip())
     return 1 if summary.failed else 0
-
-
-def _server_verifier(session: Session) -> Callable[[bytes], object]:
-    """Verify credential bytes the way the check-in API does: the server's keys and the cards' current status."""
-    from cardsvc.services.checkins import DatabaseStatus, server_trust
-    from verification.verify import verify
-
-    trust = server_trust(session)
-    return lambda credential: verify(credential, trust, DatabaseStatus(session), datetime.now(UTC))
 
 
 def _print_verdict(verdict: object) -> None:
@@ -292,13 +282,13 @@ def cmd_nfc(settings: Settings, args: argparse.Namespace) -> int:
         print("error: NFC needs pyscard: pip install 'cardsvc[readers]' (Debian: apt install pcscd swig "
               "libpcsclite-dev first)", file=sys.stderr)
         return 2
-    from cardsvc.services import cards
+    from cardsvc.services import cards, checkins
     from cardsvc.services.context import system_actor
     from verification.ndef import NdefError
     from verification.readers.errors import ReaderError
 
     with _session(settings) as session:
-        verifier = _server_verifier(session)
+        verifier = checkins.server_verifier(session)
         try:
             if args.nfc_command == "write":
                 card = cards.get_card(session, system_actor("cli"), args.card)

@@ -49,13 +49,21 @@ class JobProgressCollector(Collector):
         # A callable returning the current factory: tests swap ``app.state.session_factory`` after start-up.
         self._session_factory = session_factory
 
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("cardsvc_jobs", "Jobs by kind and status (batch issuance, identity sync)",
+                                  labels=["kind", "status"]),
+                GaugeMetricFamily("cardsvc_job_items", "Work items of unfinished jobs by kind and state",
+                                  labels=["kind", "state"]))
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names without reading the database (registering the collector calls this, not collect)."""
+        yield from self._families()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from cardsvc.db.models import IdentitySyncItem, IdentitySyncRun, Job
 
-        jobs = GaugeMetricFamily("cardsvc_jobs", "Jobs by kind and status (batch issuance, identity sync)",
-                                 labels=["kind", "status"])
-        items = GaugeMetricFamily("cardsvc_job_items", "Work items of unfinished jobs by kind and state",
-                                  labels=["kind", "state"])
+        jobs, items = self._families()
         try:
             with self._session_factory()() as session:
                 for kind, status, count in session.execute(

@@ -14,7 +14,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal, cast
 
 from sqlalchemy import ColumnElement, Engine, Table, bindparam, select, update
@@ -166,7 +166,7 @@ class StationContext:
     last_seen_at: datetime | None
     event: EventRules
     generation: int | None
-    slot: tuple[int, int] | None
+    slot: tuple[int, int]
     holder: CardHolder | None
 
 
@@ -199,6 +199,13 @@ def server_trust(session: Session) -> TrustBundle:
     now = int(utcnow().timestamp())
     return TrustBundle(issuer="self", issuer_name="", issued_at=now, expires_at=now + 60, keys=card_keys,
                        status_lists={}, anchor=anchor, token="")
+
+
+def server_verifier(session: Session) -> Callable[[bytes], Verdict]:
+    """Verify credential bytes (an NFC tag's) the way a check-in does: the server's keys, the cards' current
+    status."""
+    trust = server_trust(session)
+    return lambda credential: verify(credential, trust, DatabaseStatus(session), utcnow())
 
 
 class TrustCache:
@@ -306,9 +313,8 @@ def station_context(session: Session, token: str, request: CheckinRequest) -> St
     """
     digest = device_token_digest(token)
     _statements_commit_themselves(session)
-    slot = _status_slot(request)
     # A slot no card can have when the scan names none: the statement keeps one shape (compiled and prepared once).
-    slot_list, slot_index = slot if slot is not None and slot[0] < 2**62 and slot[1] < 2**62 else (-1, -1)
+    slot_list, slot_index = _status_slot(request) or (-1, -1)
     # Core execution (the connection, not the session): these rows are values, not ORM objects to track.
     row = session.connection().execute(_STATION_CONTEXT, {"token_hash": digest, "slot_list": slot_list,
                                                           "slot_index": slot_index}).first()
@@ -494,16 +500,11 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
     return CheckinResult(row, member, first, replayed=False)
 
 
-_INSERTS: dict[str, Any] = {}
-
-
+@cache
 def _insert_statement(dialect: str) -> Any:
-    statement = _INSERTS.get(dialect)
-    if statement is None:
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-        table = cast(Table, Checkin.__table__)
-        statement = _INSERTS[dialect] = insert(table).on_conflict_do_nothing().returning(table.c.id)
-    return statement
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = cast(Table, Checkin.__table__)
+    return insert(table).on_conflict_do_nothing().returning(table.c.id)
 
 
 def _insert(session: Session, values: dict[str, Any]) -> CheckinRow | None:

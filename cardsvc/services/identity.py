@@ -220,6 +220,12 @@ class RegistryGateway:
                 self.sleep(exc.retry_after)
 
 
+def gateway_for(settings: Settings) -> RegistryGateway:
+    """The registry named by the settings, behind a :class:`RegistryGateway` (for commands that run outside the
+    server; the server keeps its registry in ``app.state.registry``)."""
+    return RegistryGateway.from_settings(settings, make_registry(settings))
+
+
 # -- sync runs --------------------------------------------------------------------------------------------------
 
 
@@ -557,6 +563,8 @@ def _close_run(session: Session, actor: Actor, run_id: int, now: datetime) -> Ru
             audit.record(session, actor, "identity.sync_done", target_type="identity_sync_run", target_id=run_id,
                          chapter_path=run.chapter_path,
                          details={"outcomes": summary.outcomes, "failed": summary.failed})
+            session.commit()
+            return summary
         session.commit()
     return summarize(session, session.get_one(IdentitySyncRun, run_id, populate_existing=True))
 

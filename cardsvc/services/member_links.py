@@ -24,10 +24,12 @@ from sqlalchemy.orm import Session
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import MEMBER_LINK_CHANNELS, Card, Member, MemberLink
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
-from cardsvc.services import audit, cards, printing
+from cardsvc.services import audit, cards
 from cardsvc.services.consents import has_active_consent
 from cardsvc.services.context import Actor
 from cardsvc.services.members import get_member
+from issuance.credential import credential_qr_text
+from issuance.render import qr_svg
 from verification.format import VIETNAM_TZ
 
 log = logging.getLogger("cardsvc.member_links")
@@ -255,13 +257,12 @@ def card_on_phone(session: Session, token: str, *, request_id: str | None = None
         state = "expired"
     else:
         state = "active" if card.status == "active" else "suspended"
-    shows_qr = state in ("active", "suspended")
-    view = printing.credential_of(card) if card is not None and shows_qr else None
+    qr_text = credential_qr_text(card.credential) if card is not None and state in ("active", "suspended") else None
     return CardOnPhone(
         state=state, full_name=member.full_name, member_number=member.member_number,
         chapter_name=member.chapter.name, card_id=card.card_id if card else None,
         version=card.version if card else None, issued_on=card.issued_on if card else None,
         expires_on=card.expires_on if card else None, card_status=card.status if card else None,
-        qr_text=view.qr_text if view else None, qr_svg=printing.card_qr_svg(card) if card and view else None,
+        qr_text=qr_text, qr_svg=qr_svg(qr_text) if qr_text else None,
         checked_at=utcnow(),
     )

@@ -65,7 +65,8 @@ class LocalDecision:
     first_at: datetime | None = None
 
 
-def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: Iterable[tuple[datetime, str]],
+def decide_offline(payload: str | bytes, bundle: EventBundle | None,
+                   entries: Iterable[tuple[datetime, str]] | Callable[[str], Iterable[tuple[datetime, str]]],
                    now: datetime) -> LocalDecision:
     """Decide a scan without the server, with the rules :mod:`cardsvc.services.checkins` applies online.
 
@@ -73,8 +74,9 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: It
         payload: QR text or tag bytes.
         bundle: The verified event bundle, or None when the station has none; an expired bundle counts as none.
             Without a bundle nothing is accepted (``no_bundle``): the station cannot check keys or revocations.
-        entries: The member's accepted scans known to the station (time, direction): from the bundle and from the
-            station's own queue (:meth:`Station.decide_locally` collects them once the card is known).
+        entries: The member's accepted scans known to the station (time, direction), or a function of her member
+            number that returns them, called once the card is known (:meth:`Station.decide_locally` reads the
+            bundle and the station's own queue that way).
         now: The scan's time (station clock, timezone-aware).
 
     Returns:
@@ -108,7 +110,7 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: It
         return decided("outside_window")
     if member is None:
         return decided("not_eligible")
-    known = sorted(entries)
+    known = sorted(entries(number) if callable(entries) else entries)
     if not known:
         return decided(None, direction="in")
     if event.mode == "entry_exit" and known[-1][1] == "in":
@@ -226,13 +228,12 @@ class Station:
     def decide_locally(self, payload: str | bytes, now: datetime) -> LocalDecision:
         """:func:`decide_offline` with this station's bundle and check-in state."""
         bundle = self.bundle
-        first = decide_offline(payload, bundle, (), now)
-        if first.result == "error" or first.member_number is None or bundle is None:
-            return first
-        entries: list[tuple[datetime, str]] = [(c.at, c.direction) for c in bundle.checkins
-                                               if c.member_number == first.member_number]
-        entries += self.store.accepted_entries(first.member_number)
-        return decide_offline(payload, bundle, entries, now) if entries else first
+
+        def entries_of(member_number: str) -> list[tuple[datetime, str]]:
+            known = [(c.at, c.direction) for c in bundle.checkins if c.member_number == member_number] if bundle else []
+            return known + self.store.accepted_entries(member_number)
+
+        return decide_offline(payload, bundle, entries_of, now)
 
     def handle(self, event: ScanEvent) -> Outcome | None:
         """Run one scan through the decision path.

@@ -83,10 +83,8 @@ class TagWriter:
             uid = reader.uid().hex()
             ntag = Ntag(reader)
             written = ntag.write_ndef(encode_card_ndef(credential), lock=False)
-            held = card_credential_from_ndef(written.read_back)
-            if held != credential:
-                raise TagVerifyError("the tag holds another credential than the one written")
-            verified = verify(held)
+            # write_ndef already compared the read-back with what it wrote (TagVerifyError otherwise).
+            verified = verify(card_credential_from_ndef(written.read_back))
             if lock:
                 if not verified:
                     raise TagVerifyError("the card written does not verify here; the tag was left unlocked")
