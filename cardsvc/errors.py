@@ -10,7 +10,7 @@
     ├── NotFound                     404  not_found (also for anything outside the officer's chapter scope)
     ├── Conflict                     409  conflict, duplicate_member, chapter_cycle, …
     ├── PayloadTooLarge              413  payload_too_large
-    └── TooManyRequests              429  account_locked (with ``retry_after`` seconds)
+    └── TooManyRequests              429  login_rate_limited, checkin_rate_limited (with ``retry_after`` seconds)
 
 Routes never build HTTP errors themselves: services raise these, and one handler in ``cardsvc.app`` renders
 ``{"code", "message", "details"}``.

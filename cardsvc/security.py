@@ -91,8 +91,13 @@ class AccessToken:
 
 @dataclass(frozen=True)
 class TokenClaims:
+    """What a verified access token says: whose it is, the officer's session epoch when it was issued, and when she
+    typed her password (``auth_time``, kept through refreshes)."""
+
     officer_id: int
     session_id: str
+    epoch: int
+    auth_time: datetime
 
 
 class InvalidToken(Exception):
@@ -103,14 +108,16 @@ class OfficerTokens:
     """Short-lived officer access tokens: HS256 JWTs under a key derived for this purpose only.
 
     The algorithm is fixed here and passed to ``jwt.decode`` as the only allowed one; the token's header never
-    chooses it.
+    chooses it. No token outlives ``max_session`` after the password login it descends from.
     """
 
-    def __init__(self, key: bytes, *, issuer: str, audience: str, lifetime: timedelta) -> None:
+    def __init__(self, key: bytes, *, issuer: str, audience: str, lifetime: timedelta,
+                 max_session: timedelta) -> None:
         self._key = key
         self._issuer = issuer
         self._audience = audience
         self._lifetime = lifetime
+        self._max_session = max_session
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OfficerTokens:
@@ -119,11 +126,19 @@ class OfficerTokens:
             issuer=settings.token_issuer,
             audience=settings.token_audience,
             lifetime=timedelta(minutes=settings.access_token_minutes),
+            max_session=timedelta(hours=settings.session_max_hours),
         )
 
-    def issue(self, officer_id: int, now: datetime | None = None) -> AccessToken:
+    def issue(self, officer_id: int, *, epoch: int, auth_time: datetime, now: datetime | None = None) -> AccessToken:
+        """A token for ``lifetime``, cut short where the session that began at ``auth_time`` ends.
+
+        Raises:
+            InvalidToken: That session has ended already (a refresh too late).
+        """
         issued = now or datetime.now(UTC)
-        expires = issued + self._lifetime
+        expires = min(issued + self._lifetime, auth_time + self._max_session)
+        if expires <= issued:
+            raise InvalidToken("the session has reached its time limit")
         claims = {
             "sub": str(officer_id),
             "iss": self._issuer,
@@ -131,6 +146,8 @@ class OfficerTokens:
             "iat": int(issued.timestamp()),
             "exp": int(expires.timestamp()),
             "jti": secrets.token_urlsafe(12),
+            "auth_time": int(auth_time.timestamp()),
+            "sep": epoch,
         }
         return AccessToken(jwt.encode(claims, self._key, algorithm=_TOKEN_ALGORITHM), expires)
 
@@ -144,8 +161,10 @@ class OfficerTokens:
                 algorithms=[_TOKEN_ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require": ["sub", "exp", "iat", "iss", "aud", "jti"]},
+                options={"require": ["sub", "exp", "iat", "iss", "aud", "jti", "auth_time", "sep"]},
             )
-            return TokenClaims(officer_id=int(claims["sub"]), session_id=str(claims["jti"]))
+            return TokenClaims(officer_id=int(claims["sub"]), session_id=str(claims["jti"]),
+                               epoch=int(claims["sep"]),
+                               auth_time=datetime.fromtimestamp(int(claims["auth_time"]), UTC))
         except (jwt.PyJWTError, ValueError) as exc:
             raise InvalidToken(str(exc)) from exc

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=30, ge=1, le=24 * 60)
     token_issuer: str = "cardsvc"
     token_audience: str = "cardsvc-officers"
+    # A password login opens a session of at most this many hours: refreshed tokens and the officer pages' session
+    # (which also ends after ACCESS_TOKEN_MINUTES without a request) never outlive it.
+    session_max_hours: int = Field(default=12, ge=1, le=7 * 24)
+    # Wrong passwords from one client address before logins of that account from there pause (doubling, at most an
+    # hour); see services/logins.py for the pause of unknown addresses.
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_seconds: int = Field(default=60, ge=1)
     max_json_body_bytes: int = Field(default=1_000_000, ge=1024)

@@ -96,6 +96,7 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/v1/me"): Case("self", lambda t: ("/v1/me", {})),
     ("POST", "/v1/me/password"): Case("self", lambda t: (
         "/v1/me/password", {"json": {"current_password": PASSWORD, "new_password": PASSWORD}})),
+    ("POST", "/v1/me/sign-out-everywhere"): Case("self", lambda t: ("/v1/me/sign-out-everywhere", {})),
     ("GET", "/v1/chapter-levels"): Case("self", lambda t: ("/v1/chapter-levels", {})),
     ("GET", "/v1/chapters"): Case("read", lambda t: (f"/v1/chapters?parent_id={t.commune.id}", {})),
     ("GET", "/v1/chapters/by-code/{code}"): Case("read", lambda t: (f"/v1/chapters/by-code/{t.branch.code}", {})),
@@ -134,6 +135,8 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/v1/officers/{officer_id}"): Case("read", lambda t: (f"/v1/officers/{t.officer.id}", {})),
     ("POST", "/v1/officers/{officer_id}/active"): Case("admin", lambda t: (
         f"/v1/officers/{t.officer.id}/active", {"json": {"is_active": False}})),
+    ("POST", "/v1/officers/{officer_id}/sign-out-everywhere"): Case("admin", lambda t: (
+        f"/v1/officers/{t.officer.id}/sign-out-everywhere", {})),
     ("GET", "/v1/audit"): Case("self", lambda t: ("/v1/audit", {})),
     ("POST", "/v1/members/{member_id}/cards"): Case("write", lambda t: (f"/v1/members/{t.member.id}/cards",
                                                                        {"json": {}})),

@@ -4,7 +4,7 @@ imports, events and the provisioning QR. The browser walk-through is in tests/we
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import zxingcpp
 from fastapi import FastAPI
@@ -13,12 +13,12 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import Card, Member, SigningKey
+from cardsvc.db.models import AdminSession, Card, Member, SigningKey
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings
 from cardsvc.web.admin.i18n import CATALOGUE
 from cardsvc.web.admin.session import COOKIE_NAME, SessionCodec
-from tests.conftest import PASSWORD, Tree, id_number_for, make_member
+from tests.conftest import PASSWORD, Tree, id_number_for, login, make_member
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -66,20 +66,90 @@ def test_login_sets_a_strict_http_only_cookie_and_logout_ends_the_session(client
     assert after.status_code == 303 and after.headers["location"] == "/admin/login"
 
 
-def test_wrong_password_is_a_friendly_message_and_the_lockout_applies(client: TestClient, tree: Tree,
-                                                                      settings: Settings) -> None:
+def test_logout_is_final_an_old_cookie_no_longer_works(client: TestClient, tree: Tree, db: Session) -> None:
+    token = page_login(client, "t.officer.a")
+    stolen = client.cookies[COOKIE_NAME]
+    client.post("/admin/logout", data={"csrf_token": token}, follow_redirects=False)
+    client.cookies.set(COOKIE_NAME, stolen)
+    after = client.get("/admin", follow_redirects=False)
+    assert after.status_code == 303 and after.headers["location"] == "/admin/login"
+    session = db.scalars(select(AdminSession).where(AdminSession.officer_id == tree.officers["t.officer.a"].id)).one()
+    assert session.ended_at is not None
+
+
+def test_a_session_ends_after_idle_time_and_at_its_limit(client: TestClient, tree: Tree, db: Session,
+                                                          settings: Settings) -> None:
+    page_login(client, "t.officer.a")
+    session = db.scalars(select(AdminSession).where(AdminSession.officer_id == tree.officers["t.officer.a"].id)).one()
+    now = datetime.now(UTC)
+    session.last_seen_at = now - timedelta(minutes=settings.access_token_minutes - 1)
+    db.commit()
+    assert client.get("/admin", follow_redirects=False).status_code == 200
+    db.refresh(session)
+    assert session.last_seen_at > now - timedelta(minutes=1)  # each visit keeps it alive
+    session.created_at = now - timedelta(hours=settings.session_max_hours, minutes=1)
+    db.commit()
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+    page_login(client, "t.officer.a")
+    latest = db.scalars(select(AdminSession).where(AdminSession.ended_at.is_(None))
+                        .order_by(AdminSession.id.desc())).first()
+    assert latest is not None
+    latest.last_seen_at = now - timedelta(minutes=settings.access_token_minutes + 1)
+    db.commit()
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_everywhere_ends_every_page_session_and_token(app: FastAPI, client: TestClient,
+                                                               tree: Tree) -> None:
+    other_browser = TestClient(app)
+    page_login(other_browser, "t.officer.a")
+    api = login(client, "t.officer.a")
+    token = page_login(client, "t.officer.a")
+    assert 'id="sign-out-everywhere"' in client.get("/admin").text
+    done = client.post("/admin/sign-out-everywhere", data={"csrf_token": token}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/admin/login"
+    for browser in (client, other_browser):
+        assert browser.get("/admin", follow_redirects=False).status_code == 303
+    assert client.get("/v1/me", headers=api).status_code == 401
+
+
+def test_a_password_change_or_a_disable_ends_page_sessions(client: TestClient, app: FastAPI, tree: Tree) -> None:
+    page_login(client, "t.officer.a")
+    api = login(client, "t.officer.a")
+    assert client.post("/v1/me/password", json={"current_password": PASSWORD, "new_password": "a new long password"},
+                       headers=api).status_code == 204
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+    page_login(client, "t.officer.b")
+    officer_id = tree.officers["t.officer.b"].id
+    admin = login(client, "t.admin")
+    assert client.post(f"/v1/officers/{officer_id}/active", json={"is_active": False}, headers=admin).status_code \
+        == 200
+    assert client.post(f"/v1/officers/{officer_id}/active", json={"is_active": True}, headers=admin).status_code \
+        == 200
+    assert client.get("/admin", follow_redirects=False).status_code == 303
+
+
+def test_wrong_password_is_a_friendly_message_and_a_paused_login_looks_the_same(client: TestClient, tree: Tree,
+                                                                                settings: Settings) -> None:
     token = csrf_of(client.get("/admin/login").text)
-    wrong = client.post("/admin/login", data={"username": "t.officer.a", "password": "not the password",
-                                              "csrf_token": token})
-    assert wrong.status_code == 401
-    assert "Sai tên đăng nhập hoặc mật khẩu" in wrong.text
+
+    def attempt(username: str, password: str) -> tuple[int, str]:
+        response = client.post("/admin/login", data={"username": username, "password": password,
+                                                      "csrf_token": token})
+        assert "retry-after" not in response.headers
+        error = re.search(r'id="login-error">([^<]*)<', response.text)
+        assert error, response.text
+        return response.status_code, error.group(1)
+
+    wrong = attempt("t.officer.a", "not the password")
+    assert wrong[0] == 401
+    assert "Sai tên đăng nhập hoặc mật khẩu" in wrong[1]
     for _ in range(settings.login_max_failures):
-        client.post("/admin/login", data={"username": "t.officer.a", "password": "nope nope nope",
-                                          "csrf_token": token})
-    locked = client.post("/admin/login", data={"username": "t.officer.a", "password": PASSWORD,
-                                               "csrf_token": token})
-    assert locked.status_code == 429
-    assert "Tài khoản tạm khoá" in locked.text and int(locked.headers["retry-after"]) > 0
+        assert attempt("t.officer.a", "nope nope nope") == wrong
+    assert attempt("t.officer.a", PASSWORD) == wrong
+    assert attempt("no.such.officer", PASSWORD) == wrong
 
 
 def test_pages_need_a_session(client: TestClient, tree: Tree) -> None:
@@ -93,9 +163,9 @@ def test_a_tampered_or_expired_cookie_is_no_session(settings: Settings) -> None:
     session = codec.new(42, now=1_000_000)
     value = codec.encode(session)
     assert codec.decode(value, now=1_000_010) == session
-    assert codec.decode(value, now=1_000_000 + settings.access_token_minutes * 60 + 1) is None
+    assert codec.decode(value, now=1_000_000 + settings.session_max_hours * 3600 + 1) is None
     payload, signature = value.split(".")
-    forged = SessionCodec(b"another key" * 3, lifetime=codec.lifetime, secure=False).encode(session)
+    forged = SessionCodec(b"another key" * 3, lifetime=codec.lifetime, idle=codec.idle, secure=False).encode(session)
     assert codec.decode(forged, now=1_000_010) is None
     assert codec.decode(payload + "." + signature[:-2] + "AA", now=1_000_010) is None
     assert not codec.csrf_ok(session, None) and not codec.csrf_ok(session, "x")

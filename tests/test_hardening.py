@@ -96,8 +96,23 @@ def test_login_attempts_per_address_get_429_with_retry_after(client: TestClient,
     assert refused.json()["code"] == "login_rate_limited"
     assert set(refused.json()) == {"code", "message", "details"}
     assert refused.headers["Retry-After"] == "12"
+    # The limit is met before the username is looked at: the answer says nothing about whether it exists.
+    unknown = client.post("/v1/auth/token", data={"username": "nobody.at.all", "password": PASSWORD})
+    assert (unknown.status_code, unknown.json(), unknown.headers["Retry-After"]) \
+        == (refused.status_code, refused.json(), refused.headers["Retry-After"])
     clock.now += 12
     assert client.post("/v1/auth/token", data={"username": "t.admin", "password": PASSWORD}).status_code == 200
+
+
+def test_the_officer_pages_login_shares_the_limit_per_address(client: TestClient, app: FastAPI, tree: Tree) -> None:
+    app.state.rate_limits = RateLimits(login=RateLimiter(3, 60, clock=FakeClock(), code="login_rate_limited"),
+                                       checkin=None)
+    form = client.get("/admin/login").text
+    token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    answers = [client.post("/admin/login", data={"username": f"nobody{index}", "password": "x", "csrf_token": token})
+               for index in range(4)]
+    assert [answer.status_code for answer in answers] == [401, 401, 401, 429]
+    assert answers[-1].headers["Retry-After"] == "20" and answers[-1].headers["content-type"].startswith("text/html")
 
 
 def test_checkins_per_station_get_429(client: TestClient, app: FastAPI, db: Session, tree: Tree,

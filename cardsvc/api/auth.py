@@ -1,17 +1,26 @@
-"""Login, token refresh, the current officer, and password change."""
+"""Login, token refresh, the current officer, password change and signing out everywhere."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from cardsvc.api.deps import LoginRateLimitDep, OfficerDep, RequestIdDep, SessionDep, SettingsDep, TokensDep
+from cardsvc.api.deps import (
+    BearerDep,
+    LoginRateLimitDep,
+    OfficerDep,
+    RequestIdDep,
+    SessionDep,
+    SettingsDep,
+    TokensDep,
+    client_address,
+)
 from cardsvc.api.schemas import OfficerOut, PasswordChange, TokenResponse
 from cardsvc.db.base import utcnow
 from cardsvc.security import AccessToken
-from cardsvc.services import officers
+from cardsvc.services import logins, officers
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 
@@ -27,15 +36,17 @@ def _token_response(token: AccessToken) -> TokenResponse:
 @router.post("/auth/token", response_model=TokenResponse, dependencies=[LoginRateLimitDep])
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
     session: SessionDep,
     tokens: TokensDep,
     settings: SettingsDep,
     req_id: RequestIdDep,
 ) -> TokenResponse:
-    """OAuth2 password login. Repeated failures lock the account for a growing time, and too many attempts from
-    one address are refused for a while (429 with Retry-After either way)."""
-    token = officers.login(
-        session, tokens, username=form.username, password=form.password,
+    """OAuth2 password login. Repeated wrong passwords pause logins of that account from that address for a growing
+    time, answered like any wrong password (401); too many attempts from one address, whatever the usernames, are
+    refused for a while (429 with Retry-After)."""
+    token = logins.login(
+        session, tokens, username=form.username, password=form.password, address=client_address(request),
         max_failures=settings.login_max_failures, lockout_seconds=settings.login_lockout_seconds,
         request_id=req_id,
     )
@@ -43,10 +54,10 @@ def login(
 
 
 @router.post("/auth/refresh", response_model=TokenResponse)
-def refresh(actor: OfficerDep, tokens: TokensDep) -> TokenResponse:
-    """A fresh token for a still-valid one, so a long meeting does not need a new login."""
-    assert actor.id is not None
-    return _token_response(tokens.issue(actor.id))
+def refresh(session: SessionDep, tokens: TokensDep, token: BearerDep) -> TokenResponse:
+    """A fresh token for a still-valid one, so a long meeting does not need a new login; never beyond
+    CARDSVC_SESSION_MAX_HOURS after the password login."""
+    return _token_response(logins.refresh(session, tokens, token))
 
 
 @router.get("/me", response_model=OfficerOut)
@@ -57,5 +68,13 @@ def me(actor: OfficerDep, session: SessionDep) -> OfficerOut:
 
 @router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
 def change_password(body: PasswordChange, actor: OfficerDep, session: SessionDep) -> None:
+    """Change the password; every session of the officer ends (this token too): sign in again."""
     officers.change_password(session, actor, current_password=body.current_password,
                              new_password=body.new_password)
+
+
+@router.post("/me/sign-out-everywhere", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out_everywhere(actor: OfficerDep, session: SessionDep) -> None:
+    """End every session of the officer: all her tokens (this one too) and her officer-page sessions."""
+    assert actor.id is not None
+    officers.sign_out_everywhere(session, actor, actor.id)

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Station
 from cardsvc.errors import AuthenticationFailed
-from cardsvc.security import InvalidToken, OfficerTokens, PiiCipher
+from cardsvc.security import OfficerTokens, PiiCipher
+from cardsvc.services import logins
 from cardsvc.services.checkins import CheckinCaller
 from cardsvc.services.context import Actor
 from cardsvc.services.jobs import BatchScheduler
 from cardsvc.services.keys import KeyRing
-from cardsvc.services.officers import actor_for, officer_for_token
+from cardsvc.services.officers import actor_for
 from cardsvc.services.stations import DEVICE_TOKEN_PREFIX, station_for_token
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
@@ -77,26 +78,22 @@ RequestIdDep = Annotated[str | None, Depends(request_id)]
 KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 BatchSchedulerDep = Annotated[BatchScheduler, Depends(get_batch_scheduler)]
 StatusCacheDep = Annotated[StatusListCache, Depends(get_status_cache)]
+BearerDep = Annotated[str | None, Depends(oauth2_scheme)]
 
 
 def current_officer(
     session: SessionDep,
     tokens: TokensDep,
     req_id: RequestIdDep,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
+    token: BearerDep,
 ) -> Actor:
     return officer_actor(session, tokens, req_id, token)
 
 
 def officer_actor(session: Session, tokens: OfficerTokens, req_id: str | None, token: str | None) -> Actor:
     """The officer behind a bearer token (401 ``invalid_token`` otherwise)."""
-    if not token:
-        raise AuthenticationFailed("authentication required: send a bearer token", code="invalid_token")
-    try:
-        claims = tokens.verify(token)
-    except InvalidToken as exc:
-        raise AuthenticationFailed("the access token is invalid or expired", code="invalid_token") from exc
-    return actor_for(officer_for_token(session, claims.officer_id), req_id)
+    officer, _claims = logins.bearer(session, tokens, token)
+    return actor_for(officer, req_id)
 
 
 OfficerDep = Annotated[Actor, Depends(current_officer)]
@@ -133,8 +130,8 @@ def client_address(request: Request) -> str:
 
 
 def limit_login_rate(request: Request) -> None:
-    """Login attempts per client address (429 ``login_rate_limited`` with Retry-After); the per-account lockout
-    is separate and kept in the database."""
+    """Login attempts per client address (429 ``login_rate_limited`` with Retry-After), before the username is
+    looked at; the pauses per account and address are separate and kept in the database."""
     limiter = request.app.state.rate_limits.login
     if limiter is not None:
         limiter.hit(client_address(request))

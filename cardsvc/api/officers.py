@@ -31,4 +31,11 @@ def get_officer(officer_id: int, actor: OfficerDep, session: SessionDep) -> Offi
 
 @router.post("/officers/{officer_id}/active", response_model=OfficerOut)
 def set_active(officer_id: int, body: OfficerActive, actor: OfficerDep, session: SessionDep) -> OfficerOut:
+    """Disable an account (ending its sessions) or enable it again (lifting its login pauses)."""
     return OfficerOut.of(officers.set_active(session, actor, officer_id, body.is_active))
+
+
+@router.post("/officers/{officer_id}/sign-out-everywhere", status_code=status.HTTP_204_NO_CONTENT)
+def sign_out_everywhere(officer_id: int, actor: OfficerDep, session: SessionDep) -> None:
+    """End every session of an officer (administrators; audited), e.g. when her phone is lost."""
+    officers.sign_out_everywhere(session, actor, officer_id)

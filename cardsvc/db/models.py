@@ -167,16 +167,54 @@ class Officer(Base):
     chapter_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"))
     permissions: Mapped[str] = mapped_column(String(200), default="")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Wrong passwords from addresses she has not signed in from recently, and the pause they put on such addresses
+    # (per-address counts are in ``login_addresses``).
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Carried in every access token; bumped by a password change, a disable and "sign out everywhere", which so
+    # ends every token issued before.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     chapter: Mapped[Chapter | None] = relationship(lazy="joined")
 
     @property
     def permission_set(self) -> frozenset[str]:
         return frozenset(p for p in self.permissions.split(",") if p)
+
+
+class LoginAddress(Base):
+    """Password logins of one officer from one client address (an IPv6 client counts by its /64).
+
+    ``failures`` wrong passwords in a row pause logins of this pair from ``locked_until``; ``last_success_at`` makes
+    the address a known one, which a pause of the whole account for unknown addresses does not reach.
+    """
+
+    __tablename__ = "login_addresses"
+    __table_args__ = (UniqueConstraint("officer_id", "address", name="uq_login_addresses_officer_address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    officer_id: Mapped[int] = mapped_column(ForeignKey("officers.id"))
+    address: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AdminSession(Base):
+    """A signed-in browser of the officer pages; the cookie names the row, so logout (``ended_at``) is final."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    officer_id: Mapped[int] = mapped_column(ForeignKey("officers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    officer: Mapped[Officer] = relationship(lazy="joined")
 
 
 class AuditEntry(Base):

@@ -1,19 +1,20 @@
-"""Officer accounts and login (Argon2 hashes, lockout with exponential backoff, short-lived tokens)."""
+"""Officer accounts: creation, scope, disabling, password change, and ending all of an officer's sessions.
+
+Password login and the sessions it opens are in ``services/logins.py``.
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import OFFICER_ROLES, Chapter, Officer
-from cardsvc.errors import AuthenticationFailed, Conflict, NotFound, TooManyRequests, ValidationFailed
-from cardsvc.security import AccessToken, OfficerTokens, burn_password_check, hash_password, verify_password
+from cardsvc.db.models import OFFICER_ROLES, AdminSession, Chapter, LoginAddress, Officer
+from cardsvc.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from cardsvc.security import hash_password, verify_password
 from cardsvc.services import audit
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor
@@ -21,7 +22,6 @@ from cardsvc.services.context import Actor
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 KNOWN_PERMISSIONS = frozenset({"pii"})
 MIN_PASSWORD_LENGTH = 10
-MAX_LOCKOUT = timedelta(hours=1)
 
 
 def actor_for(officer: Officer, request_id: str | None = None) -> Actor:
@@ -100,77 +100,53 @@ def get_officer(session: Session, actor: Actor, officer_id: int) -> Officer:
     return officer
 
 
+def _end_all_sessions(session: Session, officer: Officer) -> None:
+    """End every session of ``officer``: her access tokens (a new session epoch) and her officer-page sessions.
+
+    The caller audits and commits.
+    """
+    officer.session_epoch = Officer.session_epoch + 1
+    session.execute(update(AdminSession).where(AdminSession.officer_id == officer.id,
+                                               AdminSession.ended_at.is_(None)).values(ended_at=utcnow()))
+
+
 def set_active(session: Session, actor: Actor, officer_id: int, active: bool) -> Officer:
+    """Disable an account (which ends its sessions) or enable it again (which lifts its login pauses)."""
     actor.require_admin()
     officer = get_officer(session, actor, officer_id)
     officer.is_active = active
     if active:
         officer.failed_logins = 0
         officer.locked_until = None
+        session.execute(update(LoginAddress).where(LoginAddress.officer_id == officer.id)
+                        .values(failures=0, locked_until=None))
+    else:
+        _end_all_sessions(session, officer)
     audit.record(session, actor, "officer.activate" if active else "officer.deactivate", target_type="officer",
                  target_id=officer.id, chapter_path=officer.chapter.path if officer.chapter else None)
     session.commit()
     return officer
 
 
+def sign_out_everywhere(session: Session, actor: Actor, officer_id: int) -> None:
+    """End every session of an officer: her own, or (administrators only) another officer's."""
+    if officer_id != actor.id:
+        actor.require_admin()
+    officer = get_officer(session, actor, officer_id)
+    _end_all_sessions(session, officer)
+    audit.record(session, actor, "officer.sign_out_everywhere", target_type="officer", target_id=officer.id,
+                 chapter_path=officer.chapter.path if officer.chapter else None)
+    session.commit()
+
+
 def change_password(session: Session, actor: Actor, *, current_password: str, new_password: str) -> None:
+    """Change the acting officer's password; every session she has (this one included) ends with it."""
     officer = session.get(Officer, actor.id) if actor.id is not None else None
     if officer is None or not verify_password(officer.password_hash, current_password):
         raise AuthenticationFailed("the current password is wrong")
     _validate_password(new_password)
     officer.password_hash = hash_password(new_password)
+    _end_all_sessions(session, officer)
     audit.record(session, actor, "officer.password", target_type="officer", target_id=officer.id,
                  chapter_path=officer.chapter.path if officer.chapter else None)
     session.commit()
-
-
-def login(
-    session: Session,
-    tokens: OfficerTokens,
-    *,
-    username: str,
-    password: str,
-    max_failures: int,
-    lockout_seconds: int,
-    request_id: str | None = None,
-) -> AccessToken:
-    """Check a password and issue an access token.
-
-    After ``max_failures`` wrong passwords in a row the account is locked for ``lockout_seconds``, doubling with
-    each further failure (capped at one hour). A locked account refuses even the right password until the lock
-    expires, so guessing cannot continue; the error says when to retry.
-    """
-    now = utcnow()
-    officer = session.scalar(select(Officer).where(Officer.username == username.strip().lower()[:64]))
-    if officer is None or not officer.is_active:
-        burn_password_check(password)
-        raise AuthenticationFailed("wrong username or password")
-    if officer.locked_until is not None and officer.locked_until > now:
-        retry = math.ceil((officer.locked_until - now).total_seconds())
-        raise TooManyRequests(f"too many failed logins; try again in {retry} seconds", retry_after=retry,
-                              code="account_locked")
-    actor = actor_for(officer, request_id)
-    path = officer.chapter.path if officer.chapter else None
-    if not verify_password(officer.password_hash, password):
-        officer.failed_logins += 1
-        if officer.failed_logins >= max_failures:
-            exponent = min(officer.failed_logins - max_failures, 12)
-            lock = min(timedelta(seconds=lockout_seconds * 2**exponent), MAX_LOCKOUT)
-            officer.locked_until = now + lock
-        audit.record(session, actor, "auth.login_failed", target_type="officer", target_id=officer.id,
-                     chapter_path=path, details={"failed_logins": officer.failed_logins})
-        session.commit()
-        raise AuthenticationFailed("wrong username or password")
-    officer.failed_logins = 0
-    officer.locked_until = None
-    officer.last_login_at = now
-    audit.record(session, actor, "auth.login", target_type="officer", target_id=officer.id, chapter_path=path)
-    session.commit()
-    return tokens.issue(officer.id, now)
-
-
-def officer_for_token(session: Session, officer_id: int) -> Officer:
-    officer = session.get(Officer, officer_id)
-    if officer is None or not officer.is_active:
-        raise AuthenticationFailed("this account is disabled or no longer exists", code="invalid_token")
-    return officer

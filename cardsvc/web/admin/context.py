@@ -30,7 +30,8 @@ from cardsvc.errors import (
     ValidationFailed,
 )
 from cardsvc.services.context import WRITE_ROLES, Actor
-from cardsvc.services.officers import actor_for, officer_for_token
+from cardsvc.services.logins import resume_page_session
+from cardsvc.services.officers import actor_for
 from cardsvc.web.admin.i18n import has, pick_language, translate
 from cardsvc.web.admin.session import COOKIE_NAME, CSRF_FIELD, LANGUAGE_COOKIE, PageSession, SessionCodec
 
@@ -96,9 +97,9 @@ class Page:
             raise LoginRequired
         return self.actor
 
-    def start_session(self, officer_id: int | None) -> None:
+    def start_session(self, session_id: int | None) -> None:
         """Replace the session (login, logout): a new nonce, so an earlier CSRF token stops working."""
-        self.session = self.codec.new(officer_id)
+        self.session = self.codec.new(session_id)
         self.new_cookie = self.codec.encode(self.session)
 
     def render(self, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -120,11 +121,12 @@ def get_page(request: Request, db: SessionDep) -> Page:
         page.new_cookie = codec.encode(page.session)
         if request.cookies.get(COOKIE_NAME):
             page.notices.append(page.t("login.expired"))
-    elif session.officer_id is not None:
+    elif session.session_id is not None:
         try:
-            officer = officer_for_token(db, session.officer_id)
+            officer = resume_page_session(db, session.session_id, idle=codec.idle, limit=codec.lifetime)
         except AuthenticationFailed:
             page.start_session(None)
+            page.notices.append(page.t("login.expired"))
         else:
             page.actor = actor_for(officer, getattr(request.state, "request_id", None))
             page.officer_name = officer.full_name or officer.username
@@ -172,8 +174,6 @@ def error_messages(lang: str, exc: CardsvcError) -> tuple[str, list[str]]:
         headline = translate(lang, f"error.{exc.code}")
     else:
         headline = translate(lang, status_key if has(lang, status_key) else "error.status.500")
-    if isinstance(exc, TooManyRequests) and exc.code == "account_locked":
-        headline = translate(lang, "login.locked", seconds=exc.retry_after)
     lines: list[str] = []
     if isinstance(exc, ValidationFailed) and isinstance(exc.details, list):
         for detail in exc.details[:50]:

@@ -11,10 +11,30 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from cardsvc.api.deps import BatchSchedulerDep, CipherDep, KeyRingDep, SessionDep, SettingsDep, TokensDep
+from cardsvc.api.deps import (
+    BatchSchedulerDep,
+    CipherDep,
+    KeyRingDep,
+    LoginRateLimitDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+)
 from cardsvc.db.models import REVOCATION_REASONS
-from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, TooManyRequests, ValidationFailed
-from cardsvc.services import cards, chapters, events, imports, jobs, members, officers, printing, reports, stations
+from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, ValidationFailed
+from cardsvc.services import (
+    cards,
+    chapters,
+    events,
+    imports,
+    jobs,
+    logins,
+    members,
+    officers,
+    printing,
+    reports,
+    stations,
+)
 from cardsvc.services.members import MemberSearch
 from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
@@ -57,25 +77,37 @@ def login_form(page: PageDep) -> Response:
     return page.render("login.html")
 
 
-@router.post("/login")
-def login(page: PostedLoginDep, session: SessionDep, tokens: TokensDep, settings: SettingsDep,
-          username: Text = "", password: Text = "") -> Response:
+@router.post("/login", dependencies=[LoginRateLimitDep])
+def login(page: PostedLoginDep, session: SessionDep, settings: SettingsDep, username: Text = "",
+          password: Text = "") -> Response:
     try:
-        token = officers.login(session, tokens, username=username, password=password,
-                               max_failures=settings.login_max_failures,
-                               lockout_seconds=settings.login_lockout_seconds, request_id=page.request_id)
-    except (AuthenticationFailed, TooManyRequests) as exc:
+        page_session = logins.sign_in_page(session, username=username, password=password,
+                                           address=client_address(page.request),
+                                           max_failures=settings.login_max_failures,
+                                           lockout_seconds=settings.login_lockout_seconds,
+                                           request_id=page.request_id)
+    except AuthenticationFailed as exc:
         headline, _lines = error_messages(page.lang, exc)
-        response = page.render("login.html", status_code=exc.status_code, error=headline, username=username)
-        if isinstance(exc, TooManyRequests):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    page.start_session(tokens.verify(token.token).officer_id)
+        return page.render("login.html", status_code=exc.status_code, error=headline, username=username)
+    page.start_session(page_session.id)
     return redirect(PREFIX)
 
 
 @router.post("/logout")
-def logout(page: PostedPageDep) -> Response:
+def logout(page: PostedPageDep, session: SessionDep) -> Response:
+    """Ends the session on the server: the old cookie is worthless even if someone kept a copy."""
+    if page.session.session_id is not None:
+        logins.end_page_session(session, page.session.session_id)
+    page.start_session(None)
+    return redirect(LOGIN_PATH)
+
+
+@router.post("/sign-out-everywhere")
+def sign_out_everywhere(page: PostedPageDep, session: SessionDep) -> Response:
+    """Ends every session of the officer: this one, her other browsers and her API tokens."""
+    actor = page.require_actor()
+    assert actor.id is not None
+    officers.sign_out_everywhere(session, actor, actor.id)
     page.start_session(None)
     return redirect(LOGIN_PATH)
 

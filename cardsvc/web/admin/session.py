@@ -1,10 +1,13 @@
 """The officer pages' cookie session and its CSRF token.
 
-The cookie holds ``officer id (or none before login) · issued-at · random nonce``, signed with HMAC-SHA256 under
-``settings.derived_key("admin-session")`` (a key used for nothing else). It expires with the access-token lifetime,
-counted from the login. Every session, even the anonymous one that carries the login form, has a CSRF token
-derived from its nonce under the same key; a new nonce at login and logout means a token seen before signing in
-is worthless afterwards. Tokens are compared in constant time.
+The cookie holds ``session id (or none before login) · issued-at · random nonce``, signed with HMAC-SHA256 under
+``settings.derived_key("admin-session")`` (a key used for nothing else). The session id names a row of
+``admin_sessions`` (``services/logins.py``): the server decides whether the session is still open, so logout ends it
+for good. The session ends after ``idle`` (the access-token lifetime) without a request and ``lifetime``
+(CARDSVC_SESSION_MAX_HOURS) after the login at the latest; the cookie itself is refused after ``lifetime``. Every
+session, even the anonymous one that carries the login form, has a CSRF token derived from its nonce under the same
+key; a new nonce at login and logout means a token seen before signing in is worthless afterwards. Tokens are
+compared in constant time.
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class PageSession:
-    """One browser's session: ``officer_id`` is None until a successful login."""
+    """One browser's session: ``session_id`` (an ``admin_sessions`` row) is None until a successful login."""
 
-    officer_id: int | None
+    session_id: int | None
     issued_at: int
     nonce: str
 
@@ -47,25 +50,27 @@ class PageSession:
 class SessionCodec:
     """Signs, checks and expires :class:`PageSession` cookies; derives and checks CSRF tokens."""
 
-    def __init__(self, key: bytes, *, lifetime: timedelta, secure: bool) -> None:
+    def __init__(self, key: bytes, *, lifetime: timedelta, idle: timedelta, secure: bool) -> None:
         self._key = key
         self.lifetime = lifetime
+        self.idle = idle
         self.secure = secure
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionCodec:
-        return cls(settings.derived_key("admin-session"), lifetime=timedelta(minutes=settings.access_token_minutes),
+        return cls(settings.derived_key("admin-session"), lifetime=timedelta(hours=settings.session_max_hours),
+                   idle=timedelta(minutes=settings.access_token_minutes),
                    secure=settings.public_base_url.lower().startswith("https://"))
 
-    def new(self, officer_id: int | None, now: float | None = None) -> PageSession:
+    def new(self, session_id: int | None, now: float | None = None) -> PageSession:
         """A fresh session with a new nonce (and so a new CSRF token)."""
-        return PageSession(officer_id, int(now if now is not None else time.time()), secrets.token_urlsafe(16))
+        return PageSession(session_id, int(now if now is not None else time.time()), secrets.token_urlsafe(16))
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._key, b"session/" + payload.encode(), hashlib.sha256).digest())
 
     def encode(self, session: PageSession) -> str:
-        body = json.dumps({"o": session.officer_id, "t": session.issued_at, "n": session.nonce},
+        body = json.dumps({"s": session.session_id, "t": session.issued_at, "n": session.nonce},
                           separators=(",", ":"))
         payload = _b64(body.encode())
         return f"{payload}.{self._sign(payload)}"
@@ -81,14 +86,14 @@ class SessionCodec:
             data = json.loads(_unb64(payload))
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
-        officer_id, issued_at, nonce = data.get("o"), data.get("t"), data.get("n")
-        if not (officer_id is None or type(officer_id) is int) or type(issued_at) is not int \
+        session_id, issued_at, nonce = data.get("s"), data.get("t"), data.get("n")
+        if not (session_id is None or type(session_id) is int) or type(issued_at) is not int \
                 or not isinstance(nonce, str):
             return None
         current = now if now is not None else time.time()
         if issued_at > current + 60 or current - issued_at > self.lifetime.total_seconds():
             return None
-        return PageSession(officer_id, issued_at, nonce)
+        return PageSession(session_id, issued_at, nonce)
 
     def csrf_token(self, session: PageSession) -> str:
         return _b64(hmac.new(self._key, b"csrf/" + session.nonce.encode(), hashlib.sha256).digest())
