@@ -114,7 +114,7 @@ def test_sign_out_everywhere_ends_every_page_session_and_token(app: FastAPI, cli
     assert client.get("/v1/me", headers=api).status_code == 401
 
 
-def test_a_password_change_or_a_disable_ends_page_sessions(client: TestClient, app: FastAPI, tree: Tree) -> None:
+def test_a_password_change_or_a_disable_ends_page_sessions(client: TestClient, tree: Tree) -> None:
     page_login(client, "t.officer.a")
     api = login(client, "t.officer.a")
     assert client.post("/v1/me/password", json={"current_password": PASSWORD, "new_password": "a new long password"},
