@@ -162,6 +162,23 @@ def test_id_number_that_lost_its_leading_zero_is_repaired_with_a_warning(
         person.id_number[-2:]
 
 
+def test_hanoi_id_numbers_that_lost_both_zeros_are_repaired_with_a_warning_per_row(
+    client: TestClient, db: Session, cipher: PiiCipher, officer_a: dict[str, str]
+) -> None:
+    persons = people(2, province="001")
+    rows: list[list[Any]] = [list(HEADER_VI)]
+    rows += [[*person.cells()[:3], int(person.id_number), person.phone, ""] for person in persons]
+    assert all(len(str(row[3])) == 10 for row in rows[1:])
+    report = ok(upload(client, officer_a, xlsx_bytes(rows), filename="ba-dinh.xlsx"))
+    assert (report["created"], report["failed"]) == (2, 0)
+    assert [(p["row"], p["field"], p["code"], p["severity"]) for p in report["problems"]] == [
+        (2, "id_number", "leading_zeros_restored", "warning"), (3, "id_number", "leading_zeros_restored", "warning")
+    ]
+    assert all("Excel" in p["message"] and "Excel" in p["message_vi"] for p in report["problems"])
+    for person in persons:
+        assert by_id_number(db, cipher, person.id_number).birth_date == person.birth
+
+
 def test_scientific_notation_id_number_is_refused(
     client: TestClient, db: Session, officer_a: dict[str, str]
 ) -> None:
