@@ -290,6 +290,43 @@ def test_member_number_of_another_person_is_an_ambiguous_match(
     assert [p["code"] for p in errors_of(report)] == ["ambiguous_match"]
 
 
+@pytest.mark.parametrize("name_in_file", ["Duong Thi Anh", "DUONG THI ANH", "Dương Thi Anh"])
+def test_accent_less_list_keeps_the_stored_name_and_says_so(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str], name_in_file: str
+) -> None:
+    existing = make_member(db, cipher, tree.branch_a, full_name="Dương Thị Ánh", phone="0912345678")
+    rows = [list(HEADER_VI), [name_in_file, existing.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", existing.id_number_ciphertext or b""), "0987654321", ""]]
+    report = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (report["updated"], report["unchanged"], report["failed"]) == (1, 0, 0)  # the phone is new
+    assert [(p["row"], p["field"], p["code"], p["severity"]) for p in report["problems"]] == [
+        (2, "full_name", "name_diacritics_kept", "warning")
+    ]
+    db.expire_all()
+    stored = db.get_one(Member, existing.id)
+    assert (stored.full_name, stored.phone) == ("Dương Thị Ánh", "+84987654321")
+    again = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (again["updated"], again["unchanged"]) == (0, 1)
+
+
+@pytest.mark.parametrize(("stored_name", "name_in_file"), [
+    ("Dương Thị Anh", "Dương Thị Ánh"),  # diacritics added: a correction
+    ("Dương Thị Ánh", "Dương Thị Ảnh"),  # another tone mark
+    ("Dương Thị Ánh", "Duong Thi Anh Hong"),  # another name
+])
+def test_a_name_that_differs_by_more_than_lost_diacritics_is_updated(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str],
+    stored_name: str, name_in_file: str
+) -> None:
+    existing = make_member(db, cipher, tree.branch_a, full_name=stored_name)
+    rows = [list(HEADER_VI), [name_in_file, existing.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", existing.id_number_ciphertext or b""), "", ""]]
+    report = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (report["updated"], report["problems"]) == (1, [])
+    db.expire_all()
+    assert db.get_one(Member, existing.id).full_name == name_in_file
+
+
 def test_reimport_without_a_phone_column_keeps_stored_phones(
     client: TestClient, db: Session, cipher: PiiCipher, officer_a: dict[str, str]
 ) -> None:

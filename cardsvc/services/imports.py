@@ -10,6 +10,7 @@ list must not erase phone numbers or ID numbers that were recorded some other wa
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -317,14 +318,50 @@ def _with_stored_values(row: MemberRow, member: Member, columns: frozenset[str],
     return dataclasses.replace(row, **keep) if keep else row
 
 
+def _letters(name: str) -> list[tuple[str, frozenset[str]]]:
+    """A name as (base letter, diacritics) pairs, case-folded; đ is d with a stroke (it does not decompose)."""
+    letters: list[tuple[str, set[str]]] = []
+    for char in unicodedata.normalize("NFD", name.casefold()):
+        if unicodedata.combining(char) and letters:
+            letters[-1][1].add(char)
+        elif char == "đ":
+            letters.append(("d", {"stroke"}))
+        else:
+            letters.append((char, set()))
+    return [(base, frozenset(marks)) for base, marks in letters]
+
+
+def _lost_diacritics_only(given: str, stored: str) -> bool:
+    """Whether ``given`` is ``stored`` with diacritics lost and nothing else changed ("Duong Thi Anh" for "Dương
+    Thị Ánh"; letter case aside). A diacritic that ``stored`` lacks makes it a correction, not a loss."""
+    given_letters, stored_letters = _letters(given), _letters(stored)
+    return (given_letters != stored_letters and len(given_letters) == len(stored_letters)
+            and all(g_base == s_base and g_marks <= s_marks
+                    for (g_base, g_marks), (s_base, s_marks) in zip(given_letters, stored_letters, strict=True)))
+
+
 def _apply_updates(cipher: PiiCipher, updates: list[_Planned], columns: frozenset[str], report: ImportReport
                    ) -> dict[str, list[int]]:
-    """Apply matched rows to their members (moving them to the row's chapter); return changed ids by path."""
+    """Apply matched rows to their members (moving them to the row's chapter); return changed ids by path.
+
+    A name that differs from the stored one only by lost diacritics (an accent-less list) keeps the stored name,
+    with a warning.
+    """
     changed_by_chapter: dict[str, list[int]] = defaultdict(list)
     for plan in updates:
         member = plan.existing
         assert member is not None
-        changed = apply_member_row(member, _with_stored_values(plan.row, member, columns, cipher), cipher)
+        row = _with_stored_values(plan.row, member, columns, cipher)
+        if _lost_diacritics_only(row.full_name, member.full_name):
+            row = dataclasses.replace(row, full_name=member.full_name)
+            report.problems.append(RowProblem(
+                row=row.row, column="full_name", code="name_diacritics_kept", severity="warning",
+                message_en="The name in the file differs from the registered name only by missing diacritics "
+                           "(accents); the registered name was kept.",
+                message_vi="Họ tên trong tệp chỉ khác họ tên đã lưu ở chỗ thiếu dấu; hệ thống giữ nguyên họ tên "
+                           "đã lưu.",
+            ))
+        changed = apply_member_row(member, row, cipher)
         if member.chapter_id != plan.chapter.id:
             member.chapter_id = plan.chapter.id
             changed.append("chapter_id")
