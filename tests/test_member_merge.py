@@ -31,6 +31,7 @@ from cardsvc.db.models import (
 from cardsvc.security import PiiCipher
 from cardsvc.services import consents, events
 from tests.conftest import SYSTEM, Tree, login, make_member
+from tests.fixtures_import import csv_bytes
 
 pytestmark = pytest.mark.usefixtures("signing_keys")
 
@@ -250,6 +251,19 @@ def test_probable_duplicates_are_listed_within_scope(
                       headers=officer).status_code == 404
     assert merge(client, officer, pair.survivor.id, pair.duplicate.id).status_code == 200
     assert client.get("/v1/members/duplicates", headers=officer).json() == []
+
+
+def test_reimporting_the_old_list_after_a_merge_updates_the_survivor(
+    client: TestClient, db: Session, officer: dict[str, str], tree: Tree, pair: Pair
+) -> None:
+    assert merge(client, officer, pair.survivor.id, pair.duplicate.id).status_code == 200
+    rows = [["Mã hội viên", "Họ và tên", "Ngày sinh", "Giới tính", "Số CMND"],
+            [pair.duplicate.member_number, "Duong Thi Anh", BIRTH.strftime("%d/%m/%Y"), "Nữ", OLD_NUMBER]]
+    response = client.post("/v1/members/import", headers=officer, files={"file": ("cmnd.csv", csv_bytes(rows))},
+                           data={"chapter_code": tree.branch_a.code, "dry_run": "false"})
+    report = response.json()
+    assert (report["created"], report["updated"], report["unchanged"], report["failed"]) == (0, 0, 1, 0), report
+    assert [p["code"] for p in report["problems"]] == ["name_diacritics_kept"]
 
 
 def test_every_table_that_references_members_is_handled_by_the_merge() -> None:
