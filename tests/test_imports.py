@@ -472,6 +472,20 @@ def test_an_import_may_still_move_a_member_inside_its_own_chapter(
     assert db.get_one(Member, member.id).chapter_id == tree.commune_a.id
 
 
+def test_a_row_that_keeps_a_member_in_her_own_chapter_is_no_conflict(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree
+) -> None:
+    elsewhere = make_member(db, cipher, tree.branch_b, phone="0912345678")
+    rows = [list(HEADER_VI), [elsewhere.full_name, elsewhere.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", elsewhere.id_number_ciphertext or b""), "0987654321",
+                              tree.branch_b.code]]
+    report = ok(upload(client, login(client, "t.admin"), csv_bytes(rows)))
+    assert (report["updated"], report["failed"], report["conflicts"]) == (1, 0, [])
+    db.expire_all()
+    assert (db.get_one(Member, elsewhere.id).chapter_id, db.get_one(Member, elsewhere.id).phone) == (
+        tree.branch_b.id, "+84987654321")
+
+
 def _cmnd_list(persons: list[Person], old_numbers: list[str]) -> list[list[str]]:
     rows = [["Họ và tên", "Ngày sinh", "Giới tính", "Số CMND", "Mã chi hội"]]
     rows += [[p.full_name, p.birth.strftime("%d/%m/%Y"), "Nữ", number, ""]

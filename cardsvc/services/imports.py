@@ -272,8 +272,9 @@ def _match_existing(session: Session, actor: Actor, planned: list[_Planned], rep
 
     Returns the rows that may be written, each with the member it updates (or None for a new member); the
     others are reported as failed. A member number of a record merged into another member's finds that member. A
-    member outside the subtree of the import's chapter (the file's chapter, or the row's own when the file has
-    none) is a conflict: the row is not applied, so an import never moves a member in from elsewhere.
+    member that the row would move from outside the subtree of the import's chapter (the file's chapter, or the
+    row's own when the file has none) is a conflict: the row is not applied, so an import never moves a member in
+    from elsewhere.
     """
     by_id: dict[str, Member] = {}
     by_old: dict[str, Member] = {}
@@ -333,7 +334,8 @@ def _match_existing(session: Session, actor: Actor, planned: list[_Planned], rep
             ))
             report.conflicts.append(ImportConflict(number, "member_outside_scope", None))
             continue
-        if not existing.chapter.path.startswith((import_chapter or plan.chapter).path):
+        if existing.chapter_id != plan.chapter.id \
+                and not existing.chapter.path.startswith((import_chapter or plan.chapter).path):
             brief = MemberBrief.of(existing)
             report.fail(_problem(
                 number, column, "member_in_other_chapter",
