@@ -21,6 +21,7 @@ __all__ = [
     "IdNumberError",
     "mask_id_number",
     "repair_spreadsheet_id",
+    "restore_dropped_zeros",
     "validate_citizen_id",
     "validate_old_id_number",
 ]
@@ -100,6 +101,8 @@ OLD_ID_LENGTH = 9
 
 # Warning code returned by repair_spreadsheet_id when a zero lost by a spreadsheet was put back.
 LEADING_ZERO_RESTORED = "leading_zero_restored"
+# Warning code for the two zeros put back by restore_dropped_zeros.
+LEADING_ZEROS_RESTORED = "leading_zeros_restored"
 
 _SEPARATORS = re.compile(r"[\s.\-]+")
 # "7.91235E+10", "7,91235E+10" (Vietnamese Excel uses a decimal comma), "7.9E10".
@@ -263,6 +266,26 @@ def repair_spreadsheet_id(raw: object) -> tuple[str, str | None]:
         # spreadsheet drops when the column is numeric. No valid number has 11 or 8 digits.
         return "0" + text, LEADING_ZERO_RESTORED
     return text, None
+
+
+def restore_dropped_zeros(
+    digits: str, *, birth_year: int, gender: Literal["female", "male"] | None = None
+) -> str | None:
+    """The citizen ID number a 10-digit spreadsheet value stood for, or None when that is not certain.
+
+    A numeric cell drops every leading zero: numbers of the provinces whose code starts with ``00`` (001 Hà Nội,
+    002 Hà Giang, 004 Cao Bằng, 006 Bắc Kạn, 008 Tuyên Quang) lose two and keep 10 digits. ``"00"`` is put back
+    only when the result is a valid citizen ID number of such a province whose century/gender digit and year
+    digits agree with ``birth_year`` (and ``gender`` when it is known); otherwise the value stays a wrong number
+    for :func:`validate_citizen_id` to refuse.
+    """
+    if len(digits) != CITIZEN_ID_LENGTH - 2 or not (digits.isascii() and digits.isdigit()):
+        return None
+    try:
+        # "00" + 10 digits starts with 0, so validation accepts it only with one of the province codes above.
+        return validate_citizen_id("00" + digits, birth_year=birth_year, gender=gender)
+    except IdNumberError:
+        return None
 
 
 def mask_id_number(number: str) -> str:

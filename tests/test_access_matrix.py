@@ -119,6 +119,11 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("GET", "/v1/members/{member_id}"): Case("read", lambda t: (f"/v1/members/{t.member.id}", {})),
     ("PATCH", "/v1/members/{member_id}"): Case("write", lambda t: (
         f"/v1/members/{t.member.id}", {"json": {"phone": "0987654321"}})),
+    ("GET", "/v1/members/duplicates"): Case("read", lambda t: (f"/v1/members/duplicates?chapter_id={t.branch.id}", {})),
+    # Both members hold a CCCD number: the merge itself is refused (409) for everyone allowed to try it.
+    ("POST", "/v1/members/{member_id}/merge"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/merge", {"json": {"duplicate_id": t.left_member.id if t.left_member else 0}}),
+        allowed_status=409),
     ("POST", "/v1/members/{member_id}/status"): Case("write", lambda t: (
         f"/v1/members/{t.member.id}/status", {"json": {"status": "suspended", "reason": "tạm dừng"}})),
     ("GET", "/v1/members/{member_id}/status-history"): Case("read", lambda t: (

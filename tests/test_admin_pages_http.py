@@ -261,6 +261,40 @@ def test_a_viewer_sees_no_write_buttons_and_her_posts_are_refused(
     assert db.scalar(select(func.count()).select_from(Card).where(Card.member_id == member.id)) == 0
 
 
+def test_a_probable_duplicate_is_shown_on_the_member_page_and_merged_with_csrf_in_scope(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher) -> None:
+    birth = date(1979, 11, 2)
+    survivor = make_member(db, cipher, tree.branch_a, full_name="Dương Thị Ánh", birth_date=birth)
+    duplicate = make_member(db, cipher, tree.branch_a, full_name="Duong Thi Anh", birth_date=birth, id_number=None,
+                            old_id_number="031456789")
+    elsewhere = make_member(db, cipher, tree.branch_b, full_name="Dương Thị Ánh", birth_date=birth,
+                            id_number=None, old_id_number="079456789")
+    viewer_token = page_login(client, "t.viewer.a")
+    seen = client.get(f"/admin/members/{survivor.id}")
+    assert f'data-member-id="{duplicate.id}"' in seen.text and "/merge" not in seen.text
+    assert client.post(f"/admin/members/{survivor.id}/merge",
+                       data={"duplicate": str(duplicate.id), "csrf_token": viewer_token}).status_code == 403
+    client.cookies.clear()
+    token = page_login(client, "t.officer.a")
+    page = client.get(f"/admin/members/{survivor.id}")
+    assert "Có thể trùng hồ sơ" in page.text and f'data-member-id="{elsewhere.id}"' not in page.text
+    assert client.post(f"/admin/members/{survivor.id}/merge", data={"duplicate": str(duplicate.id)}).status_code == 403
+    outside = client.post(f"/admin/members/{survivor.id}/merge",
+                          data={"duplicate": str(elsewhere.id), "csrf_token": token})
+    assert outside.status_code == 404
+    merged = client.post(f"/admin/members/{survivor.id}/merge",
+                         data={"duplicate": str(duplicate.id), "csrf_token": token}, follow_redirects=False)
+    assert merged.status_code == 303 and merged.headers["location"].endswith("?done=merged")
+    assert "Đã gộp hồ sơ trùng" in client.get(merged.headers["location"]).text
+    closed = client.get(f"/admin/members/{duplicate.id}")
+    assert 'id="merged-into"' in closed.text and f"/admin/members/{survivor.id}" in closed.text
+    again = client.post(f"/admin/members/{survivor.id}/merge",
+                        data={"duplicate": str(duplicate.id), "csrf_token": token})
+    assert again.status_code == 409 and "đã được gộp" in again.text
+    db.expire_all()
+    assert db.get_one(Member, duplicate.id).merged_into_id == survivor.id
+
+
 def test_import_dry_run_shows_the_row_report_and_writes_nothing(client: TestClient, tree: Tree,
                                                                db: Session) -> None:
     token = page_login(client, "t.officer.a")

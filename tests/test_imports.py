@@ -74,6 +74,14 @@ def by_id_number(db: Session, cipher: PiiCipher, id_number: str) -> Member:
     return member
 
 
+def by_old_id_number(db: Session, cipher: PiiCipher, old_id_number: str) -> Member:
+    db.expire_all()
+    member = db.scalar(select(Member).where(
+        Member.old_id_number_index == cipher.blind_index("old_id_number", old_id_number)))
+    assert member is not None
+    return member
+
+
 def errors_of(report: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in report["problems"] if p["severity"] == "error"]
 
@@ -160,6 +168,23 @@ def test_id_number_that_lost_its_leading_zero_is_repaired_with_a_warning(
     ]
     assert by_id_number(db, cipher, person.id_number).id_number_masked == person.id_number[:3] + "*******" + \
         person.id_number[-2:]
+
+
+def test_hanoi_id_numbers_that_lost_both_zeros_are_repaired_with_a_warning_per_row(
+    client: TestClient, db: Session, cipher: PiiCipher, officer_a: dict[str, str]
+) -> None:
+    persons = people(2, province="001")
+    rows: list[list[Any]] = [list(HEADER_VI)]
+    rows += [[*person.cells()[:3], int(person.id_number), person.phone, ""] for person in persons]
+    assert all(len(str(row[3])) == 10 for row in rows[1:])
+    report = ok(upload(client, officer_a, xlsx_bytes(rows), filename="ba-dinh.xlsx"))
+    assert (report["created"], report["failed"]) == (2, 0)
+    assert [(p["row"], p["field"], p["code"], p["severity"]) for p in report["problems"]] == [
+        (2, "id_number", "leading_zeros_restored", "warning"), (3, "id_number", "leading_zeros_restored", "warning")
+    ]
+    assert all("Excel" in p["message"] and "Excel" in p["message_vi"] for p in report["problems"])
+    for person in persons:
+        assert by_id_number(db, cipher, person.id_number).birth_date == person.birth
 
 
 def test_scientific_notation_id_number_is_refused(
@@ -273,6 +298,43 @@ def test_member_number_of_another_person_is_an_ambiguous_match(
     assert [p["code"] for p in errors_of(report)] == ["ambiguous_match"]
 
 
+@pytest.mark.parametrize("name_in_file", ["Duong Thi Anh", "DUONG THI ANH", "Dương Thi Anh"])
+def test_accent_less_list_keeps_the_stored_name_and_says_so(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str], name_in_file: str
+) -> None:
+    existing = make_member(db, cipher, tree.branch_a, full_name="Dương Thị Ánh", phone="0912345678")
+    rows = [list(HEADER_VI), [name_in_file, existing.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", existing.id_number_ciphertext or b""), "0987654321", ""]]
+    report = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (report["updated"], report["unchanged"], report["failed"]) == (1, 0, 0)  # the phone is new
+    assert [(p["row"], p["field"], p["code"], p["severity"]) for p in report["problems"]] == [
+        (2, "full_name", "name_diacritics_kept", "warning")
+    ]
+    db.expire_all()
+    stored = db.get_one(Member, existing.id)
+    assert (stored.full_name, stored.phone) == ("Dương Thị Ánh", "+84987654321")
+    again = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (again["updated"], again["unchanged"]) == (0, 1)
+
+
+@pytest.mark.parametrize(("stored_name", "name_in_file"), [
+    ("Dương Thị Anh", "Dương Thị Ánh"),  # diacritics added: a correction
+    ("Dương Thị Ánh", "Dương Thị Ảnh"),  # another tone mark
+    ("Dương Thị Ánh", "Duong Thi Anh Hong"),  # another name
+])
+def test_a_name_that_differs_by_more_than_lost_diacritics_is_updated(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str],
+    stored_name: str, name_in_file: str
+) -> None:
+    existing = make_member(db, cipher, tree.branch_a, full_name=stored_name)
+    rows = [list(HEADER_VI), [name_in_file, existing.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", existing.id_number_ciphertext or b""), "", ""]]
+    report = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (report["updated"], report["problems"]) == (1, [])
+    db.expire_all()
+    assert db.get_one(Member, existing.id).full_name == name_in_file
+
+
 def test_reimport_without_a_phone_column_keeps_stored_phones(
     client: TestClient, db: Session, cipher: PiiCipher, officer_a: dict[str, str]
 ) -> None:
@@ -365,9 +427,108 @@ def test_person_registered_outside_scope_is_a_row_error_not_an_update(
     report = ok(upload(client, officer_a, csv_bytes(rows)))
     assert (report["created"], report["updated"], report["failed"]) == (0, 0, 1)
     assert [p["code"] for p in errors_of(report)] == ["member_outside_scope"]
+    # A conflict for an officer with both scopes, saying nothing about who she is or where.
+    assert report["conflicts"] == [{"row": 2, "code": "member_outside_scope", "member": None}]
+    text = json.dumps(report, ensure_ascii=False)
+    for secret in ("Lý Thị Sen", elsewhere.member_number, tree.branch_b.code, "Sài Gòn"):
+        assert secret not in text
     db.expire_all()
     stored = db.get_one(Member, elsewhere.id)
     assert (stored.full_name, stored.chapter_id) == ("Lý Thị Sen", tree.branch_b.id)
+
+
+@pytest.mark.parametrize("importer", ["t.admin", "t.officer.a"])
+def test_a_member_outside_the_import_chapter_is_a_conflict_and_is_not_moved(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, importer: str
+) -> None:
+    # The admin sees TP Hồ Chí Minh too, the province officer sees Hoàn Kiếm: neither may move her by importing a
+    # Ba Đình list.
+    elsewhere = make_member(db, cipher, tree.branch_b if importer == "t.admin" else tree.commune_a2,
+                            full_name="Lý Thị Sen")
+    rows = [list(HEADER_VI), ["Lý Thị Sen", elsewhere.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", elsewhere.id_number_ciphertext or b""), "0987654321", ""]]
+    report = ok(upload(client, login(client, importer), csv_bytes(rows)))
+    assert (report["created"], report["updated"], report["unchanged"], report["failed"]) == (0, 0, 0, 1)
+    [problem] = errors_of(report)
+    assert (problem["row"], problem["field"], problem["code"]) == (2, "id_number", "member_in_other_chapter")
+    assert elsewhere.member_number in problem["message"] and elsewhere.chapter.code in problem["message_vi"]
+    assert report["conflicts"] == [{"row": 2, "code": "member_in_other_chapter", "member": {
+        "member_id": elsewhere.id, "member_number": elsewhere.member_number, "full_name": "Lý Thị Sen",
+        "chapter_code": elsewhere.chapter.code, "chapter_name": elsewhere.chapter.name}}]
+    db.expire_all()
+    stored = db.get_one(Member, elsewhere.id)
+    assert (stored.chapter_id, stored.phone) == (elsewhere.chapter_id, "+84912345678")
+
+
+def test_an_import_may_still_move_a_member_inside_its_own_chapter(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str]
+) -> None:
+    member = make_member(db, cipher, tree.branch_a)
+    rows = [list(HEADER_VI), [member.full_name, member.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", member.id_number_ciphertext or b""), "", ""]]
+    report = ok(upload(client, officer_a, csv_bytes(rows), chapter_code=tree.commune_a.code))
+    assert (report["updated"], report["failed"], report["conflicts"]) == (1, 0, [])
+    db.expire_all()
+    assert db.get_one(Member, member.id).chapter_id == tree.commune_a.id
+
+
+def test_a_row_that_keeps_a_member_in_her_own_chapter_is_no_conflict(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree
+) -> None:
+    elsewhere = make_member(db, cipher, tree.branch_b, phone="0912345678")
+    rows = [list(HEADER_VI), [elsewhere.full_name, elsewhere.birth_date.strftime("%d/%m/%Y"), "Nữ",
+                              cipher.decrypt("id_number", elsewhere.id_number_ciphertext or b""), "0987654321",
+                              tree.branch_b.code]]
+    report = ok(upload(client, login(client, "t.admin"), csv_bytes(rows)))
+    assert (report["updated"], report["failed"], report["conflicts"]) == (1, 0, [])
+    db.expire_all()
+    assert (db.get_one(Member, elsewhere.id).chapter_id, db.get_one(Member, elsewhere.id).phone) == (
+        tree.branch_b.id, "+84987654321")
+
+
+def _cmnd_list(persons: list[Person], old_numbers: list[str]) -> list[list[str]]:
+    rows = [["Họ và tên", "Ngày sinh", "Giới tính", "Số CMND", "Mã chi hội"]]
+    rows += [[p.full_name, p.birth.strftime("%d/%m/%Y"), "Nữ", number, ""]
+             for p, number in zip(persons, old_numbers, strict=True)]
+    return rows
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_cccd_list_after_a_cmnd_list_reports_probable_duplicates(
+    client: TestClient, db: Session, cipher: PiiCipher, officer_a: dict[str, str], dry_run: bool
+) -> None:
+    persons = people(3)
+    old_numbers = ["123456781", "123456782", "123456783"]
+    first = ok(upload(client, officer_a, csv_bytes(_cmnd_list(persons, old_numbers))))
+    assert first["created"] == 3
+    registered = {p.full_name: by_old_id_number(db, cipher, n) for p, n in zip(persons, old_numbers, strict=True)}
+    # The later list has two of the three women, one of them written without diacritics.
+    later = [dataclasses.replace(persons[0], full_name="Nguyen Thi Phuong Thao"), persons[1]]
+    report = ok(upload(client, officer_a, csv_bytes(table(later)), dry_run=dry_run))
+    assert (report["created"], report["updated"], report["failed"]) == (2, 0, 0)
+    pairs = [(d["row"], d["registered"]["member_id"], d["registered"]["member_number"]) for d in report["duplicates"]]
+    assert pairs == [(2, registered[persons[0].full_name].id, registered[persons[0].full_name].member_number),
+                     (3, registered[persons[1].full_name].id, registered[persons[1].full_name].member_number)]
+    assert [(p["row"], p["code"], p["severity"]) for p in report["problems"]] == [
+        (2, "probable_duplicate", "warning"), (3, "probable_duplicate", "warning")]
+    assert registered[persons[1].full_name].member_number in report["problems"][1]["message_vi"]
+    if dry_run:
+        assert [d["new_member_id"] for d in report["duplicates"]] == [None, None]
+    else:
+        assert [d["new_member_id"] for d in report["duplicates"]] == [
+            by_id_number(db, cipher, p.id_number).id for p in later]
+
+
+def test_records_with_different_numbers_of_the_same_kind_are_no_probable_duplicates(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str]
+) -> None:
+    registered = make_member(db, cipher, tree.branch_a, full_name="Trần Thị Lan")
+    namesake = dataclasses.replace(people(1)[0], full_name="Trần Thị Lan", birth=registered.birth_date,
+                                   id_number=citizen_id(registered.birth_date))
+    report = ok(upload(client, officer_a, csv_bytes(table([namesake])), dry_run=True))
+    assert (report["created"], report["duplicates"], report["problems"]) == (1, [], [])
+
+
 
 
 def test_viewer_gets_403(client: TestClient, db: Session, tree: Tree) -> None:

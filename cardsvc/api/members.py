@@ -11,9 +11,12 @@ from cardsvc.api.schemas import (
     ConsentCreate,
     ConsentOut,
     ConsentWithdraw,
+    DuplicatePairOut,
     IdNumberLookup,
     ImportReportOut,
     MemberCreate,
+    MemberMergeIn,
+    MemberMergeOut,
     MemberOut,
     MemberStatusChangeIn,
     MemberUpdate,
@@ -22,7 +25,7 @@ from cardsvc.api.schemas import (
 )
 from cardsvc.errors import PayloadTooLarge
 from cardsvc.importing.rows import RowProblem
-from cardsvc.services import consents, imports, members
+from cardsvc.services import consents, imports, members, merges
 from cardsvc.services.members import MemberSearch, problems_to_details
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -92,6 +95,20 @@ def import_members(
     return ImportReportOut.model_validate(report.as_dict())
 
 
+@router.get("/members/duplicates", response_model=list[DuplicatePairOut])
+def probable_duplicates(
+    actor: OfficerDep,
+    session: SessionDep,
+    chapter_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[DuplicatePairOut]:
+    """Pairs of member records in your scope (or ``chapter_id``'s subtree) that are probably one woman registered
+    twice: same chapter, name (accent-insensitive) and birth date, and no ID number of the same kind on both."""
+    pairs = merges.probable_duplicates(session, actor, chapter_id=chapter_id, limit=limit, offset=offset)
+    return [DuplicatePairOut(first=MemberOut.of(p.first), second=MemberOut.of(p.second)) for p in pairs]
+
+
 @router.get("/members/{member_id}", response_model=MemberOut)
 def get_member(
     member_id: int,
@@ -120,6 +137,17 @@ def change_status(member_id: int, body: MemberStatusChangeIn, actor: OfficerDep,
                   ) -> MemberOut:
     return MemberOut.of(members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
                                               effective_on=body.effective_on))
+
+
+@router.post("/members/{member_id}/merge", response_model=MemberMergeOut)
+def merge_member(member_id: int, body: MemberMergeIn, actor: OfficerDep, session: SessionDep) -> MemberMergeOut:
+    """Merge the record ``duplicate_id`` into this member (both in your scope; audited): her ID numbers, cards,
+    check-ins, consents and links follow this member, her current card is superseded, and her record stays,
+    closed, pointing here."""
+    merge = merges.merge_members(session, actor, member_id, body.duplicate_id)
+    return MemberMergeOut(survivor=MemberOut.of(merge.survivor), duplicate=MemberOut.of(merge.duplicate),
+                          fields_taken=merge.fields_taken, moved=merge.moved,
+                          superseded_card_id=merge.superseded_card_id, checkins_refused=len(merge.checkins_refused))
 
 
 @router.get("/members/{member_id}/status-history", response_model=list[StatusChangeOut])

@@ -178,6 +178,7 @@ class MemberOut(BaseModel):
     honorary: bool
     created_at: datetime
     updated_at: datetime
+    merged_into_id: int | None = Field(default=None, description="set when this record was merged into another")
     warnings: list[Problem] = []
 
     @classmethod
@@ -203,8 +204,28 @@ class MemberOut(BaseModel):
             honorary=member.honorary,
             created_at=member.created_at,
             updated_at=member.updated_at,
+            merged_into_id=member.merged_into_id,
             warnings=warnings or [],
         )
+
+
+class MemberMergeIn(Strict):
+    # Bounded like ids in paths: the database driver cannot bind a larger number (SQLite: OverflowError, a 500).
+    duplicate_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class MemberMergeOut(BaseModel):
+    survivor: MemberOut
+    duplicate: MemberOut
+    fields_taken: list[str]
+    moved: dict[str, int]
+    superseded_card_id: str | None
+    checkins_refused: int
+
+
+class DuplicatePairOut(BaseModel):
+    first: MemberOut
+    second: MemberOut
 
 
 class StatusChangeOut(BaseModel):
@@ -308,6 +329,26 @@ class AuditOut(BaseModel):
     details: dict[str, Any]
 
 
+class MemberBriefOut(BaseModel):
+    member_id: int
+    member_number: str
+    full_name: str
+    chapter_code: str
+    chapter_name: str
+
+
+class ImportConflictOut(BaseModel):
+    row: int
+    code: str
+    member: MemberBriefOut | None = Field(description="None when she is outside your scope")
+
+
+class ProbableDuplicateOut(BaseModel):
+    row: int
+    registered: MemberBriefOut
+    new_member_id: int | None
+
+
 class ImportReportOut(BaseModel):
     dry_run: bool
     format: str
@@ -319,6 +360,8 @@ class ImportReportOut(BaseModel):
     failed: int
     ignored_columns: list[str]
     problems: list[Problem]
+    conflicts: list[ImportConflictOut] = []
+    duplicates: list[ProbableDuplicateOut] = []
 
 
 class CardOut(BaseModel):

@@ -77,7 +77,10 @@ class ChapterCodeAlias(Base):
 
 
 class Member(Base):
-    """A union member. ID numbers are stored encrypted with a keyed blind index for exact look-up."""
+    """A union member. ID numbers are stored encrypted with a keyed blind index for exact look-up.
+
+    A record merged into another member's stays, closed, with ``merged_into_id`` set (like a merged chapter).
+    """
 
     __tablename__ = "members"
     __table_args__ = (
@@ -85,6 +88,8 @@ class Member(Base):
         CheckConstraint("gender IN ('female', 'male')", name="gender"),
         CheckConstraint("birth_date_precision IN ('day', 'year')", name="birth_date_precision"),
         Index("ix_members_chapter_sort", "chapter_id", "sort_key"),
+        Index("ix_members_merged_into_id", "merged_into_id", sqlite_where=text("merged_into_id IS NOT NULL"),
+              postgresql_where=text("merged_into_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -110,6 +115,8 @@ class Member(Base):
     honorary: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set when this record was merged into another member's (a duplicate): see cardsvc.services.merges.
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
 
     chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True)
 

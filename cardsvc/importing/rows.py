@@ -16,8 +16,10 @@ from typing import Literal, Protocol
 from cardsvc.importing.files import RawRow, parse_bool
 from cardsvc.normalize import NormalizeError, normalize_name, normalize_phone, parse_date, parse_gender
 from integrations.idnumber import (
+    LEADING_ZEROS_RESTORED,
     IdNumberError,
     repair_spreadsheet_id,
+    restore_dropped_zeros,
     validate_citizen_id,
     validate_old_id_number,
 )
@@ -249,6 +251,18 @@ def _check_id_number(check: _Check, birth: date | None, gender: Literal["female"
     digits = _repaired(check, "id_number")
     if digits is None:
         return None
+    restored = restore_dropped_zeros(digits, birth_year=birth.year, gender=gender) if birth else None
+    if restored is not None:
+        digits = restored
+        check.add(
+            "id_number",
+            LEADING_ZEROS_RESTORED,
+            "Excel dropped the two leading zeros (00) of the number; they were put back because the number then "
+            "agrees with the date of birth. Please check it.",
+            "Excel đã làm mất hai chữ số 0 ở đầu số; hệ thống đã thêm lại vì khi đó số khớp với ngày sinh. "
+            "Vui lòng kiểm tra lại.",
+            "warning",
+        )
     try:
         return validate_citizen_id(digits, birth_year=birth.year if birth else None, gender=gender)
     except IdNumberError as exc:

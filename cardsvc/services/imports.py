@@ -5,11 +5,16 @@ or the member number) and never duplicates them. Rows with errors are reported a
 file is lost or half-written, because all writes happen in one transaction after every row has been checked.
 A value missing from the file (an absent column or an empty cell) keeps what is stored: a chapter's partial
 list must not erase phone numbers or ID numbers that were recorded some other way.
+
+A row matching a member outside the import's chapter is a conflict, never a move; a new row that looks like a
+registered member identified differently (her old CMND number on one list, her CCCD number on the other) is
+imported and listed as a probable duplicate, for an officer to merge (:mod:`cardsvc.services.merges`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -30,6 +35,7 @@ from cardsvc.services import audit
 from cardsvc.services.chapters import find_by_code
 from cardsvc.services.context import Actor
 from cardsvc.services.members import allocate_member_numbers, apply_member_row, problems_to_details
+from cardsvc.services.merges import numbers_compatible
 from integrations.idnumber import mask_id_number
 
 if TYPE_CHECKING:
@@ -41,11 +47,49 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (rows done, rows in the file); the first half of the bar is validation, the second writing."""
 
 
+@dataclass(frozen=True)
+class MemberBrief:
+    """A registered member a report row is about; only ever one the importing officer may see."""
+
+    member_id: int
+    member_number: str
+    full_name: str
+    chapter_code: str
+    chapter_name: str
+
+    @classmethod
+    def of(cls, member: Member) -> MemberBrief:
+        return cls(member.id, member.member_number, member.full_name, member.chapter.code, member.chapter.name)
+
+
+@dataclass(frozen=True)
+class ImportConflict:
+    """A row that matched a member outside the import's chapter: not applied, for an officer responsible for both
+    chapters to decide. ``member`` is None when she is outside the importing officer's scope too: then the report
+    says nothing about who she is or where."""
+
+    row: int
+    code: str
+    member: MemberBrief | None
+
+
+@dataclass(frozen=True)
+class ProbableDuplicate:
+    """A row that makes a new member with the name, birth date and chapter of a registered one, and no ID number
+    that contradicts hers (see :mod:`cardsvc.services.merges`): probably one woman, to check and merge.
+    ``new_member_id`` is the member the row created (None in a dry run)."""
+
+    row: int
+    registered: MemberBrief
+    new_member_id: int | None
+
+
 @dataclass
 class ImportReport:
     """Outcome of an import: counts per outcome and every problem by row and column.
 
-    ``created + updated + unchanged + failed == rows_total``. Problems never contain a value from the file.
+    ``created + updated + unchanged + failed == rows_total``; conflicts count as failed. Problems never contain a
+    value from the file.
     """
 
     dry_run: bool
@@ -58,6 +102,8 @@ class ImportReport:
     failed: int = 0
     ignored_columns: list[str] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
+    conflicts: list[ImportConflict] = field(default_factory=list)
+    duplicates: list[ProbableDuplicate] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data, problems in the API's ``{row, field, code, …}`` shape."""
@@ -112,7 +158,7 @@ def import_members(
         today: the date against which birth and join dates are checked (default: the current date).
 
     Returns:
-        The :class:`ImportReport`.
+        The :class:`ImportReport`, with its conflicts and probable duplicates.
 
     Raises:
         PermissionDenied: the actor may only read.
@@ -144,18 +190,22 @@ def import_members(
             id_index=cipher.blind_index("id_number", row.id_number) if row.id_number else None,
             old_index=cipher.blind_index("old_id_number", row.old_id_number) if row.old_id_number else None,
         ))
-    planned = _match_existing(session, actor, planned, report)
+    planned = _match_existing(session, actor, planned, report, default_chapter)
     creates = [p for p in planned if p.existing is None]
     report.created = len(creates)
+    names: dict[str, tuple[str, str]] = {}
+    duplicates = _probable_duplicates(session, creates, names)
     changed_by_chapter = _apply_updates(cipher, [p for p in planned if p.existing is not None],
                                         frozenset(table.columns), report)
     if dry_run:
         # The updates above were only applied to loaded objects so that they could be counted; nothing was
         # flushed, and the rollback discards them.
         session.rollback()
+        _report_duplicates(session, report, duplicates, created=False)
     else:
-        created_by_chapter = _insert_new(session, cipher, creates, officer_id=actor.id, today=day, total=total,
-                                         progress=progress)
+        created_by_chapter = _insert_new(session, cipher, creates, names, officer_id=actor.id, today=day,
+                                         total=total, progress=progress)
+        _report_duplicates(session, report, duplicates, created=True)
         _audit(session, actor, filename, report, default_chapter,
                {"member.import_create": created_by_chapter, "member.import_update": changed_by_chapter})
         session.commit()
@@ -216,12 +266,15 @@ def _one_of(session: Session, column: InstrumentedAttribute[Any], values: list[s
     return column.in_(values)
 
 
-def _match_existing(session: Session, actor: Actor, planned: list[_Planned], report: ImportReport
-                    ) -> list[_Planned]:
+def _match_existing(session: Session, actor: Actor, planned: list[_Planned], report: ImportReport,
+                    import_chapter: Chapter | None) -> list[_Planned]:
     """Find members already registered (by either ID number or the member number), in chunks.
 
     Returns the rows that may be written, each with the member it updates (or None for a new member); the
-    others are reported as failed.
+    others are reported as failed. A member number of a record merged into another member's finds that member. A
+    member that the row would move from outside the subtree of the import's chapter (the file's chapter, or the
+    row's own when the file has none) is a conflict: the row is not applied, so an import never moves a member in
+    from elsewhere.
     """
     by_id: dict[str, Member] = {}
     by_old: dict[str, Member] = {}
@@ -247,34 +300,57 @@ def _match_existing(session: Session, actor: Actor, planned: list[_Planned], rep
             by_number[member.member_number] = member
     if not by_number:
         return planned  # Nobody in the file is registered yet (a first import): every row is new.
+    _follow_merges(session, by_number)
     kept: list[_Planned] = []
     # Rows of the file that already claimed a registered member, by member id.
     claimed: dict[int, int] = {}
     for plan in planned:
         number = plan.row.row
-        found = [m for m in (by_id.get(plan.id_index or ""), by_old.get(plan.old_index or ""),
-                             by_number.get(plan.row.member_number or "")) if m is not None]
-        if len({m.id for m in found}) > 1:
+        found = [(column, member) for column, member in (
+            ("id_number", by_id.get(plan.id_index or "")), ("old_id_number", by_old.get(plan.old_index or "")),
+            ("member_number", by_number.get(plan.row.member_number or "")),
+        ) if member is not None]
+        if len({member.id for _, member in found}) > 1:
             report.fail(_problem(
                 number, "", "ambiguous_match",
                 "The ID number and the member number belong to two different registered members.",
                 "Số định danh và mã hội viên thuộc về hai hội viên khác nhau đã đăng ký.",
             ))
             continue
-        existing = found[0] if found else None
-        if existing is None:
+        if not found:
             kept.append(plan)
             continue
+        column, existing = found[0]
         if not actor.sees(existing.chapter.path):
+            # Nothing about her: the importing officer may not know who she is or where.
             report.fail(_problem(
-                number, "id_number", "member_outside_scope",
-                "This person is already registered in a chapter outside your scope; ask that chapter to "
-                "transfer her.",
-                "Người này đã là hội viên ở chi hội ngoài phạm vi của bạn; "
-                "hãy đề nghị chi hội đó chuyển sinh hoạt.",
+                number, column, "member_outside_scope",
+                "This person is already registered in a chapter outside your scope (same ID number or member "
+                "number); the row was not applied. An officer responsible for both chapters must decide: "
+                "transfer her, or correct the list.",
+                "Người này đã là hội viên ở chi hội ngoài phạm vi của bạn (trùng số giấy tờ hoặc mã hội viên); "
+                "dòng này không được áp dụng. Cán bộ quản lý cả hai chi hội cần quyết định: chuyển sinh hoạt, "
+                "hoặc sửa danh sách.",
             ))
+            report.conflicts.append(ImportConflict(number, "member_outside_scope", None))
             continue
-        if plan.row.member_number and existing.member_number != plan.row.member_number:
+        if existing.chapter_id != plan.chapter.id \
+                and not existing.chapter.path.startswith((import_chapter or plan.chapter).path):
+            brief = MemberBrief.of(existing)
+            report.fail(_problem(
+                number, column, "member_in_other_chapter",
+                f"Already registered in another chapter: {brief.full_name}, member number {brief.member_number}, "
+                f"{brief.chapter_name} ({brief.chapter_code}). The row was not applied: an import does not move a "
+                "member in from outside the chapter it is for. An officer responsible for both chapters must "
+                "decide: transfer her, or correct the list.",
+                f"Đã là hội viên ở chi hội khác: {brief.full_name}, mã hội viên {brief.member_number}, "
+                f"{brief.chapter_name} ({brief.chapter_code}). Dòng này không được áp dụng: nhập danh sách không "
+                "chuyển hội viên từ nơi khác về. Cán bộ quản lý cả hai chi hội cần quyết định: chuyển sinh hoạt, "
+                "hoặc sửa danh sách.",
+            ))
+            report.conflicts.append(ImportConflict(number, "member_in_other_chapter", brief))
+            continue
+        if plan.row.member_number and by_number.get(plan.row.member_number) is not existing:
             report.fail(_problem(
                 number, "member_number", "member_number_mismatch",
                 "The member number differs from the one registered for this ID number.",
@@ -294,6 +370,61 @@ def _match_existing(session: Session, actor: Actor, planned: list[_Planned], rep
         plan.existing = existing
         kept.append(plan)
     return kept
+
+
+def _follow_merges(session: Session, by_number: dict[str, Member]) -> None:
+    """Replace records merged into another member's (found by their member number) with that member."""
+    into = sorted({m.merged_into_id for m in by_number.values() if m.merged_into_id is not None})
+    if not into:
+        return
+    survivors = {m.id: m for m in session.scalars(select(Member).where(Member.id.in_(into)))}
+    for number, member in by_number.items():
+        if member.merged_into_id is not None:
+            by_number[number] = survivors[member.merged_into_id]
+
+
+def _probable_duplicates(session: Session, creates: list[_Planned], names: dict[str, tuple[str, str]]
+                         ) -> list[tuple[_Planned, MemberBrief]]:
+    """Registered members that new rows probably duplicate (same chapter, name sort key and birth date, no ID
+    number that contradicts: see :mod:`cardsvc.services.merges`); one query on ``(chapter_id, sort_key)`` per
+    chunk. The briefs are made at once, before a dry run's rollback expires the members."""
+    by_key: dict[tuple[int, str, date], list[_Planned]] = defaultdict(list)
+    for plan in creates:
+        by_key[(plan.chapter.id, _name_keys(plan.row.full_name, names)[1], plan.row.birth_date)].append(plan)
+    found: list[tuple[_Planned, MemberBrief]] = []
+    for chunk in _chunks(list(by_key)):
+        stmt = select(Member).where(
+            Member.chapter_id.in_(sorted({chapter_id for chapter_id, _, _ in chunk})),
+            _one_of(session, Member.sort_key, sorted({sort_key for _, sort_key, _ in chunk})),
+            Member.merged_into_id.is_(None),
+        )
+        for member in session.scalars(stmt):
+            for plan in by_key.get((member.chapter_id, member.sort_key, member.birth_date), []):
+                if numbers_compatible((plan.id_index, plan.old_index),
+                                      (member.id_number_index, member.old_id_number_index)):
+                    found.append((plan, MemberBrief.of(member)))
+    return sorted(found, key=lambda pair: (pair[0].row.row, pair[1].member_id))
+
+
+def _report_duplicates(session: Session, report: ImportReport, pairs: list[tuple[_Planned, MemberBrief]], *,
+                       created: bool) -> None:
+    """List the probable duplicates, with the members the rows created (``created``), and warn on each row."""
+    for plan, registered in pairs:
+        new_member_id = None
+        if created:
+            column, index = ((Member.id_number_index, plan.id_index) if plan.id_index
+                             else (Member.old_id_number_index, plan.old_index))
+            new_member_id = session.scalar(select(Member.id).where(column == index))
+        report.duplicates.append(ProbableDuplicate(plan.row.row, registered, new_member_id))
+        report.problems.append(RowProblem(
+            row=plan.row.row, column="", code="probable_duplicate", severity="warning",
+            message_en=f"Probably the same person as member {registered.member_number} of this chapter (same name "
+                       "and date of birth, no ID number that differs): the row makes a new member. Check both "
+                       "records and merge them if they are one person.",
+            message_vi=f"Có thể là cùng một người với hội viên {registered.member_number} của chi hội này (cùng họ "
+                       "tên và ngày sinh, không có số giấy tờ nào khác nhau): dòng này tạo hội viên mới. Hãy kiểm "
+                       "tra hai hồ sơ và gộp lại nếu là một người.",
+        ))
 
 
 def _with_stored_values(row: MemberRow, member: Member, columns: frozenset[str], cipher: PiiCipher) -> MemberRow:
@@ -317,14 +448,50 @@ def _with_stored_values(row: MemberRow, member: Member, columns: frozenset[str],
     return dataclasses.replace(row, **keep) if keep else row
 
 
+def _letters(name: str) -> list[tuple[str, frozenset[str]]]:
+    """A name as (base letter, diacritics) pairs, case-folded; đ is d with a stroke (it does not decompose)."""
+    letters: list[tuple[str, set[str]]] = []
+    for char in unicodedata.normalize("NFD", name.casefold()):
+        if unicodedata.combining(char) and letters:
+            letters[-1][1].add(char)
+        elif char == "đ":
+            letters.append(("d", {"stroke"}))
+        else:
+            letters.append((char, set()))
+    return [(base, frozenset(marks)) for base, marks in letters]
+
+
+def _lost_diacritics_only(given: str, stored: str) -> bool:
+    """Whether ``given`` is ``stored`` with diacritics lost and nothing else changed ("Duong Thi Anh" for "Dương
+    Thị Ánh"; letter case aside). A diacritic that ``stored`` lacks makes it a correction, not a loss."""
+    given_letters, stored_letters = _letters(given), _letters(stored)
+    return (given_letters != stored_letters and len(given_letters) == len(stored_letters)
+            and all(g_base == s_base and g_marks <= s_marks
+                    for (g_base, g_marks), (s_base, s_marks) in zip(given_letters, stored_letters, strict=True)))
+
+
 def _apply_updates(cipher: PiiCipher, updates: list[_Planned], columns: frozenset[str], report: ImportReport
                    ) -> dict[str, list[int]]:
-    """Apply matched rows to their members (moving them to the row's chapter); return changed ids by path."""
+    """Apply matched rows to their members (moving them to the row's chapter); return changed ids by path.
+
+    A name that differs from the stored one only by lost diacritics (an accent-less list) keeps the stored name,
+    with a warning.
+    """
     changed_by_chapter: dict[str, list[int]] = defaultdict(list)
     for plan in updates:
         member = plan.existing
         assert member is not None
-        changed = apply_member_row(member, _with_stored_values(plan.row, member, columns, cipher), cipher)
+        row = _with_stored_values(plan.row, member, columns, cipher)
+        if _lost_diacritics_only(row.full_name, member.full_name):
+            row = dataclasses.replace(row, full_name=member.full_name)
+            report.problems.append(RowProblem(
+                row=row.row, column="full_name", code="name_diacritics_kept", severity="warning",
+                message_en="The name in the file differs from the registered name only by missing diacritics "
+                           "(accents); the registered name was kept.",
+                message_vi="Họ tên trong tệp chỉ khác họ tên đã lưu ở chỗ thiếu dấu; hệ thống giữ nguyên họ tên "
+                           "đã lưu.",
+            ))
+        changed = apply_member_row(member, row, cipher)
         if member.chapter_id != plan.chapter.id:
             member.chapter_id = plan.chapter.id
             changed.append("chapter_id")
@@ -348,6 +515,7 @@ def _insert_new(
     session: Session,
     cipher: PiiCipher,
     creates: list[_Planned],
+    names: dict[str, tuple[str, str]],
     *,
     officer_id: int | None,
     today: date,
@@ -364,7 +532,6 @@ def _insert_new(
     created_by_chapter: dict[str, list[int]] = defaultdict(list)
     reserved = {p.row.member_number for p in creates if p.row.member_number}
     path_of = {p.chapter.id: p.chapter.path for p in creates}
-    names: dict[str, tuple[str, str]] = {}
     written = 0
     for chunk in _chunks(creates):
         # Numbers are reserved a chunk at a time: the check for numbers already taken is one IN list, and a
@@ -456,5 +623,6 @@ def _audit(
     audit.record(session, actor, "member.import", target_type="import", target_id=None,
                  chapter_path=default_chapter.path if default_chapter else actor.scope_path,
                  details={"file": filename[:100], "rows": report.rows_total, "created": report.created,
-                          "updated": report.updated, "unchanged": report.unchanged, "failed": report.failed})
+                          "updated": report.updated, "unchanged": report.unchanged, "failed": report.failed,
+                          "conflicts": len(report.conflicts), "probable_duplicates": len(report.duplicates)})
 

@@ -181,12 +181,20 @@ def get_member(session: Session, actor: Actor, member_id: int) -> Member:
     return member
 
 
+def _require_not_merged(member: Member) -> None:
+    """A record merged into another member's is closed: changes go to the member it was merged into."""
+    if member.merged_into_id is not None:
+        raise Conflict("this record was merged into another member's; change that member instead",
+                       code="member_merged", details={"merged_into_id": member.merged_into_id})
+
+
 def update_member(
     session: Session, actor: Actor, cipher: PiiCipher, member_id: int, changes: Mapping[str, object]
 ) -> tuple[Member, list[RowProblem]]:
     """Correct a member's data and/or transfer her to another chapter in scope (``chapter_id`` in changes)."""
     actor.require_write()
     member = get_member(session, actor, member_id)
+    _require_not_merged(member)
     current: dict[str, object] = {
         "member_number": member.member_number,
         "full_name": member.full_name,
@@ -236,6 +244,7 @@ def change_status(
         raise ValidationFailed(f"status must be one of {', '.join(MEMBER_STATUSES)}",
                                details=[{"field": "status", "code": "invalid_status"}])
     member = get_member(session, actor, member_id)
+    _require_not_merged(member)
     if member.status == status:
         raise Conflict(f"the member is already {status}", code="status_unchanged")
     if member.status in FINAL_STATUSES and actor.role != "admin":
@@ -305,8 +314,11 @@ class MemberSearch:
 
 def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberSearch) -> Sequence[Member]:
     """Members in scope. Name search is accent-insensitive and matches whole words in any order (the last word
-    as a prefix, for type-ahead); ID numbers match exactly through the blind index."""
+    as a prefix, for type-ahead); ID numbers match exactly through the blind index. Records merged into another
+    member's are left out, except when asked for by member number (the number still resolves to them)."""
     stmt = select(Member).join(Member.chapter).where(actor.scope_condition(Chapter.path))
+    if not q.member_number:
+        stmt = stmt.where(Member.merged_into_id.is_(None))
     if q.chapter_id is not None:
         chapter = get_chapter(session, actor, q.chapter_id)
         stmt = stmt.where(subtree_condition(Chapter.path, chapter.path) if q.subtree

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import pytest
 
@@ -11,6 +12,7 @@ from integrations.idnumber import (
     IdNumberError,
     mask_id_number,
     repair_spreadsheet_id,
+    restore_dropped_zeros,
     validate_citizen_id,
     validate_old_id_number,
 )
@@ -194,6 +196,27 @@ def test_repaired_id_then_validates() -> None:
     digits, warning = repair_spreadsheet_id(79190123456)
     assert warning == "leading_zero_restored"
     assert validate_citizen_id(digits, birth_year=1990, gender="female") == "079190123456"
+
+
+@pytest.mark.parametrize(
+    ("digits", "birth_year", "gender", "expected"),
+    [
+        ("1190123456", 1990, "female", "001190123456"),  # Hà Nội
+        ("1190123456", 1990, None, "001190123456"),
+        ("8300123456", 2000, "female", "008300123456"),  # Tuyên Quang, born in the 2000s
+        ("4090123456", 1990, "male", "004090123456"),
+        ("1190123456", 1991, "female", None),  # year digits disagree
+        ("1190123456", 2090, "female", None),  # century disagrees
+        ("1190123456", 1990, "male", None),  # gender disagrees
+        ("3190123456", 1990, "female", None),  # 003 is not a province code
+        ("79190123456", 1990, "female", None),  # 11 digits: one zero, not two
+        ("119012345", 1990, "female", None),
+        ("11901234x6", 1990, "female", None),
+    ],
+)
+def test_restore_dropped_zeros(digits: str, birth_year: int, gender: Literal["female", "male"] | None,
+                               expected: str | None) -> None:
+    assert restore_dropped_zeros(digits, birth_year=birth_year, gender=gender) == expected
 
 
 def test_mask_id_number() -> None:

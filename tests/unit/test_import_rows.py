@@ -167,6 +167,33 @@ def test_numeric_id_cell_is_repaired_with_a_warning() -> None:
     assert codes(problems) == {("id_number", "leading_zero_restored", "warning")}
 
 
+@pytest.mark.parametrize("cell", [1185123456, "1185123456", 1185123456.0])
+def test_hanoi_id_number_that_lost_both_zeros_is_repaired_with_a_warning(cell: object) -> None:
+    # 001 (Hà Nội) + 1 (a woman born in the 1900s) + 85: Excel keeps 10 digits of it.
+    member, problems = validate_row(row(id_number=cell), today=TODAY)
+    assert member is not None and member.id_number == "001185123456"
+    assert codes(problems) == {("id_number", "leading_zeros_restored", "warning")}
+    [problem] = problems
+    assert "Excel" in problem.message_en and "Excel" in problem.message_vi
+    assert "1185123456" not in problem.message_en + problem.message_vi
+
+
+@pytest.mark.parametrize(
+    ("cell", "values"),
+    [
+        ("1190123456", {}),  # year digits 90 for a woman born in 1985
+        ("1085123456", {}),  # the digit of a man
+        ("3185123456", {}),  # 003 is no province code
+        ("1185123456", {"birth_date": None}),  # nothing to check the digits against
+    ],
+)
+def test_ten_digits_that_do_not_agree_with_the_row_stay_an_error(cell: str, values: dict[str, object]) -> None:
+    member, problems = validate_row(row(id_number=cell, **values), today=TODAY)
+    assert member is None
+    assert ("id_number", "length", "error") in codes(problems)
+    assert not any(p.code == "leading_zeros_restored" for p in problems)
+
+
 @pytest.mark.parametrize(
     ("values", "code"),
     [

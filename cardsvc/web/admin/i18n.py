@@ -57,6 +57,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "member.status.suspended": "Tạm ngừng",
         "member.status.left": "Đã ra khỏi Hội",
         "member.status.deceased": "Đã mất",
+        "member.status.merged": "Đã gộp vào hồ sơ khác",
+        "member.merged": "Hồ sơ này đã được gộp vào hồ sơ khác của cùng hội viên.",
+        "member.merged_open": "Xem hồ sơ còn lại",
+        "duplicates.title": "Có thể trùng hồ sơ",
+        "duplicates.help": "Các hồ sơ cùng chi hội, cùng họ tên và ngày sinh, không có số giấy tờ nào khác nhau. Nếu "
+                           "đúng là một người, hãy gộp vào hồ sơ này: số giấy tờ, thẻ, điểm danh, đồng ý và đường "
+                           "dẫn thẻ chuyển sang hồ sơ này; thẻ đang dùng của hồ sơ kia bị thay thế (nếu hồ sơ này "
+                           "chưa có thẻ, hãy cấp thẻ sau khi gộp).",
+        "duplicates.merge": "Gộp vào hồ sơ này",
+        "duplicates.confirm": "Gộp hồ sơ {number} vào hồ sơ này? Không thể hoàn tác.",
+        "done.merged": "Đã gộp hồ sơ trùng vào hồ sơ này.",
+        "error.member_merged": "Hồ sơ này đã được gộp vào hồ sơ khác.",
+        "error.id_numbers_differ": "Hai hồ sơ có số giấy tờ khác nhau nên không gộp được. Hãy sửa số sai trước.",
         "cards.title": "Thẻ hội viên",
         "cards.none": "Hội viên này chưa có thẻ.",
         "cards.version": "Lần cấp",
@@ -260,6 +273,20 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "member.status.suspended": "Suspended",
         "member.status.left": "Left the union",
         "member.status.deceased": "Deceased",
+        "member.status.merged": "Merged into another record",
+        "member.merged": "This record was merged into another record of the same member.",
+        "member.merged_open": "Open the record that stays",
+        "duplicates.title": "Possible duplicate records",
+        "duplicates.help": "Records of the same chapter with the same name and date of birth and no ID number that "
+                           "differs. If they are one person, merge them into this record: ID numbers, cards, "
+                           "check-ins, consents and card links move here; the other record's current card is "
+                           "superseded (issue a card here afterwards if this record has none).",
+        "duplicates.merge": "Merge into this record",
+        "duplicates.confirm": "Merge record {number} into this one? This cannot be undone.",
+        "done.merged": "The duplicate record was merged into this one.",
+        "error.member_merged": "This record was merged into another one.",
+        "error.id_numbers_differ": "The two records hold different ID numbers and cannot be merged. Correct the wrong "
+                                   "number first.",
         "cards.title": "Member cards",
         "cards.none": "This member has no card yet.",
         "cards.version": "Version",

@@ -30,6 +30,7 @@ from cardsvc.services import (
     jobs,
     logins,
     members,
+    merges,
     officers,
     printing,
     reports,
@@ -56,7 +57,7 @@ router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False
 
 PAGE_SIZE = 50
 REISSUE_REASONS = ("lost", "damaged", "name_change", "other")
-DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked"})
+DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked", "merged"})
 Text = Annotated[str, Form(max_length=500)]
 
 
@@ -163,9 +164,20 @@ def member_detail(member_id: int, page: OfficerPageDep, session: SessionDep,
     member = members.get_member(session, actor, member_id)
     history = list(reversed(cards.member_cards(session, actor, member.id)))
     current = next((c for c in history if c.status in cards.CURRENT), None)
-    return page.render("member.html", member=member, history=history, current=current,
+    pairs = [] if member.merged_into_id else merges.probable_duplicates(session, actor, member_id=member.id, limit=20)
+    duplicates = [p.second if p.first.id == member.id else p.first for p in pairs]
+    return page.render("member.html", member=member, history=history, current=current, duplicates=duplicates,
                        done=done if done in DONE_MESSAGES else None, revoke_reasons=REVOCATION_REASONS,
                        reissue_reasons=REISSUE_REASONS)
+
+
+@router.post("/members/{member_id}/merge")
+def merge_member(member_id: int, page: PostedPageDep, session: SessionDep, duplicate: Text = "") -> Response:
+    """Merge a probable duplicate (listed on the member's page) into this member."""
+    if not duplicate.isdigit():
+        raise ValidationFailed("choose the record to merge", details=[{"field": "duplicate_id", "code": "required"}])
+    merges.merge_members(session, page.require_actor(), member_id, int(duplicate))
+    return redirect(_member_url(member_id, "merged"))
 
 
 # Cards ------------------------------------------------------------------------------------------------------------
