@@ -35,7 +35,7 @@ def verify_signature(parsed: ParsedCredential, bound_algorithm: int, key: Public
     """Verify the COSE signature with the key bound to the credential's key id.
 
     The credential's own ``alg`` header must equal the algorithm bound to that key id; it never selects one. An ES256
-    signature must be in low-S form (docs/card-format.md §7.1, step 3).
+    signature must be in low-S form (docs/card-format.md §6.1, step 3).
 
     Raises:
         CredentialError: ``bad_signature`` for any mismatch, a high-S ES256 signature or an invalid signature.

@@ -66,7 +66,7 @@ def verify_status_list(token: str, *, algorithm: int, key: PublicKey, kid: bytes
                        ) -> StatusListView:
     """Verify a status-list JWT signed by the trust key and decompress it with a hard size cap.
 
-    The checks of docs/card-format.md §7.4: the anchor's signature (before anything is decompressed, so a forged list
+    The checks of docs/card-format.md §6.4: the anchor's signature (before anything is decompressed, so a forged list
     cannot be a zip bomb), ``sub`` equal to the list's URI, integer ``iat``, ``exp`` and ``ttl`` with ``ttl`` ≥ 1 and
     ``exp = iat + 2·ttl``, the clock, then ``bits`` = 2 and a complete zlib stream of at most
     :data:`MAX_LIST_BYTES`.

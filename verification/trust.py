@@ -59,7 +59,7 @@ class TrustBundle:
 def decode_anchor_jwt(token: str, *, algorithm: int, key: PublicKey, kid: bytes, typ: str, max_chars: int,
                       require: Sequence[str], now: datetime, what: str, subject: str | None = None
                       ) -> tuple[dict[str, Any], int, int]:
-    """The claims of a compact JWT signed by the pinned trust key (docs/card-format.md §7.4).
+    """The claims of a compact JWT signed by the pinned trust key (docs/card-format.md §6.4).
 
     Checks, in this order: the size; the header's ``kid`` and ``typ``; the signature with the anchor's own algorithm
     (never the token's choice); the required claims; ``sub`` when ``subject`` is given; ``iat`` and ``exp`` integers

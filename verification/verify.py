@@ -4,7 +4,7 @@
 (:func:`verification.trust.verify_trust_bundle`) and from status lists verified with the same anchor
 (:func:`verification.status.verify_status_list`). It needs no database, no network and no private key, and it never
 raises on bad input: every refusal is one stable reason code from :data:`verification.errors.REASONS`, checked in the
-order of docs/card-format.md §7.1:
+order of docs/card-format.md §6.1:
 
 1. text clean-up, prefix and digits (``malformed`` / ``unsupported_version``);
 2. deterministic CBOR structure and the limits of every claim (``malformed`` / ``unsupported_version``);

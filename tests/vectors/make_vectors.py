@@ -1,4 +1,4 @@
-"""Regenerate the card credential's test vectors (verification/format.py, docs/card-format.md §8).
+"""Regenerate the card credential's test vectors (verification/format.py, docs/card-format.md §7).
 
 * ``tests/vectors/card-v1.json``: golden vectors, the hex of every stage of valid credentials.
 * ``tests/vectors/card-v1-negative.json``: inputs a verifier must refuse, each with the trust and status context it
@@ -277,7 +277,7 @@ def case(name: str, description: str, reason: str | None, *, credential: bytes |
 
 
 def negative_vectors(signers: dict[int, Signer]) -> list[dict[str, Any]]:
-    """At least three inputs per reason code, each refused for exactly one documented reason (§7.1 order)."""
+    """At least three inputs per reason code, each refused for exactly one documented reason (§6.1 order)."""
     ed, es = signers[ALG_EDDSA], signers[ALG_ES256]
     impostor = LocalSigner(ED25519_KID, ALG_EDDSA, Ed25519PrivateKey.from_private_bytes(IMPOSTOR_SEED))
     unknown = LocalSigner(UNKNOWN_KID, ALG_EDDSA, ed25519_test_key())
@@ -367,7 +367,7 @@ def negative_vectors(signers: dict[int, Signer]) -> list[dict[str, Any]]:
         case("claims_version_2_unknown_kid", "version 2 under a kid no trust list holds: the structure, version "
              "included, is checked before the key id", "unsupported_version",
              credential=sign(claims_payload(version=2), unknown)),
-        # --- step 2: the limits of §7.2 ---
+        # --- step 2: the limits of §6.2 ---
         case("name_bidi_override", "name holding U+202E RIGHT-TO-LEFT OVERRIDE, validly signed", "malformed",
              credential=sign(claims_payload(name=name_with.format("\u202e")))),
         case("name_bidi_isolate", "name holding U+2067 RIGHT-TO-LEFT ISOLATE and U+2069 POP DIRECTIONAL ISOLATE",
@@ -463,7 +463,7 @@ def negative_vectors(signers: dict[int, Signer]) -> list[dict[str, Any]]:
              status=status_lists({claims.status_index: 1})),
         case("revoked_es256_qr", "status value 1, ES256, scanned as QR text", "revoked",
              qr_text=to_qr_text(es_credential), status=status_lists({claims.status_index: 1})),
-        case("status_list_missing", "the verifier holds no status list 1: fail closed as revoked (§7.1 step 5)",
+        case("status_list_missing", "the verifier holds no status list 1: fail closed as revoked (§6.1 step 5)",
              "revoked", credential=ed_credential, status={}),
         case("suspended", "status value 2", "suspended", credential=ed_credential,
              status=status_lists({claims.status_index: 2})),
@@ -547,7 +547,7 @@ def build_negative_vectors() -> dict[str, Any]:
     vectors = negative_vectors(signers)
     return {
         "description": "Negative vectors of the cardsvc card credential, format 84 version 01: inputs a verifier "
-                       "must refuse, each with the reason code docs/card-format.md §7 gives, and inputs at the edges "
+                       "must refuse, each with the reason code docs/card-format.md §6 gives, and inputs at the edges "
                        "it must accept.",
         "warning": "TEST KEYS ONLY (see tests/vectors/card-v1.json). The RFC 8032 TEST 2 key signs "
                    "wrong_key_same_kid.",

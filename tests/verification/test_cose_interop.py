@@ -145,7 +145,7 @@ def test_our_verifier_accepts_pycose_messages(algorithm: int) -> None:
     public = load_public_key(algorithm, public_spki(PRIVATE_KEYS[algorithm]))
     if algorithm == ALG_ES256:
         # pycose does not normalise ECDSA's s; for these claims its RFC 6979 signature is the high-S twin, which
-        # verifiers refuse (docs/card-format.md §7.1 step 3). Flipped to n - s, the same signature verifies.
+        # verifiers refuse (docs/card-format.md §6.1 step 3). Flipped to n - s, the same signature verifies.
         s = int.from_bytes(raw[-32:], "big")
         assert s > P256_HALF_ORDER
         with pytest.raises(CredentialError) as refused:

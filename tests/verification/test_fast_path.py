@@ -204,7 +204,7 @@ def test_claims_the_general_parser_refuses_are_declined(label: str, changes: dic
 
 
 def test_every_valid_credential_has_the_issued_shape() -> None:
-    # With every limit of docs/card-format.md §7.2 at its maximum the payload still fits a one-byte length, so the
+    # With every limit of docs/card-format.md §6.2 at its maximum the payload still fits a one-byte length, so the
     # fast path reads every valid credential; a 255-byte name, which once made a valid longer shape, is refused.
     largest = {**BASE, "name": LONG_NAME, "chapter": CHAPTERS[-1], "member_number": 10**10 - 1,
                "version": 2**32 - 1, "status_list": 2**32 - 1, "status_index": 2**32 - 1,

@@ -323,3 +323,13 @@ def test_verification_handles_no_private_key() -> None:
         source = path.read_text(encoding="utf-8")
         assert "PrivateKey" not in source, path
         assert "private_bytes" not in source, path
+
+
+@pytest.mark.parametrize("changes", [
+    {"display_name": "Lan \u202eanL"}, {"display_name": "La\u200bn"}, {"display_name": "Le\u0302"},
+    {"display_name": "Đ" * 50 + "a"}, {"chapter_code": "hni"}, {"chapter_code": "C" * 33}, {"card_version": 2**32},
+    {"expires_on": ISSUED - timedelta(days=1)}, {"expires_on": date(9999, 12, 31)},
+], ids=repr)
+def test_the_issuer_refuses_to_sign_what_verifiers_refuse(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        sign_credential(dataclasses.replace(claims(), **changes), WORLD.signers[ED_KID])  # type: ignore[arg-type]

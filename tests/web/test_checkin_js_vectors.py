@@ -9,7 +9,7 @@
    every validity edge, and the JS verdict must equal :func:`verification.verify.verify`'s; the forbidden code points
    of names are the same in both, code point by code point.
 4. The anchor-signed documents are refused when tampered with, signed by another key, or not what
-   docs/card-format.md §7.4 allows, and the Python verifier refuses the same status-list tokens.
+   docs/card-format.md §6.4 allows, and the Python verifier refuses the same status-list tokens.
 """
 
 from __future__ import annotations
@@ -336,7 +336,7 @@ def test_parity_with_the_python_verifier(page: webdriver.Chrome) -> None:
 
 
 def test_status_list_tokens_are_judged_alike(page: webdriver.Chrome) -> None:
-    """docs/card-format.md §7.4: the same status-list tokens are accepted or refused in JavaScript and in Python."""
+    """docs/card-format.md §6.4: the same status-list tokens are accepted or refused in JavaScript and in Python."""
     anchor_signer = LocalSigner(b"\xa1\x02", ALG_EDDSA, generate_private_key("ed25519"))
     now = int(datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp())
     ttl = 3600

@@ -30,7 +30,7 @@ const MAX_TRUST_TOKEN_CHARS = 1_000_000;
 const MAX_BUNDLE_CHARS = 64_000_000;
 const PRIVATE_CLAIM = -65537;
 const DAY = 86400;
-// The limits of docs/card-format.md §7.2 (verification/format.py).
+// The limits of docs/card-format.md §6.2 (verification/format.py).
 const MAX_MEMBER_NUMBER = 10 ** 10 - 1;
 const MAX_NAME_BYTES = 100;
 const UINT32_LIMIT = 2 ** 32;
@@ -40,7 +40,7 @@ const CHAPTER_CODE = /^[A-Z0-9][A-Z0-9._-]{0,31}$/;
 // P-256's order n: ES256 signatures must be low-S, s ≤ (n - 1) / 2 (verification.crypto.P256_HALF_ORDER).
 const P256_HALF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n / 2n;
 
-// Code points a name must not hold: docs/card-format.md §7.3, the same ranges as
+// Code points a name must not hold: docs/card-format.md §6.3, the same ranges as
 // verification.format.FORBIDDEN_TEXT_RANGES (tests/web/test_checkin_js_vectors.py compares every code point).
 export const FORBIDDEN_TEXT_RANGES = Object.freeze([
   [0x0000, 0x001F], [0x007F, 0x009F], [0x00AD, 0x00AD], [0x034F, 0x034F], [0x0600, 0x0605], [0x061C, 0x061C],
@@ -354,7 +354,7 @@ export function dayStart(isoDay) {
   return Date.parse(`${isoDay}T00:00:00Z`) / 1000 - VIETNAM_OFFSET;
 }
 
-/** Why ``name`` cannot be a card's display name (docs/card-format.md §7.3), or null (verification.format.name_problem). */
+/** Why ``name`` cannot be a card's display name (docs/card-format.md §6.3), or null (verification.format.name_problem). */
 export function nameProblem(name) {
   if (FORBIDDEN_TEXT.test(name)) return "display name holds a control, bidi, invisible or non-printing character";
   const size = utf8Encoder.encode(name).length;
@@ -364,7 +364,7 @@ export function nameProblem(name) {
 }
 
 function checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, statusIndex, iat, exp) {
-  // verification.format._check_values: the limits of docs/card-format.md §7.2, all "malformed".
+  // verification.format._check_values: the limits of docs/card-format.md §6.2, all "malformed".
   const malformed = (message) => new CredentialError("malformed", message);
   if (cti.length !== 8) throw malformed("card id must be 8 bytes");
   if (memberNumber > MAX_MEMBER_NUMBER) throw malformed("member number out of range");
@@ -416,7 +416,7 @@ function parseClaims(payload) {
   };
 }
 
-/** Structure checks of docs/card-format.md §7.1 step 2 (the signature is NOT checked here). */
+/** Structure checks of docs/card-format.md §6.1 step 2 (the signature is NOT checked here). */
 export function parseCredential(raw) {
   if (!(raw instanceof Uint8Array) || raw.length === 0 || raw.length > MAX_CREDENTIAL_BYTES) {
     throw new CredentialError("malformed", "credential size out of bounds");
@@ -440,7 +440,7 @@ export function parseCredential(raw) {
   }
   const algorithm = mapGet(header, 1);
   const kid = mapGet(header, 4);
-  // The format has room for two algorithms only: any other is malformed (docs/card-format.md §7.1, step 2).
+  // The format has room for two algorithms only: any other is malformed (docs/card-format.md §6.1, step 2).
   if (typeof algorithm !== "number" || !(algorithm === ALG_EDDSA || algorithm === ALG_ES256)) {
     throw new CredentialError("malformed", "algorithm not allowed");
   }
@@ -620,7 +620,7 @@ export class StatusListView {
 }
 
 /**
- * verification.status.verify_status_list (docs/card-format.md §7.4): the anchor's signature before decompression,
+ * verification.status.verify_status_list (docs/card-format.md §6.4): the anchor's signature before decompression,
  * ``sub`` equal to the list URI, the clock, ``exp = iat + 2·ttl``, 2 bits, unpadded base64url of one zlib stream.
  */
 export async function verifyStatusList(token, anchor, uri, now) {
@@ -696,7 +696,7 @@ export async function verify(scanned, trust, status, now, { onMissingStatus = "r
   if (!(await verifyRaw(trusted.algorithm, trusted.key, parsed.signature, signed))) {
     return denied("bad_signature", { kid });
   }
-  // Valid from iat - CLOCK_SKEW to exp + CLOCK_SKEW, exp excluded (docs/card-format.md §7.1, step 4).
+  // Valid from iat - CLOCK_SKEW to exp + CLOCK_SKEW, exp excluded (docs/card-format.md §6.1, step 4).
   if (now < dayStart(claims.issued_on) - CLOCK_SKEW) return denied("not_yet_valid", { kid, claims });
   if (now >= dayStart(claims.expires_on) + DAY + CLOCK_SKEW) return denied("expired", { kid, claims });
   let value;
