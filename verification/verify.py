@@ -189,8 +189,8 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
     """Decide whether a scanned card is valid, offline.
 
     Args:
-        scanned: QR text as a scanner typed it (surrounding whitespace, CR/LF, an AIM identifier and ECI escapes are
-            tolerated) or the raw COSE_Sign1 bytes read from an NFC tag.
+        scanned: QR text as a scanner typed it (whitespace, CR/LF, an AIM identifier and one ECI escape around the
+            digits are tolerated, docs/card-format.md §2) or the raw COSE_Sign1 bytes read from an NFC tag.
         trust: A trust bundle already verified with the pinned anchor.
         status: The station's verified status lists.
         now: The station's clock; must be timezone-aware. It may be off by up to

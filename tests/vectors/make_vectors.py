@@ -229,17 +229,6 @@ SHOWS_CLAIMS = {"not_yet_valid", "expired", "revoked", "suspended", "superseded"
 CARD_FIELDS = ("version", "member_number", "name", "chapter", "card_version", "status_list", "status_index")
 
 
-def _signed(signer: Signer, protected: bytes, payload: bytes) -> bytes:
-    """A credential whose signature is valid over exactly these (possibly malformed) bytes."""
-    return assemble(protected, payload, signer.sign(sig_structure(protected, payload)))
-
-
-def _replace_once(data: bytes, old: bytes, new: bytes) -> bytes:
-    if data.count(old) != 1:
-        raise ValueError(f"expected exactly one {old.hex()} in {data.hex()}")
-    return data.replace(old, new)
-
-
 def claims_payload(claims: CardClaims = SIZE_BUDGET_CLAIMS, *, card: list[Any] | None = None, **changes: Any) -> bytes:
     """The claims of ``claims`` with raw values changed (any value, in or out of the limits), in deterministic CBOR.
 

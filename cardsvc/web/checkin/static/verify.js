@@ -52,7 +52,9 @@ export const FORBIDDEN_TEXT_RANGES = Object.freeze([
   [0xE0000, 0xE0FFF], [0xEFFFE, 0x10FFFF],
 ]);
 const FORBIDDEN_TEXT = new RegExp(
-  `[${FORBIDDEN_TEXT_RANGES.map(([low, high]) => `\\u{${low.toString(16)}}-\\u{${high.toString(16)}}`).join("")}]`, "u");
+  `[${FORBIDDEN_TEXT_RANGES.map(([low, high]) => `\\u{${low.toString(16)}}-\\u{${high.toString(16)}}`).join("")}]`,
+  "u",
+);
 
 export class CredentialError extends Error {
   constructor(reason, message) { super(message); this.reason = reason; }
@@ -72,7 +74,7 @@ const ASCII_DIGITS = /^[0-9]+$/;
 // symbology identifier (]Q1), one ECI escape (\000026), the digits, trailing whitespace; nothing between the digits.
 const SCANNED_TEXT = /^[\t\n\r \uFEFF]*(?:\][A-Za-z][0-9A-Za-z])?(?:\\[0-9]{6})?([0-9]+)[\t\n\r ]*$/;
 
-/** The digits of a scanned QR text, without what a scanner adds around them (verification.format.clean_scanned_text). */
+/** The digits of a scanned QR text without the scanner's framing (verification.format.clean_scanned_text). */
 export function cleanScannedText(text) {
   const found = SCANNED_TEXT.exec(text);
   if (found === null) {
@@ -354,7 +356,7 @@ export function dayStart(isoDay) {
   return Date.parse(`${isoDay}T00:00:00Z`) / 1000 - VIETNAM_OFFSET;
 }
 
-/** Why ``name`` cannot be a card's display name (docs/card-format.md §6.3), or null (verification.format.name_problem). */
+/** Why ``name`` cannot be a card's display name (docs/card-format.md §6.3), or null (format.name_problem). */
 export function nameProblem(name) {
   if (FORBIDDEN_TEXT.test(name)) return "display name holds a control, bidi, invisible or non-printing character";
   const size = utf8Encoder.encode(name).length;
