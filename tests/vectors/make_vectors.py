@@ -418,8 +418,9 @@ def negative_vectors(signers: dict[int, Signer]) -> list[dict[str, Any]]:
         case("alg_es256_on_eddsa", "EdDSA-signed credential whose protected header says ES256 (alg -7): the kid "
              "binds EdDSA", "bad_signature",
              credential=assemble(protected_header(ALG_ES256, ED25519_KID), payload, ed_credential[-64:])),
-        case("alg_eddsa_on_es256", "ES256 signature under kid 7e02 with a header saying EdDSA (alg -8)",
-             "bad_signature", credential=_signed(ed, protected_header(ALG_EDDSA, ES256_KID), payload)),
+        case("alg_eddsa_on_es256", "an Ed25519 signature under kid 7e02, which binds ES256, with a header saying "
+             "EdDSA (alg -8): the kid's binding decides", "bad_signature",
+             credential=_signed(ed, protected_header(ALG_EDDSA, ES256_KID), payload)),
         case("es256_high_s", "size_budget_es256 with s replaced by n - s: a valid ECDSA signature, refused because "
              "verifiers accept only low S", "bad_signature",
              credential=assemble(es_protected, payload, es_signature[:32] + (P256_ORDER - s).to_bytes(32, "big"))),
@@ -465,7 +466,7 @@ def negative_vectors(signers: dict[int, Signer]) -> list[dict[str, Any]]:
              status=status_lists({claims.status_index: 3})),
         case("superseded_es256", "status value 3, ES256", "superseded", credential=es_credential,
              status=status_lists({claims.status_index: 3})),
-        case("superseded_neighbours_valid", "status value 3 with both neighbouring entries revoked", "superseded",
+        case("superseded_between_revoked", "status value 3 with both neighbouring entries revoked", "superseded",
              credential=ed_credential, status=status_lists({claims.status_index - 1: 1, claims.status_index: 3,
                                                             claims.status_index + 1: 1})),
         case("status_index_outside_list", "status index 48213 and a list of 4096 entries: signed by a trusted key, "
