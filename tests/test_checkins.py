@@ -35,6 +35,7 @@ from issuance.credential import sign_credential
 from issuance.keys import LocalSigner, generate_private_key
 from tests.conftest import SYSTEM, Tree, login, make_member
 from verification.format import ALG_EDDSA, credential_from_text, parse_credential, to_qr_text
+from verification.ndef import encode_card_ndef, encode_ndef_tlv
 
 pytestmark = pytest.mark.usefixtures("signing_keys")
 
@@ -146,6 +147,21 @@ def test_nfc_payload_base64_and_officer_scans(client: TestClient, app: FastAPI, 
     neither = scan(client, door)
     assert neither.status_code == 422
 
+
+
+def test_payload_base64_is_the_raw_credential_in_standard_base64(client: TestClient, app: FastAPI, db: Session,
+                                                                 tree: Tree, cipher: PiiCipher, door: Door) -> None:
+    """docs/card-format.md §3a: the card record's payload, not the NDEF message or the tag's TLV, in RFC 4648 §4."""
+    card, _qr = issue(app, db, make_member(db, cipher, tree.branch_a))
+    message = encode_card_ndef(card.credential)
+    for wrapped in (message, encode_ndef_tlv(message)):
+        sent = scan(client, door, source="nfc", payload_base64=base64.b64encode(wrapped).decode())
+        assert verdict(sent) == ("error", "malformed")
+    standard = base64.b64encode(card.credential).decode()
+    # base64url ("----" is b"\xfb\xef\xbe", "++++" in the standard alphabet), missing padding, a line break: 422.
+    for variant in ("----", "AA", standard[:40] + "\n" + standard[40:]):
+        assert scan(client, door, source="nfc", payload_base64=variant).status_code == 422, variant
+    assert verdict(scan(client, door, source="nfc", payload_base64=standard)) == ("ok", None)
 
 # --- every verification reason ---------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Public API:
 
-* :func:`verification.verify.verify` ``(scanned, trust, status, now, *, clock_skew, on_missing_status) -> Verdict``:
+* :func:`verification.verify.verify` ``(scanned, trust, status, now, *, on_missing_status) -> Verdict``:
   the door decision; never raises on bad input.
 * :class:`verification.verify.Verdict`, :class:`verification.verify.StatusSource` (Protocol) and
   :class:`verification.verify.StatusLists` (its implementation over verified lists).

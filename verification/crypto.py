@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,6 +15,10 @@ from verification.errors import CredentialError
 from verification.format import ALG_EDDSA, ALG_ES256, ALGORITHM_NAMES, ParsedCredential
 
 PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+# The order n of P-256. An ECDSA signature (r, s) also verifies as (r, n - s); verifiers accept only the low-S form
+# s ≤ (n - 1) / 2, which the issuer always emits, so that a card has exactly one valid byte string.
+P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+P256_HALF_ORDER: Final = P256_ORDER // 2
 
 
 def load_public_key(algorithm: int, spki_der: bytes) -> PublicKey:
@@ -30,10 +34,11 @@ def load_public_key(algorithm: int, spki_der: bytes) -> PublicKey:
 def verify_signature(parsed: ParsedCredential, bound_algorithm: int, key: PublicKey) -> None:
     """Verify the COSE signature with the key bound to the credential's key id.
 
-    The credential's own ``alg`` header must equal the algorithm bound to that key id; it never selects one.
+    The credential's own ``alg`` header must equal the algorithm bound to that key id; it never selects one. An ES256
+    signature must be in low-S form (docs/card-format.md §6.1, step 3).
 
     Raises:
-        CredentialError: ``bad_signature`` for any mismatch or invalid signature.
+        CredentialError: ``bad_signature`` for any mismatch, a high-S ES256 signature or an invalid signature.
     """
     if parsed.algorithm != bound_algorithm:
         raise CredentialError("bad_signature", "algorithm differs from the one bound to the key id")
@@ -45,6 +50,8 @@ def verify_signature(parsed: ParsedCredential, bound_algorithm: int, key: Public
         if bound_algorithm == ALG_ES256 and isinstance(key, ec.EllipticCurvePublicKey):
             r = int.from_bytes(parsed.signature[:32], "big")
             s = int.from_bytes(parsed.signature[32:], "big")
+            if s > P256_HALF_ORDER:
+                raise CredentialError("bad_signature", "ES256 signature is not in low-S form")
             key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
             return
     except InvalidSignature as exc:

@@ -18,8 +18,10 @@ This module only parses and checks structure; it never trusts anything before th
 
 from __future__ import annotations
 
+import bisect
 import re
 import struct
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta, timezone
@@ -47,15 +49,44 @@ ALGORITHM_NAMES: Final = {ALG_EDDSA: "EdDSA", ALG_ES256: "ES256"}
 KID_LENGTH: Final = 2
 CARD_ID_LENGTH: Final = 8
 SIGNATURE_LENGTH: Final = 64
+# The limits of docs/card-format.md §6.2, which the issuer (check_claims) and every verifier enforce.
+MAX_MEMBER_NUMBER: Final = 10**10 - 1
+MAX_NAME_BYTES: Final = 100
+MAX_CHAPTER_CHARS: Final = 32
+UINT32_LIMIT: Final = 2**32  # card_version, status_list and status_index lie below it
 # Dates are whole days in Vietnam time (UTC+7): iat is the start of the issue day, exp the end of the last valid day.
 VIETNAM_TZ: Final = timezone(timedelta(hours=7))
+# A verifier's clock may be this far off at both validity edges (and for the iat of trust bundles and status lists).
+CLOCK_SKEW_SECONDS: Final = 600
+
+# Code points a name must not hold (docs/card-format.md §6.3; verify.js holds the same list): controls, bidi
+# formatting, zero-width and other invisible or non-printing characters, surrogates, private use and noncharacters.
+# Written as fixed ranges rather than Unicode categories so that every implementation, whatever its Unicode
+# version, draws the same line. It covers categories Cc, Cf, Zl, Zp, Co and Cs and every Default_Ignorable_Code_Point.
+FORBIDDEN_TEXT_RANGES: Final[tuple[tuple[int, int], ...]] = (
+    (0x0000, 0x001F), (0x007F, 0x009F), (0x00AD, 0x00AD), (0x034F, 0x034F), (0x0600, 0x0605), (0x061C, 0x061C),
+    (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164), (0xD800, 0xF8FF),
+    (0xFDD0, 0xFDEF), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFFB), (0xFFFE, 0xFFFF),
+    (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    *((plane << 16 | 0xFFFE, plane << 16 | 0xFFFF) for plane in range(1, 14)),
+    (0xE0000, 0xE0FFF), (0xEFFFE, 0x10FFFF),
+)
+_FORBIDDEN_STARTS: Final = tuple(low for low, _ in FORBIDDEN_TEXT_RANGES)
+# Every forbidden code point of the BMP and every code point beyond it. Python's re tests a class of BMP ranges with a
+# bitmap but walks astral ranges one by one (ten times slower on every scan), so the few astral code points that are
+# not forbidden are told apart only when a name holds one.
+_SUSPECT_TEXT: Final = re.compile("[" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}"
+                                                for low, high in FORBIDDEN_TEXT_RANGES if high < 0x10000)
+                                  + "\U00010000-\U0010FFFF]")
+_CHAPTER_CODE: Final = re.compile(rf"[A-Z0-9][A-Z0-9._-]{{0,{MAX_CHAPTER_CHARS - 1}}}")
 
 _CHUNK_BYTES = 7
 _DIGITS_FOR_BYTES = {1: 3, 2: 5, 3: 8, 4: 10, 5: 13, 6: 15, 7: 17}
 _BYTES_FOR_DIGITS = {digits: size for size, digits in _DIGITS_FOR_BYTES.items()}
-# Scanner artefacts around the digits: AIM symbology identifiers (]Q1…), ECI escapes (\000026), whitespace, CR/LF.
-_AIM_PREFIX = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
-_ECI_ESCAPE = re.compile(r"\\\d{6}")
+# A scanned text (docs/card-format.md §2): leading whitespace and byte order marks, an AIM symbology identifier (]Q1),
+# one ECI escape (\000026), the digits, trailing whitespace. Nothing may stand between the digits.
+_SCANNED_TEXT = re.compile(r"[\t\n\r \ufeff]*(?:\][A-Za-z][0-9A-Za-z])?(?:\\[0-9]{6})?([0-9]+)[\t\n\r ]*")
 
 
 @dataclass(frozen=True)
@@ -129,7 +160,58 @@ def _day_of(timestamp: int) -> date:
 
 
 # The latest exp a date can represent with a day to spare: verifiers add a day to expires_on.
-_LAST_NUMERIC_DATE = day_start(date(9999, 12, 31))
+LAST_NUMERIC_DATE: Final = day_start(date(9999, 12, 31))
+_DAY_SECONDS: Final = 86400
+
+
+def _is_forbidden(code_point: int) -> bool:
+    """Whether ``code_point`` lies in one of :data:`FORBIDDEN_TEXT_RANGES`."""
+    at = bisect.bisect_right(_FORBIDDEN_STARTS, code_point) - 1
+    return at >= 0 and code_point <= FORBIDDEN_TEXT_RANGES[at][1]
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a card's display name (docs/card-format.md §6.3), or None when it can.
+
+    Args:
+        name: The display name as text.
+
+    Returns:
+        None for 1 to 100 bytes of UTF-8 in Unicode NFC without a code point of :data:`FORBIDDEN_TEXT_RANGES`;
+        otherwise what is wrong, in English, for logs (never the name itself).
+    """
+    # The forbidden code points come first: they include lone surrogates, which would not encode below.
+    if _SUSPECT_TEXT.search(name) is not None and any(map(_is_forbidden, map(ord, name))):
+        return "display name holds a control, bidi, invisible or non-printing character"
+    if not 0 < len(name.encode()) <= MAX_NAME_BYTES:
+        return "display name must be 1 to 100 bytes of UTF-8"
+    if not unicodedata.is_normalized("NFC", name):
+        return "display name is not in Unicode NFC"
+    return None
+
+
+def _check_values(card_id: bytes, member_number: int, name: str, chapter: str, version: int, status_list: int,
+                  status_index: int, iat: int, exp: int) -> None:
+    """The limits of docs/card-format.md §6.2 on decoded claims of the right types.
+
+    Raises:
+        CredentialError: ``malformed``, naming the first limit broken.
+    """
+    if len(card_id) != CARD_ID_LENGTH:
+        raise CredentialError("malformed", "card id must be 8 bytes")
+    if not 0 <= member_number <= MAX_MEMBER_NUMBER:
+        raise CredentialError("malformed", "member number out of range")
+    if not (0 <= version < UINT32_LIMIT and 0 <= status_list < UINT32_LIMIT and 0 <= status_index < UINT32_LIMIT):
+        raise CredentialError("malformed", "card version and status reference must be 32-bit unsigned integers")
+    if not 0 <= iat < exp <= LAST_NUMERIC_DATE:
+        raise CredentialError("malformed", "validity dates out of range")
+    if (iat + _VIETNAM_OFFSET) % _DAY_SECONDS or (exp + _VIETNAM_OFFSET) % _DAY_SECONDS:
+        raise CredentialError("malformed", "validity dates must be 00:00 Vietnam time")
+    problem = name_problem(name)
+    if problem is not None:
+        raise CredentialError("malformed", problem)
+    if _CHAPTER_CODE.fullmatch(chapter) is None:
+        raise CredentialError("malformed", "chapter code must be 1 to 32 of A-Z, 0-9, '.', '_', '-'")
 
 
 def encode_claims(claims: CardClaims) -> bytes:
@@ -149,20 +231,21 @@ def encode_claims(claims: CardClaims) -> bytes:
 
 
 def check_claims(claims: CardClaims) -> None:
-    """Refuse claims that the format cannot carry faithfully."""
-    if len(claims.card_id) != CARD_ID_LENGTH:
-        raise ValueError("card id must be 8 bytes")
+    """Refuse claims that the format cannot carry faithfully: the limits verifiers enforce (§6.2), checked at issue.
+
+    Raises:
+        ValueError: What is wrong (never the name itself).
+    """
     if not (claims.member_number.isascii() and claims.member_number.isdigit() and len(claims.member_number) == 10):
         raise ValueError("member number must be 10 digits")
-    if not 0 < len(claims.display_name.encode()) <= 100:
-        raise ValueError("display name must be 1 to 100 bytes of UTF-8")
-    if not 0 < len(claims.chapter_code) <= 32:
-        raise ValueError("chapter code must be 1 to 32 characters")
-    if claims.expires_on < claims.issued_on:
-        raise ValueError("expiry before issue")
-    for value in (claims.card_version, claims.status_list, claims.status_index):
-        if not 0 <= value < 2**32:
-            raise ValueError("card version and status references must be 32-bit unsigned integers")
+    # The dates as the claims carry them: an expiry before the issue day, or outside 1970-01-02 .. 9999-12-30,
+    # breaks iat < exp within the limits.
+    try:
+        _check_values(claims.card_id, int(claims.member_number), claims.display_name, claims.chapter_code,
+                      claims.card_version, claims.status_list, claims.status_index, day_start(claims.issued_on),
+                      day_start(claims.expires_on) + _DAY_SECONDS)
+    except CredentialError as exc:
+        raise ValueError(exc.message) from None
 
 
 @lru_cache(maxsize=64)
@@ -236,11 +319,22 @@ def to_qr_text(credential: bytes) -> str:
 
 
 def clean_scanned_text(text: str) -> str:
-    """Strip what scanners add around the payload: whitespace, CR/LF, AIM identifiers, ECI escapes."""
-    cleaned = text.strip().lstrip("\ufeff")
-    cleaned = _AIM_PREFIX.sub("", cleaned)
-    cleaned = _ECI_ESCAPE.sub("", cleaned)
-    return "".join(cleaned.split())
+    """The digits of a scanned QR text, without what a scanner adds around them (docs/card-format.md §2).
+
+    Args:
+        text: What the scanner typed: leading spaces, tabs, CR/LF and byte order marks, an AIM symbology identifier
+            (``]Q1``), one ECI escape (``\\000026``), the digits, then trailing spaces, tabs and CR/LF.
+
+    Returns:
+        The digits.
+
+    Raises:
+        CredentialError: ``malformed`` for anything else, such as a character between the digits.
+    """
+    found = _SCANNED_TEXT.fullmatch(text)
+    if found is None:
+        raise CredentialError("malformed", "scanned text is not a run of digits with scanner framing around it")
+    return found.group(1)
 
 
 def credential_from_text(text: str) -> bytes:
@@ -251,9 +345,7 @@ def credential_from_text(text: str) -> bytes:
     digits = _ascii_digits(text)
     if not digits:
         text = clean_scanned_text(text)
-        digits = _ascii_digits(text)
-        if not digits:
-            raise CredentialError("malformed", "scanned text is not all digits")
+        digits = text.encode()
     if not text.startswith("84") or len(text) < 4:
         raise CredentialError("malformed", "not a member card")
     if text[:4] != QR_PREFIX:
@@ -345,13 +437,14 @@ def _parse_credential_general(raw: bytes) -> ParsedCredential:
         if not isinstance(header, dict) or set(header) != {HEADER_ALG, HEADER_KID} or not _int_keys(header):
             raise CredentialError("malformed", "protected header must hold exactly alg and kid")
         algorithm, kid = header[HEADER_ALG], header[HEADER_KID]
-    # type() and not isinstance/==: True, -8.0 and containers must never pass for an algorithm number.
+    # type() and not isinstance/==: True, -8.0 and containers must never pass for an algorithm number. The format has
+    # room for two algorithms only, so any other is a malformed credential (docs/card-format.md §6.1, step 2).
     if type(algorithm) is not int or algorithm not in ALGORITHM_NAMES:
-        raise CredentialError("bad_signature", "algorithm not allowed")
+        raise CredentialError("malformed", "algorithm not allowed")
     if not isinstance(kid, bytes) or len(kid) != KID_LENGTH:
         raise CredentialError("malformed", "key id must be 2 bytes")
     if len(signature) != SIGNATURE_LENGTH:
-        raise CredentialError("bad_signature", "signature must be 64 raw bytes")
+        raise CredentialError("malformed", "signature must be 64 raw bytes")
     return ParsedCredential(raw, protected, algorithm, kid, payload, signature, _parse_claims(payload))
 
 
@@ -410,9 +503,10 @@ def _parse_issued_shape(raw: bytes) -> ParsedCredential | None:
     version = int.from_bytes(version_item[1:] or version_item, "big")
     status_list = int.from_bytes(list_item[1:] or list_item, "big")
     status_index = int.from_bytes(index_item[1:] or index_item, "big")
-    # The checks of _parse_claims; exp ≤ _LAST_NUMERIC_DATE < 2**40 bounds exp and iat.
-    if (member_number >= 10**10 or version >= 2**40 or status_list >= 2**40 or status_index >= 2**40
-            or not iat < exp <= _LAST_NUMERIC_DATE):
+    # The limits _parse_claims checks; the general parser names the one broken.
+    try:
+        _check_values(card_id, member_number, name, chapter_code, version, status_list, status_index, iat, exp)
+    except CredentialError:
         return None
     parsed = object.__new__(ParsedCredential)
     # As in _card_claims; the received bstr(protected) and bstr(payload) are already what the Sig_structure holds.
@@ -446,9 +540,6 @@ def _is_deterministic_claims(body: Any, payload: bytes) -> bool:
     return payload == cbor2.dumps({CWT_EXP: exp, CWT_IAT: iat, CWT_CTI: cti, PRIVATE_CLAIM: list(card)})
 
 
-_DAY_SECONDS: Final = 86400
-
-
 def _parse_claims(payload: bytes) -> CardClaims:
     body = _loads(payload)
     # The fast check implies the four int keys; only the general path needs to look for them.
@@ -458,7 +549,8 @@ def _parse_claims(payload: bytes) -> CardClaims:
             raise CredentialError("malformed", "claims set has missing or unknown claims")
     card = body[PRIVATE_CLAIM]
     version = card[0] if isinstance(card, list | tuple) and card else None
-    if type(version) is not int:
+    # A version is an unsigned integer; a negative one or another type is no version at all.
+    if type(version) is not int or version < 0:
         raise CredentialError("malformed", "card claim missing or without a version")
     if version != FORMAT_VERSION:
         raise CredentialError("unsupported_version", f"claims version {version} is not supported")
@@ -468,14 +560,10 @@ def _parse_claims(payload: bytes) -> CardClaims:
     exp, iat, cti = body[CWT_EXP], body[CWT_IAT], body[CWT_CTI]
     # Written out rather than as a generator over a tuple: this runs on every scan.
     if not (type(member_number) is int and type(version) is int and type(status_list) is int
-            and type(status_index) is int and type(exp) is int and type(iat) is int
-            and 0 <= member_number < 2**40 and 0 <= version < 2**40 and 0 <= status_list < 2**40
-            and 0 <= status_index < 2**40 and 0 <= exp < 2**40 and 0 <= iat < 2**40):
-        raise CredentialError("malformed", "numeric claims out of range")
-    if not (isinstance(name, str) and isinstance(chapter, str) and isinstance(cti, bytes)):
+            and type(status_index) is int and type(exp) is int and type(iat) is int and type(name) is str
+            and type(chapter) is str and type(cti) is bytes):
         raise CredentialError("malformed", "claims have wrong types")
-    if member_number >= 10**10 or len(cti) != CARD_ID_LENGTH or exp <= iat or exp > _LAST_NUMERIC_DATE:
-        raise CredentialError("malformed", "claims out of range")
+    _check_values(cti, member_number, name, chapter, version, status_list, status_index, iat, exp)
     return _card_claims(cti, member_number, name, chapter, version, iat, exp, status_list, status_index)
 
 

@@ -4,14 +4,14 @@
 (:func:`verification.trust.verify_trust_bundle`) and from status lists verified with the same anchor
 (:func:`verification.status.verify_status_list`). It needs no database, no network and no private key, and it never
 raises on bad input: every refusal is one stable reason code from :data:`verification.errors.REASONS`, checked in the
-order of docs/card-format.md §6:
+order of docs/card-format.md §6.1:
 
 1. text clean-up, prefix and digits (``malformed`` / ``unsupported_version``);
-2. deterministic CBOR structure (``malformed`` / ``unsupported_version``);
+2. deterministic CBOR structure and the limits of every claim (``malformed`` / ``unsupported_version``);
 3. key id lookup (``unknown_key``), compromised key (``key_retired``), the algorithm bound to the key id and the
-   signature over the received bytes (``bad_signature``);
-4. validity dates (``not_yet_valid`` / ``expired``), then the status list (``revoked`` / ``suspended`` /
-   ``superseded``).
+   signature over the received bytes, low-S for ES256 (``bad_signature``);
+4. validity dates with 600 seconds of clock skew at both edges (``not_yet_valid`` / ``expired``);
+5. the status list (``revoked`` / ``suspended`` / ``superseded``; an index outside the list is ``malformed``).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final, Literal, Protocol
 
 from verification.crypto import verify_signature
 from verification.errors import CredentialError, Reason, TrustError
-from verification.format import CardClaims, credential_from_text, day_start, parse_credential
+from verification.format import CLOCK_SKEW_SECONDS, CardClaims, credential_from_text, day_start, parse_credential
 from verification.status import (
     STATUS_REVOKED,
     STATUS_SUPERSEDED,
@@ -36,8 +36,6 @@ from verification.status import (
 from verification.trust import TrustBundle
 
 MissingStatusPolicy = Literal["accept", "reject"]
-DEFAULT_CLOCK_SKEW: Final = timedelta(minutes=10)
-_NO_SKEW: Final = timedelta(0)
 _DAY_SECONDS: Final = 86400
 _STATUS_REASONS: Final[dict[int, Reason]] = {
     STATUS_REVOKED: "revoked",
@@ -187,16 +185,16 @@ def payload_hash_of(scanned: object) -> str:
 
 
 def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: datetime, *,
-           clock_skew: timedelta = DEFAULT_CLOCK_SKEW, on_missing_status: MissingStatusPolicy = "reject") -> Verdict:
+           on_missing_status: MissingStatusPolicy = "reject") -> Verdict:
     """Decide whether a scanned card is valid, offline.
 
     Args:
-        scanned: QR text as a scanner typed it (surrounding whitespace, CR/LF, an AIM identifier and ECI escapes are
-            tolerated) or the raw COSE_Sign1 bytes read from an NFC tag.
+        scanned: QR text as a scanner typed it (whitespace, CR/LF, an AIM identifier and one ECI escape around the
+            digits are tolerated, docs/card-format.md §2) or the raw COSE_Sign1 bytes read from an NFC tag.
         trust: A trust bundle already verified with the pinned anchor.
         status: The station's verified status lists.
-        now: The station's clock; must be timezone-aware.
-        clock_skew: Tolerance for the station's clock on both validity edges.
+        now: The station's clock; must be timezone-aware. It may be off by up to
+            :data:`verification.format.CLOCK_SKEW_SECONDS` at both validity edges.
         on_missing_status: What to do with an otherwise valid card whose status list the station does not have.
             ``"reject"`` (the default, fail closed): the station cannot show that the card is not revoked, so the
             verdict is ``revoked`` with ``status_checked=False`` and the claims filled, which lets a station tell
@@ -210,13 +208,11 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
         than 0-3 is treated as ``revoked``.
 
     Raises:
-        ValueError: ``now`` is naive or ``clock_skew`` is negative (programming errors, not bad input: a naive
-            clock would silently shift every validity edge by the station's UTC offset).
+        ValueError: ``now`` is naive (a programming error, not bad input: a naive clock would silently shift every
+            validity edge by the station's UTC offset).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    if clock_skew < _NO_SKEW:
-        raise ValueError("clock_skew must not be negative")
     digest = payload_hash_of(scanned)
     try:
         raw = credential_from_text(scanned) if isinstance(scanned, str) else scanned
@@ -236,11 +232,11 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
         return Verdict.denied(exc.reason, digest, kid=kid)
     claims = parsed.claims
     instant = now.timestamp()
-    skew = clock_skew.total_seconds()
-    if instant + skew < day_start(claims.issued_on):
+    # Valid from iat - skew to exp + skew, exp excluded: iat is 00:00 of issued_on, exp 00:00 of the day after
+    # expires_on (adding seconds costs less than date arithmetic).
+    if instant < day_start(claims.issued_on) - CLOCK_SKEW_SECONDS:
         return Verdict.denied("not_yet_valid", digest, claims=claims, kid=kid)
-    # The card is valid to the end of expires_on, the start of the next day (date arithmetic costs more).
-    if instant - skew >= day_start(claims.expires_on) + _DAY_SECONDS:
+    if instant >= day_start(claims.expires_on) + (_DAY_SECONDS + CLOCK_SKEW_SECONDS):
         return Verdict.denied("expired", digest, claims=claims, kid=kid)
     try:
         value = status.status(claims.status_list, claims.status_index)

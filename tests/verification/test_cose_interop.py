@@ -24,7 +24,15 @@ from pycose.messages.sign1message import Sign1Message
 from issuance.credential import sign_credential
 from issuance.keys import LocalSigner, PrivateKey, public_spki
 from tests.vectors import make_vectors
-from verification.crypto import PublicKey, load_public_key, public_jwk, verify_signature
+from verification.crypto import (
+    P256_HALF_ORDER,
+    P256_ORDER,
+    PublicKey,
+    load_public_key,
+    public_jwk,
+    verify_signature,
+)
+from verification.errors import CredentialError
 from verification.format import ALG_EDDSA, ALG_ES256, CardClaims, encode_claims, parse_credential
 
 CLAIMS = CardClaims(
@@ -134,8 +142,18 @@ def test_pycose_refuses_an_algorithm_the_key_is_not_bound_to() -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=["EdDSA", "ES256"])
 def test_our_verifier_accepts_pycose_messages(algorithm: int) -> None:
     raw = _sign_with_pycose(algorithm, encode_claims(CLAIMS))
+    public = load_public_key(algorithm, public_spki(PRIVATE_KEYS[algorithm]))
+    if algorithm == ALG_ES256:
+        # pycose does not normalise ECDSA's s; for these claims its RFC 6979 signature is the high-S twin, which
+        # verifiers refuse (docs/card-format.md §6.1 step 3). Flipped to n - s, the same signature verifies.
+        s = int.from_bytes(raw[-32:], "big")
+        assert s > P256_HALF_ORDER
+        with pytest.raises(CredentialError) as refused:
+            verify_signature(parse_credential(raw), algorithm, public)
+        assert refused.value.reason == "bad_signature"
+        raw = raw[:-32] + (P256_ORDER - s).to_bytes(32, "big")
     parsed = parse_credential(raw)
-    verify_signature(parsed, algorithm, load_public_key(algorithm, public_spki(PRIVATE_KEYS[algorithm])))
+    verify_signature(parsed, algorithm, public)
     assert parsed.claims == CLAIMS
     assert parsed.kid == KIDS[algorithm]
 

@@ -28,9 +28,9 @@ from tests.verification.test_format_properties import TRUST, card_claims
 from verification.crypto import verify_signature
 from verification.errors import CredentialError
 from verification.format import (
-    _LAST_NUMERIC_DATE,
     ALG_EDDSA,
     ALG_ES256,
+    LAST_NUMERIC_DATE,
     PRIVATE_CLAIM,
     CardClaims,
     ParsedCredential,
@@ -52,8 +52,14 @@ SEED = 20261126
 MUTATIONS = 30_000
 # Where CBOR heads change width (RFC 8949 §3): 23|24 (one more byte), 255|256, 65535|65536, 2**32-1|2**32.
 WIDTH_EDGES = [0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32]
+UINT32_EDGES = WIDTH_EDGES[:-1]  # card_version, status_list and status_index stay below 2**32
 ISSUED = day_start(date(2026, 1, 1))
 EXPIRES = day_start(date(2031, 1, 1))
+DAY = 86400
+# Dates are Vietnam midnights, so they reach only the 2-, 4- and 8-byte widths: the first two midnights (one below
+# 65536, one above), the last one below 2**32 and the first one above it.
+DATE_EDGES = [day_start(date(1970, 1, 2)), day_start(date(1970, 1, 3)), day_start(date(2106, 2, 7)),
+              day_start(date(2106, 2, 8))]
 LONG_NAME = "Tôn Nữ Hoàng Thị Phương Thảo Nguyễn Huỳnh Bảo Ngọc Quỳnh Như Đỗ Ánh Tuyết"  # 100 bytes of UTF-8
 NAMES = ["A", "Lê Ánh", "N" * 23, "N" * 24, "Nguyễn Thị Phương Thảo Vy", LONG_NAME, "Đ" * 50]
 CHAPTERS = ["B", "HNI", "C" * 23, "C" * 24, "HCM-Q1.BEN_NGHE-0000000000000001"]
@@ -145,17 +151,17 @@ def check_consistent(raw: bytes) -> tuple[ParsedCredential | None, tuple[object,
 
 def _valid_cases() -> list[tuple[str, dict[str, Any]]]:
     cases: list[tuple[str, dict[str, Any]]] = []
-    for field in ("member_number", "version", "status_list", "status_index"):
-        cases += [(f"{field}={value}", {field: value}) for value in WIDTH_EDGES]
-    cases += [("member_number=10**10-1", {"member_number": 10**10 - 1}),
-              ("status_index=2**40-1", {"status_index": 2**40 - 1}), ("version=2**40-1", {"version": 2**40 - 1})]
-    cases += [(f"iat={value}", {"iat": value, "exp": _LAST_NUMERIC_DATE}) for value in WIDTH_EDGES]
-    cases += [(f"exp={value}", {"iat": 0, "exp": value}) for value in WIDTH_EDGES[1:]]
-    cases += [("exp=last", {"exp": _LAST_NUMERIC_DATE}), ("exp=iat+1", {"exp": ISSUED + 1})]
+    cases += [(f"member_number={value}", {"member_number": value}) for value in WIDTH_EDGES]
+    for field in ("version", "status_list", "status_index"):
+        cases += [(f"{field}={value}", {field: value}) for value in UINT32_EDGES]
+    cases += [("member_number=10**10-1", {"member_number": 10**10 - 1})]
+    cases += [(f"iat={value}", {"iat": value, "exp": LAST_NUMERIC_DATE}) for value in DATE_EDGES]
+    cases += [(f"exp={value}", {"iat": DATE_EDGES[0], "exp": value}) for value in DATE_EDGES[1:]]
+    cases += [("exp=last", {"exp": LAST_NUMERIC_DATE}), ("exp=iat+day", {"exp": ISSUED + DAY})]
     cases += [(f"name={len(name.encode())}B", {"name": name}) for name in NAMES]
     cases += [(f"chapter={len(chapter)}", {"chapter": chapter}) for chapter in CHAPTERS]
     cases += [("longest", {"name": LONG_NAME, "chapter": CHAPTERS[-1], "member_number": 10**10 - 1,
-                           "version": 2**40 - 1, "status_list": 2**40 - 1, "status_index": 2**40 - 1})]
+                           "version": 2**32 - 1, "status_list": 2**32 - 1, "status_index": 2**32 - 1})]
     return cases
 
 
@@ -179,11 +185,16 @@ def test_valid_credentials_take_the_fast_path_with_the_general_result(algorithm:
 
 
 @pytest.mark.parametrize(("label", "changes"), [
-    ("member_number=10**10", {"member_number": 10**10}), ("version=2**40", {"version": 2**40}),
-    ("status_list=2**40", {"status_list": 2**40}), ("status_index=2**40", {"status_index": 2**40}),
+    ("member_number=10**10", {"member_number": 10**10}), ("version=2**32", {"version": 2**32}),
+    ("status_list=2**32", {"status_list": 2**32}), ("status_index=2**32", {"status_index": 2**32}),
     ("status_index=2**64-1", {"status_index": 2**64 - 1}),
-    ("exp=iat", {"exp": ISSUED}), ("exp<iat", {"exp": ISSUED - 1}), ("exp=last+1", {"exp": _LAST_NUMERIC_DATE + 1}),
-    ("exp=2**40", {"exp": 2**40}), ("card_id=7", {"card_id": bytes(7)}), ("card_id=9", {"card_id": bytes(9)}),
+    ("exp=iat", {"exp": ISSUED}), ("exp<iat", {"exp": ISSUED - DAY}),
+    ("exp=last+day", {"exp": LAST_NUMERIC_DATE + DAY}), ("exp=2**40", {"exp": 2**40}),
+    ("iat=0", {"iat": 0}), ("iat=midnight+1", {"iat": ISSUED + 1}), ("exp=midnight-1", {"exp": EXPIRES - 1}),
+    ("card_id=7", {"card_id": bytes(7)}), ("card_id=9", {"card_id": bytes(9)}),
+    ("name=RLO", {"name": "Lan \u202eanL"}), ("name=ZWJ", {"name": "La\u200dn"}), ("name=NFD", {"name": "Le\u0302"}),
+    ("name=empty", {"name": ""}), ("name=101B", {"name": "Đ" * 50 + "x"}),
+    ("chapter=lowercase", {"chapter": "hni"}), ("chapter=33", {"chapter": "C" * 33}), ("chapter=-A", {"chapter": "-A"}),
 ])
 def test_claims_the_general_parser_refuses_are_declined(label: str, changes: dict[str, Any]) -> None:
     raw = signed(claims_payload({**BASE, **changes}), SIGNERS[ALG_EDDSA])
@@ -192,12 +203,17 @@ def test_claims_the_general_parser_refuses_are_declined(label: str, changes: dic
     assert general[0] == "refused", general
 
 
-def test_valid_credentials_outside_the_issued_shape_are_left_to_the_general_parser() -> None:
-    # A 255-byte name makes the payload too long for a one-byte length: valid, but not a shape the issuer writes.
-    raw = signed(claims_payload({**BASE, "name": "x" * 255}), SIGNERS[ALG_EDDSA])
-    fast, general = check_consistent(raw)
-    assert fast is None
-    assert general[0] == "parsed"
+def test_every_valid_credential_has_the_issued_shape() -> None:
+    # With every limit of docs/card-format.md §6.2 at its maximum the payload still fits a one-byte length, so the
+    # fast path reads every valid credential; a 255-byte name, which once made a valid longer shape, is refused.
+    largest = {**BASE, "name": LONG_NAME, "chapter": CHAPTERS[-1], "member_number": 10**10 - 1,
+               "version": 2**32 - 1, "status_list": 2**32 - 1, "status_index": 2**32 - 1,
+               "iat": LAST_NUMERIC_DATE - DAY, "exp": LAST_NUMERIC_DATE}
+    fast, general = check_consistent(signed(claims_payload(largest), SIGNERS[ALG_EDDSA]))
+    assert fast is not None and general[0] == "parsed"
+    assert len(fast.payload) < 256
+    fast, general = check_consistent(signed(claims_payload({**BASE, "name": "x" * 255}), SIGNERS[ALG_EDDSA]))
+    assert fast is None and general[:2] == ("refused", "malformed")
 
 
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -231,7 +247,7 @@ def _bases() -> list[tuple[dict[str, Any], Signer]]:
         {}, {"name": "A", "chapter": "B", "member_number": 0, "version": 0, "status_list": 0, "status_index": 0},
         {"name": LONG_NAME, "chapter": CHAPTERS[-1], "member_number": 2**32, "status_index": 65536},
         {"member_number": 24, "version": 255, "status_list": 256, "status_index": 2**32 - 1},
-        {"name": "N" * 24, "chapter": "C" * 23, "iat": 23, "exp": 2**32},
+        {"name": "N" * 24, "chapter": "C" * 23, "iat": DATE_EDGES[0], "exp": DATE_EDGES[-1]},
     ]
     return [({**BASE, **spec}, SIGNERS[algorithm]) for spec in specs for algorithm in (ALG_EDDSA, ALG_ES256)]
 
@@ -312,9 +328,10 @@ def claims_mutation(rng: Rng, fields: dict[str, Any], signer: Signer) -> bytes:
         payload = claims_payload(fields).replace(text_item(fields[name]), head(3, len(data)) + bytes(data), 1)
     elif kind == 5:
         # Values just past what the claims may hold.
-        changes = rng.choice([{"member_number": 10**10}, {"version": 2**40}, {"status_list": 2**40},
-                              {"status_index": 2**63}, {"exp": fields["iat"]}, {"exp": _LAST_NUMERIC_DATE + 1},
-                              {"iat": fields["exp"] + 1}])
+        changes = rng.choice([{"member_number": 10**10}, {"version": 2**32}, {"status_list": 2**32},
+                              {"status_index": 2**63}, {"exp": fields["iat"]}, {"exp": LAST_NUMERIC_DATE + DAY},
+                              {"iat": fields["exp"] + DAY}, {"iat": fields["iat"] + 1}, {"name": "A\u2066B"},
+                              {"chapter": "hni"}])
         payload = claims_payload({**fields, **changes})
     elif kind == 6:
         # Trailing bytes in the payload, some of them looking like the signature's head.

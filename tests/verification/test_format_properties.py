@@ -21,6 +21,7 @@ from verification.format import (
     bytes_to_digits,
     credential_from_text,
     digits_to_bytes,
+    name_problem,
     parse_credential,
 )
 
@@ -48,7 +49,7 @@ def _nfc(text: str) -> str:
 names = (
     st.one_of(st.text(VIETNAMESE_ALPHABET, min_size=1, max_size=60), st.text(min_size=1, max_size=60))
     .map(_nfc)
-    .filter(lambda name: 1 <= len(name.encode()) <= 100)
+    .filter(lambda name: name_problem(name) is None)
 )
 
 
@@ -60,7 +61,7 @@ def card_claims(draw: st.DrawFn) -> CardClaims:
         card_id=draw(st.binary(min_size=8, max_size=8)),
         member_number=str(draw(st.integers(0, 10**10 - 1))).zfill(10),
         display_name=draw(names),
-        chapter_code=draw(st.from_regex(r"[A-Z0-9._-]{1,32}", fullmatch=True)),
+        chapter_code=draw(st.from_regex(r"[A-Z0-9][A-Z0-9._-]{0,31}", fullmatch=True)),
         card_version=draw(U32),
         issued_on=issued,
         expires_on=expires,

@@ -117,3 +117,37 @@ def test_es256_signatures_are_low_s() -> None:
     for n in range(64):
         signature = signer.sign(n.to_bytes(2, "big"))
         assert int.from_bytes(signature[32:], "big") <= order // 2
+
+
+def _status_token(trust: LocalSigner, lst: bytes | str, **changes: Any) -> str:
+    encoded = lst if isinstance(lst, str) else base64.urlsafe_b64encode(lst).rstrip(b"=").decode()
+    payload = {"sub": URI, "iat": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 1200, "ttl": 600,
+               "status_list": {"bits": 2, "lst": encoded}, **changes}
+    return sign_jwt(trust, {k: v for k, v in payload.items() if v is not None}, typ=STATUS_LIST_TYP)
+
+
+@pytest.mark.parametrize(("label", "lst", "changes"), [
+    ("exp is not iat + 2 ttl", None, {"exp": int(NOW.timestamp()) + 600}),
+    ("no ttl", None, {"ttl": None}),
+    ("ttl 0", None, {"ttl": 0, "exp": int(NOW.timestamp())}),
+    ("iat true", None, {"iat": True}),
+    ("truncated zlib stream", "truncated", {}),
+    ("data after the zlib stream", "trailing", {}),
+    ("padded base64", "padded", {}),
+    ("bits true", None, {"status_list": {"bits": True, "lst": "eJwDAAAAAAE"}}),
+])
+def test_status_list_tokens_outside_the_spec_are_refused(label: str, lst: str | None, changes: dict[str, Any]) -> None:
+    """docs/card-format.md §6.4: ttl, exp = iat + 2·ttl, integers, unpadded base64url of one complete zlib stream."""
+    trust = _signer(b"\x00\x01")
+    anchor = _anchor(trust)
+    data = build_status_bytes(4096, [(5, 1)])
+    compressed = compress_status_bytes(data)
+    padded = base64.urlsafe_b64encode(zlib.compress(data, 1)).decode()  # 20 bytes of zlib: its base64 ends in "="
+    assert padded.endswith("=")
+    body: bytes | str = {None: compressed, "truncated": compressed[:-4], "trailing": compressed + b"\x00",
+                         "padded": padded}[lst]
+    assert verify_status_list(_status_token(trust, compressed), algorithm=anchor.algorithm, key=anchor.key,
+                              kid=anchor.kid, uri=URI, now=NOW).status(5) == 1
+    with pytest.raises(TrustError):
+        verify_status_list(_status_token(trust, body, **changes), algorithm=anchor.algorithm, key=anchor.key,
+                           kid=anchor.kid, uri=URI, now=NOW)

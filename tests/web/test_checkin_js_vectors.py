@@ -1,16 +1,22 @@
 """The check-in page's JavaScript verifier (cardsvc/web/checkin/static/verify.js), run in headless Chromium.
 
 1. The golden vectors (tests/vectors/card-v1.json): every positive vector verifies with the same claims (from its QR
-   text and from its raw bytes), every negative vector gets its reason code (unknown_key through a trust set that
-   lacks the kid).
-2. Parity with the Python reference: a trust bundle and a status list signed in Python, cards in every status and at
-   every validity edge, and the JS verdict must equal :func:`verification.verify.verify`'s.
-3. The anchor-signed documents are refused when tampered with or signed by another key.
+   text and from its raw bytes).
+2. The negative vectors (tests/vectors/card-v1-negative.json), each in its own trust, status and clock context: the
+   reason code and whether the claims are shown, as the Python verifier gives them
+   (tests/verification/test_negative_vectors.py); the accepted edge inputs pass.
+3. Parity with the Python reference: a trust bundle and a status list signed in Python, cards in every status and at
+   every validity edge, and the JS verdict must equal :func:`verification.verify.verify`'s; the forbidden code points
+   of names are the same in both, code point by code point.
+4. The anchor-signed documents are refused when tampered with, signed by another key, or not what
+   docs/card-format.md §6.4 allows, and the Python verifier refuses the same status-list tokens.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
@@ -29,12 +35,14 @@ from issuance.status_list import build_status_bytes, compress_status_bytes, stat
 from tests.vectors import make_vectors
 from tests.web.harness import LiveServer, chromium, live_server, screenshot
 from verification.crypto import public_jwk
-from verification.format import ALG_EDDSA, ALG_ES256, CardClaims, day_start, to_qr_text
-from verification.status import verify_status_list
+from verification.errors import TrustError
+from verification.format import ALG_EDDSA, ALG_ES256, CardClaims, day_start, name_problem, to_qr_text
+from verification.status import STATUS_LIST_TYP, verify_status_list
 from verification.trust import TRUST_BUNDLE_TYP, TrustAnchor, verify_trust_bundle
 from verification.verify import StatusLists, verify
 
 VECTORS: dict[str, Any] = json.loads(make_vectors.VECTORS_PATH.read_text(encoding="utf-8"))
+NEGATIVE: dict[str, Any] = json.loads(make_vectors.NEGATIVE_PATH.read_text(encoding="utf-8"))
 LIST_URI = "https://cards.example.vn/v1/status-lists/7"
 
 # Runs a named scenario in the page: arguments[0] is the scenario's JSON, the last argument the callback.
@@ -46,15 +54,64 @@ const V = window.cardsvcVerify;
   for (const jwk of input.jwks) { const k = await V.importJwk(jwk); keys.set(k.kid, {...k, status: "active"}); }
   const trust = {keys};
   const allValid = {status: () => 0};
-  const out = {positive: [], negative: []};
+  const out = [];
   for (const v of input.positive) {
     const fromText = await V.verify(v.qr_text, trust, allValid, v.now);
     const fromBytes = await V.verify(V.fromHex(v.credential), trust, allValid, v.now);
-    out.positive.push({name: v.name, text: fromText, bytes: fromBytes, digits: V.toQrText(V.fromHex(v.credential))});
+    out.push({name: v.name, text: fromText, bytes: fromBytes, digits: V.toQrText(V.fromHex(v.credential))});
   }
-  for (const v of input.negative) {
-    const scanned = v.qr_text !== undefined ? v.qr_text : V.fromHex(v.credential);
-    out.negative.push({name: v.name, verdict: await V.verify(scanned, trust, allValid, input.now)});
+  return out;
+})().then(done, (e) => done({error: String(e && e.stack || e)}));
+"""
+
+# Each negative or accepted vector in its own context: the kids it trusts (keys from the file) and its status lists.
+RUN_NEGATIVE = """
+const [input, done] = arguments;
+const V = window.cardsvcVerify;
+(async () => {
+  const imported = {};
+  for (const [kid, jwk] of Object.entries(input.keys)) imported[kid] = await V.importJwk(jwk);
+  const out = [];
+  for (const v of input.vectors) {
+    const keys = new Map(Object.entries(v.trust).map(([kid, status]) => [kid, {...imported[kid], status}]));
+    const lists = new Map();
+    for (const [id, list] of Object.entries(v.status_lists)) {
+      const data = new Uint8Array(list.size / 4);
+      for (const [index, value] of Object.entries(list.entries)) {
+        data[Math.floor(index / 4)] |= value << (2 * (index % 4));
+      }
+      lists.set(Number(id), new V.StatusListView(`list-${id}`, data, 0, 2 ** 40, 1));
+    }
+    const scanned = v.input.qr_text !== undefined ? v.input.qr_text : V.fromHex(v.input.credential);
+    out.push({name: v.name, verdict: await V.verify(scanned, {keys}, new V.StatusLists(lists), v.now)});
+  }
+  return out;
+})().then(done, (e) => done({error: String(e && e.stack || e)}));
+"""
+
+# The code points for which nameProblem names a forbidden character, merged into [first, last] ranges.
+RUN_FORBIDDEN = """
+const [, done] = arguments;
+const V = window.cardsvcVerify;
+const forbidden = V.nameProblem("\\u0000");
+const ranges = [];
+for (let cp = 0; cp <= 0x10FFFF; cp += 1) {
+  if (V.nameProblem(String.fromCodePoint(cp)) !== forbidden) continue;
+  const last = ranges[ranges.length - 1];
+  if (last && last[1] === cp - 1) last[1] = cp; else ranges.push([cp, cp]);
+}
+done(ranges);
+"""
+
+RUN_STATUS_TOKENS = """
+const [input, done] = arguments;
+const V = window.cardsvcVerify;
+(async () => {
+  const anchor = await V.importJwk(input.anchor);
+  const out = {};
+  for (const [name, token] of Object.entries(input.tokens)) {
+    try { await V.verifyStatusList(token, anchor, input.uri, input.now); out[name] = "accepted"; }
+    catch (e) { out[name] = e.reason + ": " + e.message; }
   }
   return out;
 })().then(done, (e) => done({error: String(e && e.stack || e)}));
@@ -132,11 +189,10 @@ def test_golden_vectors(page: webdriver.Chrome) -> None:
     ]
     jwks = [v["public_key"]["jwk"] for v in VECTORS["vectors"]]
     unique_jwks = list({jwk["kid"]: jwk for jwk in jwks}.values())
-    result = _run(page, RUN_VECTORS, {"jwks": unique_jwks, "positive": positive, "negative": VECTORS["negative"],
-                                      "now": VECTORS["vectors"][0]["cwt"]["iat"] + 3600})
+    result = _run(page, RUN_VECTORS, {"jwks": unique_jwks, "positive": positive})
     by_name = {v["name"]: v for v in VECTORS["vectors"]}
-    assert len(result["positive"]) == len(VECTORS["vectors"])
-    for item in result["positive"]:
+    assert len(result) == len(VECTORS["vectors"])
+    for item in result:
         vector = by_name[item["name"]]
         expected = {k: v for k, v in vector["claims"].items() if k != "display_name_utf8_bytes"}
         for verdict in (item["text"], item["bytes"]):
@@ -145,13 +201,36 @@ def test_golden_vectors(page: webdriver.Chrome) -> None:
             assert verdict["kid"] == vector["kid"]
             assert verdict["statusChecked"] is True
         assert item["digits"] == vector["qr_text"]
-    negatives = {item["name"]: item["verdict"] for item in result["negative"]}
-    assert set(negatives) == {v["name"] for v in VECTORS["negative"]}
-    for vector in VECTORS["negative"]:
-        verdict = negatives[vector["name"]]
-        assert verdict["ok"] is False
-        assert verdict["reason"] == vector["reason"], vector["name"]
-        assert verdict["claims"] is None, vector["name"]  # nothing is shown for a card whose signature failed
+
+
+def test_negative_vectors(page: webdriver.Chrome) -> None:
+    """Every negative vector gets its reason, with the claims shown exactly when the file says; edges pass."""
+    vectors = NEGATIVE["vectors"] + NEGATIVE["accepted"]
+    result = _run(page, RUN_NEGATIVE, {"keys": NEGATIVE["keys"], "vectors": vectors})
+    verdicts = {item["name"]: item["verdict"] for item in result}
+    assert set(verdicts) == {vector["name"] for vector in vectors}
+    for vector in vectors:
+        verdict = verdicts[vector["name"]]
+        assert (verdict["ok"], verdict["reason"]) == (vector["reason"] is None, vector["reason"]), vector["name"]
+        assert (verdict["claims"] is not None) is vector["shows_claims"], vector["name"]
+    assert min(NEGATIVE["reasons"].values()) >= 3
+
+
+def test_forbidden_code_points_are_the_same_as_in_python(page: webdriver.Chrome) -> None:
+    forbidden = name_problem("\x00")
+    assert forbidden is not None
+    python: list[list[int]] = []
+    for code_point in range(0x110000):
+        if name_problem(chr(code_point)) != forbidden:
+            continue
+        if python and python[-1][1] == code_point - 1:
+            python[-1][1] = code_point
+        else:
+            python.append([code_point, code_point])
+    assert _run(page, RUN_FORBIDDEN, {}) == python
+    # The bidi controls of the issue are among them.
+    assert all(any(low <= cp <= high for low, high in python) for cp in [*range(0x202A, 0x202F),
+                                                                            *range(0x2066, 0x206A)])
 
 
 def _signer(vector_name: str) -> LocalSigner:
@@ -254,3 +333,58 @@ def test_parity_with_the_python_verifier(page: webdriver.Chrome) -> None:
         assert outcome.startswith("untrusted"), (name, outcome)
     assert "larger than allowed" in result["bomb"]
     screenshot(page, "checkin-js-selftest")
+
+
+def test_status_list_tokens_are_judged_alike(page: webdriver.Chrome) -> None:
+    """docs/card-format.md §6.4: the same status-list tokens are accepted or refused in JavaScript and in Python."""
+    anchor_signer = LocalSigner(b"\xa1\x02", ALG_EDDSA, generate_private_key("ed25519"))
+    now = int(datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp())
+    ttl = 3600
+    compressed = compress_status_bytes(build_status_bytes(4096, [(5, 1)]))
+    # The same list compressed less, to a length that base64 pads.
+    padded = zlib.compress(build_status_bytes(4096, [(5, 1)]), 1)
+    assert len(padded) % 3
+
+    def token(lst: bytes | str = compressed, **changes: Any) -> str:
+        encoded = lst if isinstance(lst, str) else base64.urlsafe_b64encode(lst).rstrip(b"=").decode()
+        claims = {"sub": LIST_URI, "iat": now, "exp": now + 2 * ttl, "ttl": ttl,
+                  "status_list": {"bits": 2, "lst": encoded}, **changes}
+        return sign_jwt(anchor_signer, {k: v for k, v in claims.items() if v is not None}, typ=STATUS_LIST_TYP)
+
+    tokens = {
+        "good": token(),
+        "issued_600_seconds_ahead": token(iat=now + 600, exp=now + 600 + 2 * ttl),
+        "issued_601_seconds_ahead": token(iat=now + 601, exp=now + 601 + 2 * ttl),
+        "expired": token(iat=now - 2 * ttl - 1, exp=now - 1),
+        "exp_not_iat_plus_2ttl": token(exp=now + ttl),
+        "no_ttl": token(ttl=None),
+        "ttl_zero": token(ttl=0, exp=now),
+        "ttl_text": token(ttl="3600"),
+        "iat_fraction": token(iat=now + 0.5),
+        "other_subject": token(sub=LIST_URI + "0"),
+        "bits_1": token(status_list={"bits": 1, "lst": base64.urlsafe_b64encode(compressed).decode().rstrip("=")}),
+        "lst_padded": token(base64.urlsafe_b64encode(padded).decode()),
+        "lst_not_base64url": token("AAAA+/AA"),
+        "zlib_truncated": token(compressed[:-4]),
+        "zlib_then_more": token(compressed + b"\x00"),
+        "not_zlib": token(zlib.compress(b"")[2:]),
+        "larger_than_allowed": token(zlib.compress(bytes(2**22 + 1))),
+        "exactly_the_cap": token(zlib.compress(bytes(2**22))),
+        "wrong_typ": sign_jwt(anchor_signer, {"sub": LIST_URI, "iat": now, "exp": now + 2 * ttl, "ttl": ttl,
+                                              "status_list": {"bits": 2, "lst": "eJwDAAAAAAE"}}, typ="JWT"),
+    }
+    anchor_jwk = public_jwk(anchor_signer.kid, anchor_signer.algorithm, anchor_signer.private_key.public_key())
+    javascript = _run(page, RUN_STATUS_TOKENS, {"anchor": anchor_jwk, "tokens": tokens, "uri": LIST_URI, "now": now})
+    anchor = TrustAnchor.from_jwk(anchor_jwk)
+    python = {}
+    for name, text in tokens.items():
+        try:
+            verify_status_list(text, algorithm=anchor.algorithm, key=anchor.key, kid=anchor.kid, uri=LIST_URI,
+                               now=datetime.fromtimestamp(now, UTC))
+            python[name] = "accepted"
+        except TrustError as exc:
+            python[name] = f"untrusted: {exc}"
+    accepted = {"good", "issued_600_seconds_ahead", "exactly_the_cap"}
+    assert {name for name, outcome in javascript.items() if outcome == "accepted"} == accepted, javascript
+    assert {name for name, outcome in python.items() if outcome == "accepted"} == accepted, python
+    assert all(outcome.startswith("untrusted") for outcome in javascript.values() if outcome != "accepted")

@@ -17,7 +17,9 @@ export const MAX_QR_TEXT = 2048;
 export const ALG_EDDSA = -8;
 export const ALG_ES256 = -7;
 export const ALGORITHM_NAMES = Object.freeze({ [-8]: "EdDSA", [-7]: "ES256" });
-export const DEFAULT_CLOCK_SKEW = 600; // seconds, both validity edges (verification.verify.DEFAULT_CLOCK_SKEW)
+// Seconds a verifier's clock may be off, at both validity edges and for a signed document's iat
+// (verification.format.CLOCK_SKEW_SECONDS).
+export const CLOCK_SKEW = 600;
 export const VIETNAM_OFFSET = 7 * 3600;
 export const TRUST_BUNDLE_TYP = "cardsvc-trust+jwt";
 export const STATUS_LIST_TYP = "statuslist+jwt";
@@ -28,9 +30,31 @@ const MAX_TRUST_TOKEN_CHARS = 1_000_000;
 const MAX_BUNDLE_CHARS = 64_000_000;
 const PRIVATE_CLAIM = -65537;
 const DAY = 86400;
-const TWO_40 = 2 ** 40;
+// The limits of docs/card-format.md §6.2 (verification/format.py).
+const MAX_MEMBER_NUMBER = 10 ** 10 - 1;
+const MAX_NAME_BYTES = 100;
+const UINT32_LIMIT = 2 ** 32;
 // day_start(date(9999, 12, 31)): the latest exp a date can represent with a day to spare.
 const LAST_NUMERIC_DATE = Date.UTC(9999, 11, 31) / 1000 - VIETNAM_OFFSET;
+const CHAPTER_CODE = /^[A-Z0-9][A-Z0-9._-]{0,31}$/;
+// P-256's order n: ES256 signatures must be low-S, s ≤ (n - 1) / 2 (verification.crypto.P256_HALF_ORDER).
+const P256_HALF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n / 2n;
+
+// Code points a name must not hold: docs/card-format.md §6.3, the same ranges as
+// verification.format.FORBIDDEN_TEXT_RANGES (tests/web/test_checkin_js_vectors.py compares every code point).
+export const FORBIDDEN_TEXT_RANGES = Object.freeze([
+  [0x0000, 0x001F], [0x007F, 0x009F], [0x00AD, 0x00AD], [0x034F, 0x034F], [0x0600, 0x0605], [0x061C, 0x061C],
+  [0x06DD, 0x06DD], [0x070F, 0x070F], [0x0890, 0x0891], [0x08E2, 0x08E2], [0x115F, 0x1160], [0x17B4, 0x17B5],
+  [0x180B, 0x180F], [0x200B, 0x200F], [0x2028, 0x202E], [0x2060, 0x206F], [0x3164, 0x3164], [0xD800, 0xF8FF],
+  [0xFDD0, 0xFDEF], [0xFE00, 0xFE0F], [0xFEFF, 0xFEFF], [0xFFA0, 0xFFA0], [0xFFF0, 0xFFFB], [0xFFFE, 0xFFFF],
+  [0x110BD, 0x110BD], [0x110CD, 0x110CD], [0x13430, 0x1343F], [0x1BCA0, 0x1BCA3], [0x1D173, 0x1D17A],
+  ...Array.from({ length: 13 }, (_, i) => [(i + 1) * 0x10000 + 0xFFFE, (i + 1) * 0x10000 + 0xFFFF]),
+  [0xE0000, 0xE0FFF], [0xEFFFE, 0x10FFFF],
+]);
+const FORBIDDEN_TEXT = new RegExp(
+  `[${FORBIDDEN_TEXT_RANGES.map(([low, high]) => `\\u{${low.toString(16)}}-\\u{${high.toString(16)}}`).join("")}]`,
+  "u",
+);
 
 export class CredentialError extends Error {
   constructor(reason, message) { super(message); this.reason = reason; }
@@ -46,14 +70,17 @@ const DIGITS_FOR_BYTES = { 1: 3, 2: 5, 3: 8, 4: 10, 5: 13, 6: 15, 7: 17 };
 const BYTES_FOR_DIGITS = Object.fromEntries(Object.entries(DIGITS_FOR_BYTES).map(([b, d]) => [d, Number(b)]));
 const ASCII_DIGITS = /^[0-9]+$/;
 
-/** Strip what scanners add around the payload: whitespace, CR/LF, a BOM, AIM identifiers, ECI escapes. */
+// docs/card-format.md §2 (verification.format._SCANNED_TEXT): leading whitespace and byte order marks, an AIM
+// symbology identifier (]Q1), one ECI escape (\000026), the digits, trailing whitespace; nothing between the digits.
+const SCANNED_TEXT = /^[\t\n\r \uFEFF]*(?:\][A-Za-z][0-9A-Za-z])?(?:\\[0-9]{6})?([0-9]+)[\t\n\r ]*$/;
+
+/** The digits of a scanned QR text without the scanner's framing (verification.format.clean_scanned_text). */
 export function cleanScannedText(text) {
-  // Python's str.strip() and str.split() also treat these Unicode spaces as whitespace.
-  const ws = /[\s\u001c-\u001f\u0085]+/gu;
-  let cleaned = text.replace(/^[\s\u001c-\u001f\u0085]+|[\s\u001c-\u001f\u0085]+$/gu, "").replace(/^\ufeff+/u, "");
-  cleaned = cleaned.replace(/^\][A-Za-z][0-9A-Za-z]/, "");
-  cleaned = cleaned.replace(/\\\d{6}/g, "");
-  return cleaned.replace(ws, "");
+  const found = SCANNED_TEXT.exec(text);
+  if (found === null) {
+    throw new CredentialError("malformed", "scanned text is not a run of digits with scanner framing around it");
+  }
+  return found[1];
 }
 
 export function bytesToDigits(data) {
@@ -93,7 +120,6 @@ export function credentialFromText(text) {
   // Python counts code points; a JS string length counts UTF-16 units. Digits-only input is the same either way.
   if ([...text].length > MAX_QR_TEXT) throw new CredentialError("malformed", "scanned text too long");
   const cleaned = ASCII_DIGITS.test(text) ? text : cleanScannedText(text);
-  if (!ASCII_DIGITS.test(cleaned)) throw new CredentialError("malformed", "scanned text is not all digits");
   if (!cleaned.startsWith("84") || cleaned.length < 4) throw new CredentialError("malformed", "not a member card");
   if (cleaned.slice(0, 4) !== QR_PREFIX) {
     throw new CredentialError("unsupported_version", `card format version ${cleaned.slice(2, 4)} is not supported`);
@@ -306,7 +332,7 @@ function requireCanonical(value, data, what) {
 // --- COSE_Sign1 credential -------------------------------------------------------------------------------------
 
 const isInt = (value) => (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint";
-const inRange = (value, limit) => typeof value === "number" && Number.isInteger(value) && value >= 0 && value < limit;
+const isUint = (value) => typeof value === "number" && Number.isInteger(value) && value >= 0;
 
 function mapGet(map, key) {
   for (const [k, v] of map.entries) if (isInt(k) && BigInt(k) === BigInt(key)) return v;
@@ -330,6 +356,32 @@ export function dayStart(isoDay) {
   return Date.parse(`${isoDay}T00:00:00Z`) / 1000 - VIETNAM_OFFSET;
 }
 
+/** Why ``name`` cannot be a card's display name (docs/card-format.md §6.3), or null (format.name_problem). */
+export function nameProblem(name) {
+  if (FORBIDDEN_TEXT.test(name)) return "display name holds a control, bidi, invisible or non-printing character";
+  const size = utf8Encoder.encode(name).length;
+  if (size === 0 || size > MAX_NAME_BYTES) return "display name must be 1 to 100 bytes of UTF-8";
+  if (name.normalize("NFC") !== name) return "display name is not in Unicode NFC";
+  return null;
+}
+
+function checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, statusIndex, iat, exp) {
+  // verification.format._check_values: the limits of docs/card-format.md §6.2, all "malformed".
+  const malformed = (message) => new CredentialError("malformed", message);
+  if (cti.length !== 8) throw malformed("card id must be 8 bytes");
+  if (memberNumber > MAX_MEMBER_NUMBER) throw malformed("member number out of range");
+  if (!(cardVersion < UINT32_LIMIT && statusList < UINT32_LIMIT && statusIndex < UINT32_LIMIT)) {
+    throw malformed("card version and status reference must be 32-bit unsigned integers");
+  }
+  if (!(iat < exp && exp <= LAST_NUMERIC_DATE)) throw malformed("validity dates out of range");
+  if ((iat + VIETNAM_OFFSET) % DAY !== 0 || (exp + VIETNAM_OFFSET) % DAY !== 0) {
+    throw malformed("validity dates must be 00:00 Vietnam time");
+  }
+  const problem = nameProblem(name);
+  if (problem !== null) throw malformed(problem);
+  if (!CHAPTER_CODE.test(chapter)) throw malformed("chapter code must be 1 to 32 of A-Z, 0-9, '.', '_', '-'");
+}
+
 function parseClaims(payload) {
   const body = decodeCbor(payload);
   requireCanonical(body, payload, "claims");
@@ -338,22 +390,21 @@ function parseClaims(payload) {
   }
   const card = mapGet(body, PRIVATE_CLAIM);
   const version = Array.isArray(card) && card.length ? card[0] : null;
-  if (!isInt(version)) throw new CredentialError("malformed", "card claim missing or without a version");
+  // A version is an unsigned integer; a negative one or another type is no version at all.
+  if (!isInt(version) || BigInt(version) < 0n) {
+    throw new CredentialError("malformed", "card claim missing or without a version");
+  }
   if (BigInt(version) !== 1n) throw new CredentialError("unsupported_version", `claims version ${version}`);
   if (card.length !== 7) throw new CredentialError("malformed", "card claim has the wrong number of fields");
   const [, memberNumber, name, chapter, cardVersion, statusList, statusIndex] = card;
   const exp = mapGet(body, 4);
   const iat = mapGet(body, 6);
   const cti = mapGet(body, 7);
-  if (![memberNumber, cardVersion, statusList, statusIndex, exp, iat].every((v) => inRange(v, TWO_40))) {
-    throw new CredentialError("malformed", "numeric claims out of range");
-  }
-  if (typeof name !== "string" || typeof chapter !== "string" || !(cti instanceof Uint8Array)) {
+  if (![memberNumber, cardVersion, statusList, statusIndex, exp, iat].every(isUint)
+      || typeof name !== "string" || typeof chapter !== "string" || !(cti instanceof Uint8Array)) {
     throw new CredentialError("malformed", "claims have wrong types");
   }
-  if (memberNumber >= 1e10 || cti.length !== 8 || exp <= iat || exp > LAST_NUMERIC_DATE) {
-    throw new CredentialError("malformed", "claims out of range");
-  }
+  checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, statusIndex, iat, exp);
   return {
     card_id: hex(cti),
     member_number: String(memberNumber).padStart(10, "0"),
@@ -367,7 +418,7 @@ function parseClaims(payload) {
   };
 }
 
-/** Structure checks of docs/card-format.md §6 step 2 (the signature is NOT checked here). */
+/** Structure checks of docs/card-format.md §6.1 step 2 (the signature is NOT checked here). */
 export function parseCredential(raw) {
   if (!(raw instanceof Uint8Array) || raw.length === 0 || raw.length > MAX_CREDENTIAL_BYTES) {
     throw new CredentialError("malformed", "credential size out of bounds");
@@ -391,11 +442,12 @@ export function parseCredential(raw) {
   }
   const algorithm = mapGet(header, 1);
   const kid = mapGet(header, 4);
+  // The format has room for two algorithms only: any other is malformed (docs/card-format.md §6.1, step 2).
   if (typeof algorithm !== "number" || !(algorithm === ALG_EDDSA || algorithm === ALG_ES256)) {
-    throw new CredentialError("bad_signature", "algorithm not allowed");
+    throw new CredentialError("malformed", "algorithm not allowed");
   }
   if (!(kid instanceof Uint8Array) || kid.length !== 2) throw new CredentialError("malformed", "kid must be 2 bytes");
-  if (signature.length !== 64) throw new CredentialError("bad_signature", "signature must be 64 raw bytes");
+  if (signature.length !== 64) throw new CredentialError("malformed", "signature must be 64 raw bytes");
   return { raw, protected: protectedBytes, algorithm, kid: hex(kid), payload, signature, claims: parseClaims(payload) };
 }
 
@@ -463,9 +515,10 @@ function jsonPart(text, what) {
 
 /**
  * Verify a compact JWS signed by the pinned anchor: kid and typ from the header must match, the algorithm is the
- * anchor's own (never the token's choice), then the signature. Returns the claims.
+ * anchor's own (never the token's choice), then the signature, the required claims, ``sub`` when ``subject`` is
+ * given, and integer ``iat`` and ``exp``. Returns the claims.
  */
-export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = [], nowForIat = null }) {
+export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = [], subject = null }) {
   if (typeof token !== "string" || token.length > maxChars) throw new TrustError(`${typ} token too large`);
   const parts = token.split(".");
   if (parts.length !== 3) throw new TrustError(`${typ} token is not a compact JWS`);
@@ -480,26 +533,28 @@ export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = 
     throw new TrustError(`${typ}: signature verification failed`);
   }
   const claims = jsonPart(parts[1], "payload");
-  for (const name of require) {
+  for (const name of ["iat", "exp", ...require]) {
     if (!(name in claims)) throw new TrustError(`${typ}: missing ${name}`);
   }
-  for (const name of ["iat", "exp"]) {
-    if (name in claims && !Number.isInteger(claims[name])) throw new TrustError(`${typ}: ${name} is not a number`);
-  }
-  // PyJWT refuses a token issued in the future; a phone's clock drifts, so allow the same skew as for cards.
-  if (nowForIat !== null && "iat" in claims && claims.iat > nowForIat + DEFAULT_CLOCK_SKEW) {
-    throw new TrustError(`${typ}: issued in the future (check the clock)`);
+  if (subject !== null && claims.sub !== subject) throw new TrustError(`${typ} is for another subject`);
+  if (!Number.isInteger(claims.iat) || !Number.isInteger(claims.exp)) {
+    throw new TrustError(`${typ}: iat or exp is not an integer`);
   }
   return claims;
+}
+
+/** verification.trust.decode_anchor_jwt's clock checks: iat at most CLOCK_SKEW ahead of now, exp not before now. */
+function checkFreshness(claims, now, what) {
+  if (claims.iat > now + CLOCK_SKEW) throw new TrustError(`${what} is issued in the future; check the clock`);
+  if (claims.exp < now) throw new TrustError(`${what} has expired; download a fresh one`);
 }
 
 /** verification.trust.verify_trust_bundle: card keys (kid → {algorithm, key, status}) and status-list URIs. */
 export async function verifyTrustBundle(token, anchor, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
-    typ: TRUST_BUNDLE_TYP, maxChars: MAX_TRUST_TOKEN_CHARS, require: ["iss", "iat", "exp", "keys", "status_lists"],
-    nowForIat: now,
+    typ: TRUST_BUNDLE_TYP, maxChars: MAX_TRUST_TOKEN_CHARS, require: ["iss", "keys", "status_lists"],
   });
-  if (claims.exp < now) throw new TrustError("trust bundle has expired; download a fresh one");
+  checkFreshness(claims, now, "trust bundle");
   if (!Array.isArray(claims.keys) || !Array.isArray(claims.status_lists)) {
     throw new TrustError("trust bundle content is malformed");
   }
@@ -525,7 +580,8 @@ export async function verifyTrustBundle(token, anchor, now) {
 }
 
 async function inflateCapped(compressed, cap) {
-  // zlib format ("deflate" in the Compression Streams spec); stops reading past the cap (zip-bomb guard).
+  // One complete zlib stream ("deflate" in the Compression Streams spec, which errors on a truncated stream and on
+  // data after its end); stops reading past the cap (zip-bomb guard).
   const stream = new Blob([compressed]).stream().pipeThrough(new DecompressionStream("deflate"));
   const reader = stream.getReader();
   const chunks = [];
@@ -565,21 +621,26 @@ export class StatusListView {
   }
 }
 
-/** verification.status.verify_status_list: signature before decompression, ``sub`` equal to the list URI. */
+/**
+ * verification.status.verify_status_list (docs/card-format.md §6.4): the anchor's signature before decompression,
+ * ``sub`` equal to the list URI, the clock, ``exp = iat + 2·ttl``, 2 bits, unpadded base64url of one zlib stream.
+ */
 export async function verifyStatusList(token, anchor, uri, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
-    typ: STATUS_LIST_TYP, maxChars: MAX_STATUS_TOKEN_CHARS, require: ["sub", "iat", "exp", "status_list"],
+    typ: STATUS_LIST_TYP, maxChars: MAX_STATUS_TOKEN_CHARS, require: ["sub", "ttl", "status_list"], subject: uri,
   });
-  if (claims.sub !== uri) throw new TrustError("status list is for another list");
-  if (claims.exp < now) throw new TrustError("status list has expired");
+  checkFreshness(claims, now, "status list");
+  if (!Number.isInteger(claims.ttl) || claims.ttl < 1 || claims.exp !== claims.iat + 2 * claims.ttl) {
+    throw new TrustError("status list ttl must be a positive integer with exp = iat + 2 * ttl");
+  }
   const body = claims.status_list;
   if (!body || typeof body !== "object" || body.bits !== 2 || typeof body.lst !== "string") {
     throw new TrustError("status list has an unsupported layout");
   }
   let compressed;
-  try { compressed = b64urlDecode(body.lst); } catch { throw new TrustError("status list content is corrupt"); }
+  try { compressed = b64urlDecode(body.lst); } catch { throw new TrustError("status list content is not base64url"); }
   const data = await inflateCapped(compressed, MAX_LIST_BYTES);
-  return new StatusListView(uri, data, claims.iat, claims.exp, Number(claims.ttl ?? 0));
+  return new StatusListView(uri, data, claims.iat, claims.exp, claims.ttl);
 }
 
 /** verification.verify.StatusLists: status(listId, index) → 0..3, null when the list is unavailable. */
@@ -611,8 +672,7 @@ const STATUS_REASONS = { 1: "revoked", 2: "suspended", 3: "superseded" };
  * @returns {Promise<{ok:boolean, reason:string|null, claims:object|null, kid:string|null, payloadHash:string,
  *   statusChecked:boolean}>}
  */
-export async function verify(scanned, trust, status, now, { clockSkew = DEFAULT_CLOCK_SKEW,
-  onMissingStatus = "reject" } = {}) {
+export async function verify(scanned, trust, status, now, { onMissingStatus = "reject" } = {}) {
   const digest = await payloadHash(scanned);
   const denied = (reason, extra = {}) => ({ ok: false, reason, claims: null, kid: null, payloadHash: digest,
     statusChecked: false, ...extra });
@@ -630,12 +690,17 @@ export async function verify(scanned, trust, status, now, { clockSkew = DEFAULT_
   // A compromised key's signatures prove nothing: no claims are shown.
   if (trusted.status === "compromised") return denied("key_retired", { kid });
   if (parsed.algorithm !== trusted.algorithm) return denied("bad_signature", { kid });
+  // (r, n - s) verifies as well as (r, s): only the low-S form the issuer emits is accepted.
+  if (trusted.algorithm === ALG_ES256 && BigInt(`0x${hex(parsed.signature.subarray(32))}`) > P256_HALF_ORDER) {
+    return denied("bad_signature", { kid });
+  }
   const signed = sigStructure(parsed.protected, parsed.payload);
   if (!(await verifyRaw(trusted.algorithm, trusted.key, parsed.signature, signed))) {
     return denied("bad_signature", { kid });
   }
-  if (now + clockSkew < dayStart(claims.issued_on)) return denied("not_yet_valid", { kid, claims });
-  if (now - clockSkew >= dayStart(claims.expires_on) + DAY) return denied("expired", { kid, claims });
+  // Valid from iat - CLOCK_SKEW to exp + CLOCK_SKEW, exp excluded (docs/card-format.md §6.1, step 4).
+  if (now < dayStart(claims.issued_on) - CLOCK_SKEW) return denied("not_yet_valid", { kid, claims });
+  if (now >= dayStart(claims.expires_on) + DAY + CLOCK_SKEW) return denied("expired", { kid, claims });
   let value;
   try {
     value = status.status(claims.status_list, claims.status_index);
