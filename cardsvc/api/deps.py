@@ -15,6 +15,7 @@ from cardsvc.security import InvalidToken, OfficerTokens, PiiCipher
 from cardsvc.services.checkins import CheckinCaller
 from cardsvc.services.context import Actor
 from cardsvc.services.jobs import BatchScheduler
+from cardsvc.services.kept_uploads import UploadKeeper
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.officers import actor_for, officer_for_token
 from cardsvc.services.stations import DEVICE_TOKEN_PREFIX, station_for_token
@@ -59,6 +60,11 @@ def get_batch_scheduler(request: Request) -> BatchScheduler:
                           validity_years=state.settings.card_validity_years, list_size=state.settings.status_list_size)
 
 
+def get_upload_keeper(request: Request) -> UploadKeeper:
+    keeper: UploadKeeper = request.app.state.upload_keeper
+    return keeper
+
+
 def get_status_cache(request: Request) -> StatusListCache:
     cache: StatusListCache = request.app.state.status_list_cache
     return cache
@@ -77,6 +83,7 @@ RequestIdDep = Annotated[str | None, Depends(request_id)]
 KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 BatchSchedulerDep = Annotated[BatchScheduler, Depends(get_batch_scheduler)]
 StatusCacheDep = Annotated[StatusListCache, Depends(get_status_cache)]
+UploadKeeperDep = Annotated[UploadKeeper, Depends(get_upload_keeper)]
 
 
 def current_officer(
