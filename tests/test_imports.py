@@ -24,6 +24,7 @@ from cardsvc.importing.rows import format_member_number
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters
 from cardsvc.services.context import system_actor
+from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
 from tests.conftest import TEST_SECRET, Tree, login, make_member
 from tests.fixtures_import import (
     HEADER_EN,
@@ -814,3 +815,10 @@ def test_a_clean_file_is_not_kept(client: TestClient, app: Any, officer_a: dict[
     before = set(directory.iterdir())
     assert ok(upload(client, officer_a, csv_bytes(table(people(2))), dry_run=True))["errors_file"] is None
     assert set(directory.iterdir()) == before
+
+
+def test_a_download_directory_that_cannot_be_written_keeps_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")
+    keeper = UploadKeeper(blocker / "downloads", b"k" * 32, minutes=15)
+    assert keeper.keep(KeptUpload(data=b"x", filename="ds.csv", chapter_code=None, officer_id=1)) is None

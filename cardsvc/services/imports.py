@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
@@ -81,14 +81,13 @@ class ImportReport:
         """The report as JSON-ready data: counts, the file's columns and skipped rows, each kind of problem with
         its count and first rows, and the first problems of each kind in the API's ``{row, field, …}`` shape."""
         labels = self.labels
-        return {
-            "dry_run": self.dry_run, "format": self.format, "encoding": self.encoding,
-            "rows_total": self.rows_total, "created": self.created, "updated": self.updated,
-            "unchanged": self.unchanged, "failed": self.failed,
+        # The other fields as dataclasses.asdict gives them (without copying the whole file along with them).
+        data = {item.name: _json_ready(getattr(self, item.name)) for item in fields(self)
+                if item.name not in ("table", "problems", "errors_file")}
+        return data | {
             "header_row": self.table.header_row,
             "columns": [{"field": name, "header": header, "letter": labels.letters[name]}
                         for name, header in labels.headers.items()],
-            "ignored_columns": self.ignored_columns,
             "skipped_rows": skipped_counts(self.table.skipped, self.table.blank_rows),
             "problem_counts": problem_counts(self.problems, labels),
             "problems_total": len(self.problems),
@@ -101,6 +100,12 @@ class ImportReport:
         """Count a row as failed because of ``problem``."""
         self.problems.append(problem)
         self.failed += 1
+
+
+def _json_ready(value: object) -> object:
+    if isinstance(value, list):
+        return [asdict(item) if is_dataclass(item) and not isinstance(item, type) else item for item in value]
+    return value
 
 
 def _problem(row: int, column: str, code: str, en: str, vi: str) -> RowProblem:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from cardsvc.errors import NotFound
 from cardsvc.settings import Settings
 
 __all__ = ["KeptUpload", "UploadKeeper"]
+
+log = logging.getLogger("cardsvc.imports")
 
 _VERSION = b"\x01"
 
@@ -61,20 +64,27 @@ class UploadKeeper:
         return cls(settings.import_download_dir, settings.derived_key("import-download"),
                    settings.import_download_minutes)
 
-    def keep(self, upload: KeptUpload) -> tuple[str, datetime]:
-        """Store ``upload``; return the token that fetches it and when it expires."""
-        self.sweep()
+    def keep(self, upload: KeptUpload) -> tuple[str, datetime] | None:
+        """Store ``upload``; return the token that fetches it and when it expires.
+
+        Returns None when the directory cannot be written: the import has happened, only the download is lost.
+        """
         token = secrets.token_urlsafe(24)
         expires = self._clock() + self._lifetime
         header = json.dumps({"filename": upload.filename, "chapter_code": upload.chapter_code,
                              "officer_id": upload.officer_id}).encode()
         plaintext = len(header).to_bytes(4, "big") + header + upload.data
         nonce = os.urandom(12)
-        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self._directory / f"{int(expires.timestamp())}-{self._digest(token)}"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(_VERSION + nonce + self._aead.encrypt(nonce, plaintext, token.encode()))
+        try:
+            self.sweep()
+            self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(_VERSION + nonce + self._aead.encrypt(nonce, plaintext, token.encode()))
+        except OSError as exc:
+            log.warning("cannot keep an import upload in %s: %s", self._directory, exc.strerror)
+            return None
         return token, expires
 
     def fetch(self, token: str, officer_id: int | None) -> KeptUpload:
