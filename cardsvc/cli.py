@@ -116,7 +116,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
               f"row {problem.row}, {kind_en}: {labels.message(problem, 'en')}")
     for group in problem_counts(report.problems, labels):
         if group["count"] > len(group["rows"]):
-            print(f"… {group['count']} dòng / rows: {group['message_vi']}")
+            print(f"… {group['count']} dòng / rows: {group['message_vi']} / {group['message']}")
     if args.errors_file:
         out = Path(args.errors_file)
         out.write_bytes(imports.report_errors_file(report, fmt="csv" if out.suffix.lower() == ".csv" else "xlsx",

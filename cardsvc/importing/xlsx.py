@@ -363,7 +363,7 @@ def _fill_merges(records: list[Record], merges: list[str], budget: ReadBudget) -
         if min_row is None or max_row is None or min_col is None or max_col is None or max_row <= min_row:
             continue  # A merge within one row joins a title or a wide cell; it says nothing about other rows.
         value = cells_of.get(min_row, {}).get(min_col - 1)
-        if value is None or min_col > MAX_COLUMNS:
+        if value is None:
             continue
         for number in numbers[bisect_left(numbers, min_row):bisect_right(numbers, max_row)]:
             cells = cells_of[number]
