@@ -38,6 +38,7 @@ from cardsvc.security import OfficerTokens, PiiCipher
 from cardsvc.services.checkins import TrustCache
 from cardsvc.services.identity import make_registry
 from cardsvc.services.jobs import ThreadJobRunner
+from cardsvc.services.kept_uploads import UploadKeeper
 from cardsvc.services.keys import KeyRing, active_key
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
@@ -297,6 +298,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = OfficerTokens.from_settings(settings)
     app.state.keyring = KeyRing(settings.kek)
     app.state.status_list_cache = StatusListCache()
+    app.state.upload_keeper = UploadKeeper.from_settings(settings)
     app.state.trust_cache = TrustCache()
     app.state.checkin_limiter = CapacityLimiter(settings.checkin_concurrency)
     app.state.job_runner = ThreadJobRunner()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.session import make_engine, make_session_factory
-from cardsvc.errors import CardsvcError
+from cardsvc.errors import CardsvcError, ValidationFailed
 from cardsvc.logs import configure_logging
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings, SettingsError, write_secret_file
@@ -85,20 +85,46 @@ def _progress(done: int, total: int, unit: str = "rows") -> None:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.importing.report import capped_problems, problem_counts, skipped_counts
     from cardsvc.services import imports
     from cardsvc.services.context import system_actor
 
     path = Path(args.file)
     data = path.read_bytes()
     with _session(settings) as session:
-        report = imports.import_members(
-            session, system_actor("cli"), PiiCipher.from_settings(settings), data=data, filename=path.name,
-            chapter_code=args.chapter, dry_run=args.dry_run, progress=_progress,
-        )
-    for problem in report.problems:
-        column = f", column {problem.column}" if problem.column else ""
-        print(f"row {problem.row}{column}: {problem.severity}: {problem.message_en} / {problem.message_vi}")
-    verb = "would import" if report.dry_run else "imported"
+        try:
+            report = imports.import_members(
+                session, system_actor("cli"), PiiCipher.from_settings(settings), data=data, filename=path.name,
+                chapter_code=args.chapter, dry_run=args.dry_run, progress=_progress,
+            )
+        except ValidationFailed as exc:
+            # A file that cannot be read at all: the officer's language first.
+            for detail in exc.details or []:
+                print(f"lỗi: {detail['message_vi']}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    labels = report.labels
+    print(f"dòng tên cột / header row: {report.table.header_row}")
+    if report.ignored_columns:
+        print(f"cột không dùng / columns not used: {', '.join(report.ignored_columns)}")
+    for group in skipped_counts(report.table.skipped, report.table.blank_rows):
+        rows = f" ({', '.join(map(str, group['rows']))})" if group["rows"] else ""
+        print(f"bỏ qua / skipped: {group['count']} × {group['message_vi']} / {group['message']}{rows}")
+    for problem in capped_problems(report.problems):
+        kind_vi, kind_en = ("lỗi", "error") if problem.severity == "error" else ("lưu ý", "warning")
+        print(f"dòng {problem.row}, {kind_vi}: {labels.message(problem, 'vi')} / "
+              f"row {problem.row}, {kind_en}: {labels.message(problem, 'en')}")
+    for group in problem_counts(report.problems, labels):
+        if group["count"] > len(group["rows"]):
+            print(f"… {group['count']} dòng / rows: {group['message_vi']} / {group['message']}")
+    if args.errors_file:
+        out = Path(args.errors_file)
+        out.write_bytes(imports.report_errors_file(report, fmt="csv" if out.suffix.lower() == ".csv" else "xlsx",
+                                                   lang="vi"))
+        print(f"tệp kèm cột lỗi / file with an error column: {out}")
+    verb_vi, verb = ("sẽ nhập", "would import") if report.dry_run else ("đã nhập", "imported")
+    print(f"{verb_vi}: {report.created} mới, {report.updated} cập nhật, {report.unchanged} không đổi, "
+          f"{report.failed} dòng lỗi (trên {report.rows_total})")
     print(f"{verb}: {report.created} new, {report.updated} updated, {report.unchanged} unchanged, "
           f"{report.failed} rows with errors (of {report.rows_total})")
     return 1 if report.failed else 0
@@ -346,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--chapter", help="chapter code for rows without one")
     imp.add_argument("--dry-run", action="store_true", help="check only; write nothing")
+    imp.add_argument("--errors-file", help="also write the file with an error column beside each row "
+                     "(.xlsx, or .csv)")
     imp.set_defaults(func=cmd_import)
     keys = sub.add_parser("keys", help="card and trust signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     login_lockout_seconds: int = Field(default=60, ge=1)
     max_json_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # Member files with problems are kept (encrypted) this long, so the officer can download them with an error
+    # column; every worker process must see the directory.
+    import_download_dir: Path = Path("var/import-downloads")
+    import_download_minutes: int = Field(default=15, ge=1, le=24 * 60)
     union_name: str = "Hội Liên hiệp Phụ nữ Việt Nam"
     public_base_url: str = "http://127.0.0.1:8000"
     # The key-encryption key protects signing keys at rest; keep it outside the database (and its backups).

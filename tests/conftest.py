@@ -97,9 +97,11 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(environment="test", database_url=database_url, secret_key=TEST_SECRET,
-                    key_encryption_key=TEST_KEK, status_list_size=4096, _env_file=None)  # type: ignore[call-arg]
+                    key_encryption_key=TEST_KEK, status_list_size=4096,
+                    import_download_dir=tmp_path_factory.mktemp("import-downloads"),
+                    _env_file=None)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,9 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/v1/members/import"): Case("write", lambda t: ("/v1/members/import", {
         "files": {"file": ("list.csv", _csv(t), "text/csv")},
         "data": {"chapter_code": t.branch.code, "dry_run": "false"}})),
+    # A kept upload is only ever its uploader's: any other caller's token is unknown (404), whatever the role.
+    ("GET", "/v1/members/import/errors/{token}"): Case("self", lambda t: (
+        "/v1/members/import/errors/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", {}), allowed_status=404),
     ("GET", "/v1/members/{member_id}"): Case("read", lambda t: (f"/v1/members/{t.member.id}", {})),
     ("PATCH", "/v1/members/{member_id}"): Case("write", lambda t: (
         f"/v1/members/{t.member.id}", {"json": {"phone": "0987654321"}})),

@@ -328,6 +328,30 @@ def test_import_dry_run_shows_the_row_report_and_writes_nothing(client: TestClie
     assert missing.status_code == 422 and "Please choose a file" in missing.text
 
 
+def test_import_report_counts_problems_and_links_the_file_with_an_error_column(client: TestClient, tree: Tree
+                                                                              ) -> None:
+    token = page_login(client, "t.officer.a")
+    rows = "".join(f"Trần Thị Mai,31/02/1988,{id_number_for(date(1988, 2, 3 + n % 20))}\n" for n in range(30))
+    text = "DANH SÁCH HỘI VIÊN\nHọ và tên,Ngày sinh,Số CCCD/CMND,Quê quán\n" + rows + "Tổng cộng: 30\n"
+    response = client.post("/admin/import", data={"csrf_token": token, "chapter": str(tree.branch_a.id),
+                                                  "mode": "dry_run"},
+                           files={"file": ("danh-sach.csv", text.encode("utf-8-sig"), "text/csv")})
+    assert response.status_code == 200, response.text
+    assert re.search(r'id="count-failed">30<', response.text)
+    assert "Dòng tên cột: dòng 2" in response.text and "Các cột không dùng: Quê quán" in response.text
+    assert "Bỏ qua 1 × Dòng tiêu đề" in response.text and "Bỏ qua 1 × Dòng tổng cộng" in response.text
+    counts = response.text.split('id="import-problem-counts"')[1].split("</table>")[0]
+    assert "<td>30</td>" in counts and "Cột &#39;Ngày sinh&#39; (B)" in counts
+    listed = response.text.split('id="import-problems"')[1].split("</table>")[0]
+    assert listed.count("<tr class=") == 20 and "birth_date" not in response.text
+    assert "Còn 10 vấn đề nữa" in response.text
+    link = re.search(r'href="(/admin/import/errors/[A-Za-z0-9_-]+\?format=xlsx)"', response.text)
+    assert link is not None
+    download = client.get(link.group(1).replace("&amp;", "&"))
+    assert download.status_code == 200 and download.content.startswith(b"PK")
+    assert "attachment" in download.headers["content-disposition"]
+
+
 def _decode_svg_qr(svg: str) -> str:
     """Rasterise the ``qrcode`` path SVG (one ``M x,y H V H z`` square per dark module) and decode it."""
     size = int(re.search(r'viewBox="0 0 (\d+) \d+"', svg).group(1))  # type: ignore[union-attr]

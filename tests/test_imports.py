@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import zipfile
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +24,7 @@ from cardsvc.importing.rows import format_member_number
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters
 from cardsvc.services.context import system_actor
+from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
 from tests.conftest import TEST_SECRET, Tree, login, make_member
 from tests.fixtures_import import (
     HEADER_EN,
@@ -30,6 +33,7 @@ from tests.fixtures_import import (
     citizen_id,
     csv_bytes,
     people,
+    rewrite_xlsx_part,
     table,
     xlsx_bytes,
 )
@@ -557,9 +561,18 @@ def _xlsx_without_workbook() -> bytes:
     return buffer.getvalue()
 
 
+def _xlsx_with_sheet(change: Any) -> bytes:
+    return rewrite_xlsx_part(xlsx_bytes(table(people(2))), "xl/worksheets/sheet1.xml", change)
+
+
 @pytest.mark.parametrize(
     ("name", "data", "status", "code"),
     [
+        # Issue #13, item 3: each used to keep an import busy for minutes.
+        ("far.xlsx", _xlsx_with_sheet(lambda xml: xml.replace(b'<row r="3"', b'<row r="1000000000"')), 422,
+         "bad_xlsx"),
+        ("bomb.xlsx", _xlsx_with_sheet(lambda xml: xml.replace(b"<sheetData>", b"<sheetData>" + b" " * 20_000_000)),
+         422, "bad_xlsx"),
         ("empty.csv", b"", 422, "empty_file"),
         ("blank.csv", b"  \r\n\r\n", 422, "empty_file"),
         ("garbage.csv", bytes(range(256)) * 40, 422, "bad_encoding"),
@@ -697,7 +710,9 @@ def test_cli_import_prints_summary_progress_and_exit_code(
     assert main(["import", str(path), "--chapter", "CLI-01", "--dry-run"]) == 1
     out = capsys.readouterr()
     assert "would import: 2 new, 0 updated, 0 unchanged, 1 rows with errors (of 3)" in out.out
-    assert "row 3, column birth_date: error:" in out.out
+    assert "dòng 3, lỗi: Cột 'Ngày sinh' (B): " in out.out and "row 3, error: Column 'Ngày sinh' (B): " in out.out
+    assert "birth_date" not in out.out
+    assert "sẽ nhập: 2 mới, 0 cập nhật, 0 không đổi, 1 dòng lỗi (trên 3)" in out.out
     assert "3/3 rows" in out.err and "[##############################]" in out.err
 
     assert main(["import", str(path), "--chapter", "CLI-01"]) == 1
@@ -724,7 +739,30 @@ def test_cli_bad_file_exits_2(cli_env: str, tmp_path: Path, capsys: pytest.Captu
     path = tmp_path / "old.xls"
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100)
     assert main(["import", str(path), "--chapter", "CLI-01"]) == 2
-    assert "Old Excel files" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lỗi: Không đọc được tệp Excel cũ (.xls)" in err and "Old Excel files" in err
+
+
+def test_cli_lists_ignored_columns_and_skipped_rows_and_writes_the_errors_file(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    persons = people(2)
+    rows = [["DANH SÁCH HỘI VIÊN"], [*HEADER_VI, "Quê quán"], *([*p.cells(), "Huế"] for p in persons),
+            ["Tổng cộng: 2"]]
+    rows[2][1] = "31/02/1980"
+    path = tmp_path / "ds.csv"
+    path.write_bytes(csv_bytes(rows))
+    errors = tmp_path / "ds-loi.csv"
+    assert main(["import", str(path), "--chapter", "CLI-01", "--dry-run", "--errors-file", str(errors)]) == 1
+    out = capsys.readouterr().out
+    assert "cột không dùng / columns not used: Quê quán" in out
+    assert "bỏ qua / skipped: 1 × Dòng tiêu đề phía trên dòng tên cột" in out and "(1)" in out
+    assert "bỏ qua / skipped: 1 × Dòng tổng cộng" in out
+    lines = errors.read_bytes().decode("utf-8-sig").splitlines()
+    assert lines[0] == "DANH SÁCH HỘI VIÊN" and lines[1].endswith(",Quê quán,Lỗi / Errors")
+    assert lines[2].endswith(",Huế,\"Cột 'Ngày sinh' (B): Ngày không hợp lệ. Hãy ghi theo dạng ngày/tháng/năm, "
+                             'ví dụ 25/03/1985."')
+    assert lines[3].endswith(",Huế") and lines[4] == "Tổng cộng: 2"
 
 
 
@@ -768,3 +806,180 @@ def test_year_only_list_keeps_the_full_birth_date_on_record(
     assert (report["updated"], report["unchanged"]) == (0, 1)
     stored = by_id_number(db, cipher, person.id_number)
     assert (stored.birth_date, stored.birth_date_precision) == (person.birth, "day")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real spreadsheets (issue #13, item 4): titles, signatures, merged cells, officers' headers, short reports
+
+
+def _real_sheet(persons: list[Person]) -> bytes:
+    """A chapter's list as officers keep it: a title, a header, a column-number row, the members with the
+    chapter code merged down over them, a total and a signature block."""
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for line in (["DANH SÁCH HỘI VIÊN CHI HỘI BA ĐÌNH 1"], ["(Cập nhật ngày 12/3/2025)"], []):
+        sheet.append(line)
+    sheet.append(["STT", "Họ và tên", "Ngày sinh", "Số CCCD/CMND", "Mã chi hội", "Ghi chú"])
+    sheet.append(["(1)", "(2)", "(3)", "(4)", "(5)", "(6)"])
+    for index, person in enumerate(persons, start=1):
+        sheet.append([index, person.full_name, person.birth.strftime("%d/%m/%Y"), person.id_number,
+                      BRANCH_A if index == 1 else None, ""])
+    sheet.merge_cells(f"E6:E{5 + len(persons)}")
+    for line in ([], ["", f"Tổng cộng: {len(persons)} hội viên"], ["", "", "", "Ba Đình, ngày 12 tháng 3 năm 2025"],
+                 ["", "NGƯỜI LẬP BIỂU", "", "CHI HỘI TRƯỞNG"], ["", "(Ký, ghi rõ họ tên)"], [],
+                 ["", "Phạm Thị Thu", "", "Trần Thị Hoa"]):
+        sheet.append(line)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def test_a_real_sheet_imports_its_members_and_reports_what_it_skipped(
+    client: TestClient, db: Session, cipher: PiiCipher, officer_a: dict[str, str]
+) -> None:
+    persons = people(3)
+    report = ok(upload(client, officer_a, _real_sheet(persons), filename="ds.xlsx", chapter_code=None))
+    assert (report["rows_total"], report["created"], report["failed"]) == (3, 3, 0)
+    assert report["problems"] == [] and report["errors_file"] is None
+    assert report["header_row"] == 4
+    assert {c["field"]: (c["header"], c["letter"]) for c in report["columns"]} == {
+        "full_name": ("Họ và tên", "B"), "birth_date": ("Ngày sinh", "C"), "id_number": ("Số CCCD/CMND", "D"),
+        "old_id_number": ("Số CCCD/CMND", "D"), "chapter_code": ("Mã chi hội", "E")}
+    assert report["ignored_columns"] == ["Ghi chú"]
+    assert [(s["reason"], s["count"], s["rows"]) for s in report["skipped_rows"]] == [
+        ("title", 2, [1, 2]), ("column_numbers", 1, [5]), ("total", 1, [10]), ("signature", 4, [11, 12, 13, 15])]
+    assert all(s["message_vi"] for s in report["skipped_rows"])
+    for person in persons:  # the merged chapter code reached every row of the merge
+        assert by_id_number(db, cipher, person.id_number).chapter.code == BRANCH_A
+
+
+def test_a_file_whose_every_row_fails_gives_a_short_report(client: TestClient, officer_a: dict[str, str]) -> None:
+    rows = table(people(3000))
+    for line in rows[1:]:
+        line[1] = "31/02/1980"  # no such day
+    response = upload(client, officer_a, csv_bytes(rows), dry_run=True)
+    report = ok(response)
+    assert (report["failed"], report["problems_total"]) == (3000, 3000)
+    [kind] = report["problem_counts"]
+    assert (kind["field"], kind["column"], kind["count"]) == ("birth_date", "'Ngày sinh' (B)", 3000)
+    assert kind["rows"] == list(range(2, 22))
+    assert [p["row"] for p in report["problems"]] == list(range(2, 22))
+    assert len(response.content) < 20_000
+
+
+def test_messages_name_the_files_own_column_headers(client: TestClient, officer_a: dict[str, str]) -> None:
+    person = people(1)[0]
+    rows = [["STT", "Họ tên hội viên", "Ngày tháng năm sinh", "Giới tính", "Số định danh cá nhân"],
+            ["1", person.full_name, "32/01/1980", "Nữ", "12345"]]
+    report = ok(upload(client, officer_a, csv_bytes(rows), dry_run=True))
+    messages = {p["field"]: (p["column"], p["message_vi"], p["message"]) for p in errors_of(report)}
+    assert messages["birth_date"][0] == "'Ngày tháng năm sinh' (C)"
+    assert messages["birth_date"][1].startswith("Cột 'Ngày tháng năm sinh' (C): ")
+    assert messages["birth_date"][2].startswith("Column 'Ngày tháng năm sinh' (C): ")
+    assert messages["id_number"][1].startswith("Cột 'Số định danh cá nhân' (E): ")
+    text = json.dumps([p["message_vi"] + p["message"] for p in report["problems"] + report["problem_counts"]])
+    for internal in ("birth_date", "id_number", "full_name"):
+        assert internal not in text
+
+
+def test_a_list_keyed_by_member_number_updates_those_members(
+    client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, officer_a: dict[str, str]
+) -> None:
+    first = make_member(db, cipher, tree.branch_a, full_name="Trần Thị Lan")
+    second = make_member(db, cipher, tree.branch_a, full_name="Lê Thị Mai")
+    before = {m.id: (m.birth_date, m.gender, m.id_number_index) for m in (first, second)}
+    unknown = format_member_number(987_654_321)
+    rows = [["Mã hội viên", "Họ và tên", "Số điện thoại"],
+            [first.member_number, "Trần Thị Lan", "0933333333"],
+            [second.member_number, "Lê Thị Mai", "0987654321"],
+            [unknown, "Đỗ Thị Hà", "0901234567"]]
+    count = member_count(db)
+    report = ok(upload(client, officer_a, csv_bytes(rows)))
+    assert (report["updated"], report["created"], report["failed"]) == (2, 0, 1)
+    [problem] = errors_of(report)
+    assert (problem["row"], problem["code"], problem["column"]) == (4, "unknown_member_number", "'Mã hội viên' (A)")
+    assert member_count(db) == count
+    db.expire_all()
+    for member, phone in ((first, "+84933333333"), (second, "+84987654321")):
+        stored = db.get_one(Member, member.id)
+        assert stored.phone == phone
+        assert (stored.birth_date, stored.gender, stored.id_number_index) == before[member.id]
+        assert stored.chapter_id == tree.branch_a.id
+
+
+def _download(client: TestClient, headers: dict[str, str], report: dict[str, Any], fmt: str = "xlsx") -> Any:
+    token = report["errors_file"]["token"]
+    return client.get(f"/v1/members/import/errors/{token}", params={"format": fmt}, headers=headers)
+
+
+def test_the_file_comes_back_with_an_error_column_to_correct_and_upload_again(
+    client: TestClient, db: Session, officer_a: dict[str, str]
+) -> None:
+    persons = people(3)
+    data = _real_sheet(persons)
+    broken = rewrite_xlsx_part(data, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(
+        persons[1].birth.strftime("%d/%m/%Y").encode(), b"31/02/1980"))
+    report = ok(upload(client, officer_a, broken, filename="Danh sách.xlsx", chapter_code=None, dry_run=True))
+    assert report["failed"] == 1
+    assert report["errors_file"]["token"] and report["errors_file"]["expires_at"]
+
+    response = _download(client, officer_a, report)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert "Danh%20s%C3%A1ch-loi.xlsx" in response.headers["content-disposition"]
+    assert response.headers["cache-control"] == "no-store"
+    sheet = load_workbook(io.BytesIO(response.content)).worksheets[0]
+    assert sheet["A1"].value == "DANH SÁCH HỘI VIÊN CHI HỘI BA ĐÌNH 1"
+    assert [cell.value for cell in sheet[4]] == ["STT", "Họ và tên", "Ngày sinh", "Số CCCD/CMND", "Mã chi hội",
+                                                 "Ghi chú", "Lỗi / Errors"]
+    assert sheet["G7"].value.startswith("Cột 'Ngày sinh' (C): ")
+    assert sheet["G6"].value is None and sheet["G8"].value is None
+    assert sheet["E8"].value == BRANCH_A  # merged cells come back filled in
+    assert sheet["B15"].value == "Phạm Thị Thu"
+
+    sheet["C7"].value = persons[1].birth.strftime("%d/%m/%Y")
+    corrected = io.BytesIO()
+    sheet.parent.save(corrected)
+    again = ok(upload(client, officer_a, corrected.getvalue(), filename="sua.xlsx", chapter_code=None))
+    assert (again["created"], again["failed"], again["ignored_columns"]) == (3, 0, ["Ghi chú"])
+
+    csv_response = _download(client, officer_a, report, "csv")
+    assert csv_response.status_code == 200
+    lines = csv_response.content.decode("utf-8-sig").splitlines()
+    assert lines[3].endswith(",Lỗi / Errors") and "Cột 'Ngày sinh' (C)" in lines[6]
+
+
+def test_the_kept_upload_is_encrypted_the_uploaders_only_and_expires(
+    client: TestClient, app: Any, officer_a: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person = people(1)[0]
+    rows = table([person])
+    rows[1][1] = "31/02/1980"
+    report = ok(upload(client, officer_a, csv_bytes(rows), dry_run=True))
+    token = report["errors_file"]["token"]
+    directory = app.state.settings.import_download_dir
+    [kept] = [path for path in directory.iterdir() if path.name.endswith(hashlib.sha256(token.encode()).hexdigest())]
+    assert person.id_number.encode() not in kept.read_bytes() and token not in kept.name
+    assert _download(client, login(client, "t.officer.commune"), report).status_code == 404
+    assert _download(client, officer_a, report).status_code == 200
+
+    later = datetime.now(UTC) + timedelta(minutes=app.state.settings.import_download_minutes + 1)
+    monkeypatch.setattr(app.state.upload_keeper, "_clock", lambda: later)
+    expired = _download(client, officer_a, report)
+    assert (expired.status_code, expired.json()["code"]) == (404, "download_expired")
+    assert not kept.exists()
+
+
+def test_a_clean_file_is_not_kept(client: TestClient, app: Any, officer_a: dict[str, str]) -> None:
+    directory = app.state.settings.import_download_dir
+    before = set(directory.iterdir())
+    assert ok(upload(client, officer_a, csv_bytes(table(people(2))), dry_run=True))["errors_file"] is None
+    assert set(directory.iterdir()) == before
+
+
+def test_a_download_directory_that_cannot_be_written_keeps_nothing_and_raises_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_bytes(b"")
+    keeper = UploadKeeper(blocker / "downloads", b"k" * 32, minutes=15)
+    assert keeper.keep(KeptUpload(data=b"x", filename="ds.csv", chapter_code=None, officer_id=1)) is None

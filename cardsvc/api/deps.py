@@ -16,6 +16,7 @@ from cardsvc.services import logins
 from cardsvc.services.checkins import CheckinCaller
 from cardsvc.services.context import Actor
 from cardsvc.services.jobs import BatchScheduler
+from cardsvc.services.kept_uploads import UploadKeeper
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.officers import actor_for
 from cardsvc.services.stations import DEVICE_TOKEN_PREFIX, station_for_token
@@ -60,6 +61,11 @@ def get_batch_scheduler(request: Request) -> BatchScheduler:
                           validity_years=state.settings.card_validity_years, list_size=state.settings.status_list_size)
 
 
+def get_upload_keeper(request: Request) -> UploadKeeper:
+    keeper: UploadKeeper = request.app.state.upload_keeper
+    return keeper
+
+
 def get_status_cache(request: Request) -> StatusListCache:
     cache: StatusListCache = request.app.state.status_list_cache
     return cache
@@ -79,6 +85,7 @@ KeyRingDep = Annotated[KeyRing, Depends(get_keyring)]
 BatchSchedulerDep = Annotated[BatchScheduler, Depends(get_batch_scheduler)]
 StatusCacheDep = Annotated[StatusListCache, Depends(get_status_cache)]
 BearerDep = Annotated[str | None, Depends(oauth2_scheme)]
+UploadKeeperDep = Annotated[UploadKeeper, Depends(get_upload_keeper)]
 
 
 def current_officer(

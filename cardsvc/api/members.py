@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile, status
+from fastapi.responses import Response
 
-from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep, SettingsDep
+from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep, SettingsDep, UploadKeeperDep
 from cardsvc.api.schemas import (
     ConsentCreate,
     ConsentOut,
@@ -24,6 +25,7 @@ from cardsvc.api.schemas import (
     StatusChangeOut,
 )
 from cardsvc.errors import PayloadTooLarge
+from cardsvc.importing.errors_file import MEDIA_TYPES
 from cardsvc.importing.rows import RowProblem
 from cardsvc.services import consents, imports, members, merges
 from cardsvc.services.members import MemberSearch, problems_to_details
@@ -81,17 +83,19 @@ def import_members(
     cipher: CipherDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="CSV (UTF-8, UTF-16, Windows-1258) or XLSX member list")],
+    keeper: UploadKeeperDep,
     chapter_code: Annotated[str | None, Form(max_length=32)] = None,
     dry_run: Annotated[bool, Form()] = True,
 ) -> ImportReportOut:
     """Check (``dry_run``, the default) or import a member list. Valid rows are imported in one transaction;
-    the report names every problem by row and column, in Vietnamese and English. (A plain ``def``: the import
-    runs in a worker thread, never on the event loop.)"""
+    the report counts each kind of problem and names its first rows by row and column (the file's own header),
+    in Vietnamese and English; when there are problems, ``errors_file`` gives the token of the file with an
+    error column. (A plain ``def``: the import runs in a worker thread, never on the event loop.)"""
     data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"the file exceeds {settings.max_upload_bytes} bytes")
     report = imports.import_members(session, actor, cipher, data=data, filename=file.filename or "",
-                                    chapter_code=chapter_code, dry_run=dry_run)
+                                    chapter_code=chapter_code, dry_run=dry_run, keeper=keeper)
     return ImportReportOut.model_validate(report.as_dict())
 
 
@@ -107,6 +111,24 @@ def probable_duplicates(
     twice: same chapter, name (accent-insensitive) and birth date, and no ID number of the same kind on both."""
     pairs = merges.probable_duplicates(session, actor, chapter_id=chapter_id, limit=limit, offset=offset)
     return [DuplicatePairOut(first=MemberOut.of(p.first), second=MemberOut.of(p.second)) for p in pairs]
+
+
+@router.get("/members/import/errors/{token}", response_class=Response,
+            responses={200: {"content": {MEDIA_TYPES["xlsx"]: {}, MEDIA_TYPES["csv"]: {}}}})
+def import_errors_file(
+    token: Annotated[str, Path(max_length=64)],
+    actor: OfficerDep,
+    session: SessionDep,
+    cipher: CipherDep,
+    keeper: UploadKeeperDep,
+    file_format: Annotated[Literal["xlsx", "csv"], Query(alias="format")] = "xlsx",
+    lang: Annotated[Literal["vi", "en"], Query()] = "vi",
+) -> Response:
+    """The file of an import whose report had problems, checked again and given back with a "Lỗi / Errors"
+    column beside each row, to correct in Excel and upload again. Only the officer who uploaded it, for
+    ``CARDSVC_IMPORT_DOWNLOAD_MINUTES`` after the upload."""
+    download = imports.download_errors_file(session, actor, cipher, keeper, token, fmt=file_format, lang=lang)
+    return Response(download.content, media_type=download.media_type, headers=download.headers)
 
 
 @router.get("/members/{member_id}", response_model=MemberOut)

@@ -153,6 +153,7 @@ class MemberStatusChangeIn(Strict):
 class Problem(BaseModel):
     row: int | None = None
     field: str | None = None
+    column: str | None = Field(default=None, description="in an import: the file's header and letter, 'Ngày sinh' (D)")
     code: str
     severity: str = "error"
     message: str
@@ -349,6 +350,30 @@ class ProbableDuplicateOut(BaseModel):
     new_member_id: int | None
 
 
+class ImportColumn(BaseModel):
+    field: str
+    header: str = Field(description="the column's header in the file")
+    letter: str
+
+
+class SkippedRows(BaseModel):
+    reason: Literal["title", "column_numbers", "no_member_data", "total", "signature", "blank"]
+    count: int
+    rows: list[int] = Field(description="the first rows (none for blank rows)")
+    message: str
+    message_vi: str
+
+
+class ProblemCount(Problem):
+    count: int
+    rows: list[int] = Field(description="the first rows with this problem")
+
+
+class ErrorsFileLink(BaseModel):
+    token: str = Field(description="GET /v1/members/import/errors/{token}: the file with an error column")
+    expires_at: datetime
+
+
 class ImportReportOut(BaseModel):
     dry_run: bool
     format: str
@@ -358,8 +383,14 @@ class ImportReportOut(BaseModel):
     updated: int
     unchanged: int
     failed: int
+    header_row: int
+    columns: list[ImportColumn]
     ignored_columns: list[str]
-    problems: list[Problem]
+    skipped_rows: list[SkippedRows]
+    problem_counts: list[ProblemCount] = Field(description="each kind of problem: how many rows, the first rows")
+    problems_total: int
+    problems: list[Problem] = Field(description="the first problems of each kind, by row")
+    errors_file: ErrorsFileLink | None = Field(description="the upload, kept a few minutes when it has problems")
     conflicts: list[ImportConflictOut] = []
     duplicates: list[ProbableDuplicateOut] = []
 

@@ -75,20 +75,29 @@ class RowProblem:
 
 @dataclass(frozen=True)
 class MemberRow:
-    """A row that passed validation, with every value normalised."""
+    """A row that passed validation, with every value normalised.
+
+    A row of a list keyed by member number may give no ID number, birth date or gender (None): it can only update
+    the member with that number, whose stored values it keeps (:attr:`updates_only`).
+    """
 
     row: int
     member_number: str | None
     full_name: str
-    birth_date: date
-    birth_date_precision: Literal["day", "year"]
-    gender: Literal["female", "male"]
+    birth_date: date | None
+    birth_date_precision: Literal["day", "year"] | None
+    gender: Literal["female", "male"] | None
     id_number: str | None
     old_id_number: str | None
     phone: str | None
     join_date: date | None
     chapter_code: str | None
     honorary: bool
+
+    @property
+    def updates_only(self) -> bool:
+        """True for a row without any ID number: it cannot register a new member."""
+        return self.id_number is None and self.old_id_number is None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -344,18 +353,26 @@ def _check_chapter_code(check: _Check) -> str | None:
     return text
 
 
-def _validate(raw: RawRow, today: date) -> tuple[_Check, MemberRow | None, dict[str, str]]:
-    """Validate one row; also return the canonical values that must be unique within a file."""
+def _validate(raw: RawRow, today: date, *, by_member_number: bool
+              ) -> tuple[_Check, MemberRow | None, dict[str, str]]:
+    """Validate one row; also return the canonical values that must be unique within a file.
+
+    With ``by_member_number``, a row with a member number and no ID number is an update of that member: its ID
+    number, birth date and gender may be missing (the stored ones are kept).
+    """
     check = _Check(raw, today)
     full_name = _check_name(check)
+    member_number = _check_member_number(check)
+    keyed = (by_member_number and check.value("member_number") is not None
+             and check.value("id_number") is None and check.value("old_id_number") is None)
     birth = _check_date(check, "birth_date", allow_year_only=True)
-    if birth is None and check.value("birth_date") is None:
+    if birth is None and check.value("birth_date") is None and not keyed:
         check.required("birth_date")
     honorary = _check_honorary(check)
     given_gender = _check_gender(check)
     id_number = _check_id_number(check, birth[0] if birth else None, given_gender)
     old_id_number = _check_old_id_number(check)
-    if check.value("id_number") is None and check.value("old_id_number") is None:
+    if check.value("id_number") is None and check.value("old_id_number") is None and not keyed:
         check.add(
             "id_number",
             "required",
@@ -365,10 +382,9 @@ def _validate(raw: RawRow, today: date) -> tuple[_Check, MemberRow | None, dict[
     phone = _check_phone(check)
     joined = _check_date(check, "join_date", allow_year_only=False)
     chapter_code = _check_chapter_code(check)
-    member_number = _check_member_number(check)
 
     gender = given_gender
-    if gender is None and check.value("gender") is None:
+    if gender is None and check.value("gender") is None and not keyed:
         if id_number is not None:
             # The fourth digit of a valid citizen ID number records the gender (odd = female).
             gender = "female" if int(id_number[3]) % 2 else "male"
@@ -413,14 +429,14 @@ def _validate(raw: RawRow, today: date) -> tuple[_Check, MemberRow | None, dict[
         )
         if value is not None
     }
-    if check.has_errors or full_name is None or birth is None or gender is None:
+    if check.has_errors or full_name is None or (not keyed and (birth is None or gender is None)):
         return check, None, unique
     member = MemberRow(
         row=raw.number,
         member_number=member_number,
         full_name=full_name,
-        birth_date=birth[0],
-        birth_date_precision=birth[1],
+        birth_date=birth[0] if birth else None,
+        birth_date_precision=birth[1] if birth else None,
         gender=gender,
         id_number=id_number,
         old_id_number=old_id_number,
@@ -439,7 +455,7 @@ def validate_row(raw: RawRow, *, today: date | None = None) -> tuple[MemberRow |
     (default: the current date) is used to refuse future dates and to check the age of members without a join
     date.
     """
-    check, member, _ = _validate(raw, today or date.today())
+    check, member, _ = _validate(raw, today or date.today(), by_member_number=False)
     return member, check.problems
 
 
@@ -448,14 +464,16 @@ def validate_rows(
 ) -> list[tuple[MemberRow | None, list[RowProblem]]]:
     """Validate every row like :func:`validate_row` and also refuse duplicates inside the file.
 
-    A citizen ID number, old ID number or member number seen on an earlier row makes the later row an error
-    that names the earlier row. Results are in the order of ``rows``.
+    Unlike :func:`validate_row`, a row with a member number and no ID number is accepted as an update of that
+    member without a birth date or gender (see :class:`MemberRow`): a list keyed by member number updates the
+    members it names. A citizen ID number, old ID number or member number seen on an earlier row makes the later
+    row an error that names the earlier row. Results are in the order of ``rows``.
     """
     day = today or date.today()
     first_seen: dict[tuple[str, str], int] = {}
     results: list[tuple[MemberRow | None, list[RowProblem]]] = []
     for raw in rows:
-        check, member, unique = _validate(raw, day)
+        check, member, unique = _validate(raw, day, by_member_number=True)
         for column, value in unique.items():
             earlier = first_seen.setdefault((column, value), raw.number)
             if earlier != raw.number:

@@ -4,11 +4,16 @@ Re-importing the same file updates members (matched on the ID-number blind index
 or the member number) and never duplicates them. Rows with errors are reported and skipped; nothing else of the
 file is lost or half-written, because all writes happen in one transaction after every row has been checked.
 A value missing from the file (an absent column or an empty cell) keeps what is stored: a chapter's partial
-list must not erase phone numbers or ID numbers that were recorded some other way.
+list must not erase phone numbers or ID numbers that were recorded some other way. A list keyed by member number,
+without ID numbers, updates the members it names.
 
 A row matching a member outside the import's chapter is a conflict, never a move; a new row that looks like a
 registered member identified differently (her old CMND number on one list, her CCCD number on the other) is
 imported and listed as a probable duplicate, for an officer to merge (:mod:`cardsvc.services.merges`).
+
+The report counts each kind of problem and lists its first rows (:mod:`cardsvc.importing.report`); the complete
+list goes into the file given back with an error column (:func:`download_errors_file`, from an upload kept for a
+few minutes by :mod:`cardsvc.services.kept_uploads`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import dataclasses
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
 
 from sqlalchemy import ARRAY, ColumnElement, Integer, String, any_, insert, literal, null, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -27,14 +33,17 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from cardsvc.db.base import UTCDateTime, utcnow
 from cardsvc.db.models import Chapter, Member, MemberStatusChange
 from cardsvc.errors import NotFound, ValidationFailed
+from cardsvc.importing.errors_file import MEDIA_TYPES, ErrorsFormat, errors_file, errors_file_name
 from cardsvc.importing.files import ImportFileError, RawTable, read_member_table
+from cardsvc.importing.report import ColumnLabels, capped_problems, problem_counts, skipped_counts
 from cardsvc.importing.rows import MemberRow, RowProblem, validate_rows
-from cardsvc.normalize import given_name_sort_key, name_search_key
+from cardsvc.normalize import fold, given_name_sort_key, name_search_key
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
 from cardsvc.services.chapters import find_by_code
 from cardsvc.services.context import Actor
-from cardsvc.services.members import allocate_member_numbers, apply_member_row, problems_to_details
+from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
+from cardsvc.services.members import allocate_member_numbers, apply_member_row
 from cardsvc.services.merges import numbers_compatible
 from integrations.idnumber import mask_id_number
 
@@ -89,12 +98,14 @@ class ImportReport:
     """Outcome of an import: counts per outcome and every problem by row and column.
 
     ``created + updated + unchanged + failed == rows_total``; conflicts count as failed. Problems never contain a
-    value from the file.
+    value from the file. ``table`` is the file as read (for the file given back with its errors); ``errors_file``
+    the token and expiry of the kept upload, when there is one.
     """
 
     dry_run: bool
     format: str
     encoding: str | None
+    table: RawTable = field(repr=False)
     rows_total: int = 0
     created: int = 0
     updated: int = 0
@@ -104,17 +115,42 @@ class ImportReport:
     problems: list[RowProblem] = field(default_factory=list)
     conflicts: list[ImportConflict] = field(default_factory=list)
     duplicates: list[ProbableDuplicate] = field(default_factory=list)
+    errors_file: tuple[str, datetime] | None = None
+
+    @property
+    def labels(self) -> ColumnLabels:
+        """The file's header text and column letter of each field."""
+        return ColumnLabels(self.table.columns, self.table.letters)
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data, problems in the API's ``{row, field, code, …}`` shape."""
-        data = asdict(self)
-        data["problems"] = problems_to_details(self.problems)
-        return data
+        """The report as JSON-ready data: counts, the file's columns and skipped rows, each kind of problem with
+        its count and first rows, and the first problems of each kind in the API's ``{row, field, …}`` shape."""
+        labels = self.labels
+        # The other fields as dataclasses.asdict gives them (without copying the whole file along with them).
+        data = {item.name: _json_ready(getattr(self, item.name)) for item in fields(self)
+                if item.name not in ("table", "problems", "errors_file")}
+        return data | {
+            "header_row": self.table.header_row,
+            "columns": [{"field": name, "header": header, "letter": labels.letters[name]}
+                        for name, header in labels.headers.items()],
+            "skipped_rows": skipped_counts(self.table.skipped, self.table.blank_rows),
+            "problem_counts": problem_counts(self.problems, labels),
+            "problems_total": len(self.problems),
+            "problems": [labels.detail(problem) for problem in capped_problems(self.problems)],
+            "errors_file": {"token": self.errors_file[0], "expires_at": self.errors_file[1]}
+            if self.errors_file else None,
+        }
 
     def fail(self, problem: RowProblem) -> None:
         """Count a row as failed because of ``problem``."""
         self.problems.append(problem)
         self.failed += 1
+
+
+def _json_ready(value: object) -> object:
+    if isinstance(value, list):
+        return [asdict(item) if is_dataclass(item) and not isinstance(item, type) else item for item in value]
+    return value
 
 
 def _problem(row: int, column: str, code: str, en: str, vi: str) -> RowProblem:
@@ -146,6 +182,7 @@ def import_members(
     dry_run: bool,
     progress: ProgressCallback | None = None,
     today: date | None = None,
+    keeper: UploadKeeper | None = None,
 ) -> ImportReport:
     """Check a member file and, unless ``dry_run``, import its valid rows in one transaction.
 
@@ -156,6 +193,8 @@ def import_members(
         dry_run: check everything and report what would happen, writing nothing.
         progress: optional callback for a progress bar.
         today: the date against which birth and join dates are checked (default: the current date).
+        keeper: where to keep the upload for a few minutes when the report has problems, so that the file can be
+            downloaded with an error column (:func:`download_errors_file`).
 
     Returns:
         The :class:`ImportReport`, with its conflicts and probable duplicates.
@@ -171,7 +210,7 @@ def import_members(
     table = _read_table(data, filename)
     total = len(table.rows)
     report = ImportReport(dry_run=dry_run, format=table.format, encoding=table.encoding, rows_total=total,
-                          ignored_columns=list(table.ignored_columns))
+                          ignored_columns=list(table.ignored_columns), table=table)
     chapters = _ChapterResolver(session, actor, default_chapter)
     planned: list[_Planned] = []
     for done, (row, problems) in enumerate(validate_rows(table.rows, today=day), start=1):
@@ -191,7 +230,7 @@ def import_members(
             old_index=cipher.blind_index("old_id_number", row.old_id_number) if row.old_id_number else None,
         ))
     planned = _match_existing(session, actor, planned, report, default_chapter)
-    creates = [p for p in planned if p.existing is None]
+    creates = _creatable([p for p in planned if p.existing is None], report)
     report.created = len(creates)
     names: dict[str, tuple[str, str]] = {}
     duplicates = _probable_duplicates(session, creates, names)
@@ -212,7 +251,72 @@ def import_members(
     if progress:
         progress(total, total)
     report.problems.sort(key=lambda p: p.row)
+    if keeper is not None and report.problems:
+        report.errors_file = keeper.keep(KeptUpload(data=data, filename=filename, chapter_code=chapter_code,
+                                                    officer_id=actor.id))
     return report
+
+
+@dataclass(frozen=True)
+class ErrorsDownload:
+    """A member file given back with its errors: the bytes, their media type and a file name."""
+
+    content: bytes
+    media_type: str
+    filename: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """An attachment under the file's name (ASCII fallback plus RFC 6266 UTF-8 name), never cached."""
+        fallback = "".join(char if char.isascii() and (char.isalnum() or char in "-_.") else "_"
+                           for char in fold(self.filename))
+        return {"Content-Disposition": f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(self.filename)}",
+                "Cache-Control": "no-store"}
+
+
+def download_errors_file(
+    session: Session,
+    actor: Actor,
+    cipher: PiiCipher,
+    keeper: UploadKeeper,
+    token: str,
+    *,
+    fmt: ErrorsFormat,
+    lang: str,
+    today: date | None = None,
+) -> ErrorsDownload:
+    """The upload kept under ``token``, checked again (a dry run) and given back with an error column.
+
+    Raises:
+        NotFound: the token is unknown, expired or another officer's.
+    """
+    kept = keeper.fetch(token, actor.id)
+    report = import_members(session, actor, cipher, data=kept.data, filename=kept.filename,
+                            chapter_code=kept.chapter_code, dry_run=True, today=today)
+    return ErrorsDownload(content=report_errors_file(report, fmt=fmt, lang=lang), media_type=MEDIA_TYPES[fmt],
+                          filename=errors_file_name(kept.filename, fmt))
+
+
+def report_errors_file(report: ImportReport, *, fmt: ErrorsFormat, lang: str) -> bytes:
+    """The file of ``report`` with the messages of its problems in an added column (XLSX or CSV)."""
+    return errors_file(report.table, report.problems, report.labels, fmt=fmt, lang=lang)
+
+
+def _creatable(new: list[_Planned], report: ImportReport) -> list[_Planned]:
+    """The rows that may register new members; a row without ID number (keyed by member number) cannot."""
+    creatable: list[_Planned] = []
+    for plan in new:
+        if plan.row.updates_only:
+            report.fail(_problem(
+                plan.row.row, "member_number", "unknown_member_number",
+                "No registered member in your scope has this member number; to register a new member, give her "
+                "ID number, date of birth and gender.",
+                "Không có hội viên nào trong phạm vi quản lý có mã hội viên này; muốn thêm hội viên mới, hãy ghi "
+                "số CCCD, ngày sinh và giới tính.",
+            ))
+        else:
+            creatable.append(plan)
+    return creatable
 
 
 def _read_table(data: bytes, filename: str) -> RawTable:
@@ -390,7 +494,8 @@ def _probable_duplicates(session: Session, creates: list[_Planned], names: dict[
     chunk. The briefs are made at once, before a dry run's rollback expires the members."""
     by_key: dict[tuple[int, str, date], list[_Planned]] = defaultdict(list)
     for plan in creates:
-        by_key[(plan.chapter.id, _name_keys(plan.row.full_name, names)[1], plan.row.birth_date)].append(plan)
+        if plan.row.birth_date is not None:
+            by_key[(plan.chapter.id, _name_keys(plan.row.full_name, names)[1], plan.row.birth_date)].append(plan)
     found: list[tuple[_Planned, MemberBrief]] = []
     for chunk in _chunks(list(by_key)):
         stmt = select(Member).where(
@@ -438,10 +543,15 @@ def _with_stored_values(row: MemberRow, member: Member, columns: frozenset[str],
         keep["id_number"] = cipher.decrypt("id_number", member.id_number_ciphertext)
     if row.old_id_number is None and member.old_id_number_ciphertext is not None:
         keep["old_id_number"] = cipher.decrypt("old_id_number", member.old_id_number_ciphertext)
+    if row.gender is None:
+        keep["gender"] = member.gender
+    if row.birth_date is None:
+        keep["birth_date"] = member.birth_date
+        keep["birth_date_precision"] = member.birth_date_precision
     if "honorary" not in columns:
         keep["honorary"] = member.honorary
     # A list that only knows the birth year must not lose the full birth date recorded for the same year.
-    if (row.birth_date_precision == "year" and member.birth_date_precision == "day"
+    if (row.birth_date is not None and row.birth_date_precision == "year" and member.birth_date_precision == "day"
             and member.birth_date.year == row.birth_date.year):
         keep["birth_date"] = member.birth_date
         keep["birth_date_precision"] = "day"

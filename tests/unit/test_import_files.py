@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
 import unicodedata
 import zipfile
 from collections.abc import Sequence
@@ -11,7 +13,8 @@ from datetime import datetime
 import pytest
 from openpyxl import Workbook
 
-from cardsvc.importing.files import ImportFileError, parse_bool, read_member_table
+from cardsvc.importing.files import ImportFileError, ReadBudget, parse_bool, read_member_table
+from tests.fixtures_import import rewrite_xlsx_part, xlsx_from_xml
 
 HEADER_VI = ["STT", "Họ và tên", "Ngày sinh", "Giới tính", "Số CCCD", "Số điện thoại"]
 ROWS_VI = [
@@ -347,3 +350,230 @@ def test_parse_bool_false(value: object) -> None:
 def test_parse_bool_refuses(value: object) -> None:
     with pytest.raises(ValueError):
         parse_bool(value)
+
+
+# --- bounded work (issue #13, item 3) -----------------------------------------------------------------------
+
+_SHEET = "xl/worksheets/sheet1.xml"
+
+
+def _two_members() -> bytes:
+    return xlsx_bytes([HEADER_VI, *ROWS_VI])
+
+
+def test_a_row_number_far_beyond_excel_is_refused_after_reading_the_rows_present() -> None:
+    # The 1.6 kB file of the issue: its last row claims index 1,000,000,000 (openpyxl filled in every row before).
+    data = rewrite_xlsx_part(_two_members(), _SHEET, lambda xml: re.sub(
+        rb'<row r="3"(.*?)</row>', lambda m: b'<row r="1000000000"' + m.group(1).replace(b'3"', b'1000000000"')
+        + b"</row>", xml, flags=re.S))
+    assert len(data) < 8000
+    budget = ReadBudget()
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(data, "far.xlsx", budget=budget)
+    assert info.value.code == "bad_xlsx" and "1000000000" in info.value.message_vi
+    assert budget.rows_visited == 2  # the header and the first member; the third row is refused
+    assert budget.bytes_inflated < 10_000
+
+
+def test_rows_are_read_as_the_xml_holds_them_not_by_index() -> None:
+    # Excel's last row is legal: the member there keeps her row number, and nothing in between is visited.
+    data = rewrite_xlsx_part(_two_members(), _SHEET, lambda xml: xml.replace(b'r="3"', b'r="1048576"').replace(
+        b'3" t=', b'1048576" t='))
+    budget = ReadBudget()
+    table = read_member_table(data, budget=budget)
+    assert [row.number for row in table.rows] == [2, 1048576]
+    assert budget.rows_visited == 3
+
+
+def test_rows_out_of_order_are_a_damaged_file() -> None:
+    data = rewrite_xlsx_part(_two_members(), _SHEET, lambda xml: xml.replace(b'<row r="3"', b'<row r="2"'))
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(data)
+    assert info.value.code == "bad_xlsx"
+
+
+def _bomb(inflated: int) -> bytes:
+    """A workbook whose sheet XML is padded with ``inflated`` bytes of whitespace: it compresses ~1000 times."""
+    return rewrite_xlsx_part(_two_members(), _SHEET,
+                             lambda xml: xml.replace(b"<sheetData>", b"<sheetData>" + b" " * inflated))
+
+
+def test_a_zip_bomb_under_the_upload_cap_is_refused_before_anything_is_inflated() -> None:
+    data = _bomb(40 * 1024 * 1024)
+    assert len(data) < 200_000
+    budget = ReadBudget()
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(data, budget=budget)
+    assert info.value.code == "bad_xlsx" and "bom zip" in info.value.message_vi
+    assert budget.bytes_inflated == 0 and budget.rows_visited == 0
+
+
+def test_declared_uncompressed_size_is_capped() -> None:
+    data = _bomb(2 * 1024 * 1024)
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(data, budget=ReadBudget(max_inflated_bytes=1024 * 1024, max_ratio=10_000))
+    assert info.value.code == "too_large"
+    # Within the caps, the same file reads.
+    assert len(read_member_table(data, budget=ReadBudget(max_ratio=10_000)).rows) == 2
+
+
+def _forge_declared_size(data: bytes, name: str, size: int) -> bytes:
+    """``data`` with the uncompressed size of ``name`` declared as ``size`` in both zip headers."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo(name)
+        real = info.file_size
+    forged = bytearray(data)
+    local = info.header_offset
+    struct.pack_into("<I", forged, local + 22, size)
+    central = data.index(b"PK\x01\x02" + data[local + 4:local + 30][:0], data.rindex(name.encode()) - 46)
+    assert struct.unpack_from("<I", forged, central + 24)[0] == real
+    struct.pack_into("<I", forged, central + 24, size)
+    return bytes(forged)
+
+
+def test_a_part_that_inflates_beyond_its_declared_size_is_refused_at_that_size() -> None:
+    data = _forge_declared_size(_bomb(8 * 1024 * 1024), _SHEET, 100_000)
+    budget = ReadBudget()
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(data, budget=budget)
+    assert info.value.code == "bad_xlsx"
+    assert budget.bytes_inflated <= 200_000
+
+
+def test_the_time_budget_refuses_a_slow_file() -> None:
+    ticks = iter([0.0, 0.0, 1000.0, 1000.0])
+    text = "Họ và tên\n" + "Lê Thị Mai\n" * 2500
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(text.encode(), budget=ReadBudget(seconds=60, clock=lambda: next(ticks)))
+    assert info.value.code == "too_large" and "thời gian" in info.value.message_vi
+
+
+def test_xml_declaring_entities_is_refused() -> None:
+    data = rewrite_xlsx_part(_two_members(), _SHEET, lambda xml: xml.replace(
+        b"<worksheet", b'<!DOCTYPE worksheet [<!ENTITY name "L\xc3\xaa Th\xe1\xbb\x8b Mai">]><worksheet', 1
+    ).replace("Đặng Thị Huệ".encode(), b"&name;"))
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(data)
+    assert info.value.code == "bad_xlsx"
+
+
+def test_cells_far_to_the_right_are_not_read() -> None:
+    rows: list[list[object]] = [[*HEADER_VI, *([None] * 200), "Ghi chú xa"], [*ROWS_VI[0], *([None] * 200), "x"]]
+    table = read_member_table(xlsx_bytes(rows))
+    assert table.ignored_columns == []
+    assert max(max(cells) for _, cells in table.records) < 128
+
+
+# --- sheets as Excel writes them ----------------------------------------------------------------------------
+
+
+def test_excel_style_parts_shared_strings_dates_and_prefixes() -> None:
+    data = xlsx_from_xml(
+        '<x:row r="2"><x:c r="B2" t="s"><x:v>0</x:v></x:c><x:c r="C2" t="s"><x:v>1</x:v></x:c>'
+        '<x:c r="D2" t="s"><x:v>2</x:v></x:c></x:row>'
+        '<x:row r="3"><x:c r="B3" t="s"><x:v>3</x:v></x:c><x:c r="C3" s="1"><x:v>31131</x:v></x:c>'
+        '<x:c r="D3"><x:v>79185123456</x:v></x:c><x:c r="E3" t="b"><x:v>1</x:v></x:c></x:row>'
+        '<x:row r="4"><x:c r="B4" t="inlineStr"><x:is><x:r><x:t>Trần Thị </x:t></x:r><x:r><x:t>Bích</x:t></x:r>'
+        '</x:is></x:c><x:c r="C4" s="2"><x:v>1</x:v></x:c><x:c r="D4" t="str"><x:f>A1</x:f><x:v>001190123456</x:v>'
+        "</x:c></x:row>",
+        shared_strings=["Họ và tên", "Ngày sinh", "Số CCCD", "Nguyễn Thị Lan"],
+        num_fmts='<x:numFmt numFmtId="164" formatCode="dd/mm/yyyy"/>', cell_formats=[0, 164, 14], date1904=True,
+        prefix="x",
+    )
+    table = read_member_table(data, "excel.xlsx")
+    assert table.header_row == 2 and table.letters == {"full_name": "B", "birth_date": "C", "id_number": "D"}
+    first, second = (row.values for row in table.rows)
+    assert first == {"full_name": "Nguyễn Thị Lan", "birth_date": datetime(1989, 3, 26),  # 1904 calendar
+                     "id_number": 79185123456}
+    assert second == {"full_name": "Trần Thị Bích", "birth_date": datetime(1904, 1, 2), "id_number": "001190123456"}
+
+
+# --- real lists (issue #13, item 4) -------------------------------------------------------------------------
+
+_TITLE = [["HỘI LIÊN HIỆP PHỤ NỮ PHƯỜNG BA ĐÌNH"], ["DANH SÁCH HỘI VIÊN CHI HỘI 1"],
+          ["Tính đến ngày 12/3/2025"], []]
+_FOOTER = [[], ["", "Tổng cộng: 2 hội viên"], ["", "", "", "", "Ba Đình, ngày 12 tháng 3 năm 2025"],
+           ["", "NGƯỜI LẬP BIỂU", "", "", "CHI HỘI TRƯỞNG"], ["", "(Ký, ghi rõ họ tên)", "", "", "(Ký, ghi rõ họ tên)"],
+           [], ["", "Phạm Thị Thu", "", "", "Trần Thị Hoa"]]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_title_above_and_total_and_signatures_below_are_skipped_and_reported(fmt: str) -> None:
+    rows = [*_TITLE, HEADER_VI, ["(1)", "(2)", "(3)", "(4)", "(5)", "(6)"], *ROWS_VI, *_FOOTER]
+    data = xlsx_bytes(rows) if fmt == "xlsx" else csv_text([[str(cell) for cell in row] for row in rows]).encode()
+    table = read_member_table(data)
+    assert table.header_row == 5
+    assert [row.number for row in table.rows] == [7, 8]
+    _check_vietnamese_table([row.values for row in table.rows])
+    assert [(row.number, row.reason) for row in table.skipped] == [
+        (1, "title"), (2, "title"), (3, "title"), (6, "column_numbers"), (10, "total"), (11, "signature"),
+        (12, "signature"), (13, "signature"), (15, "signature"),
+    ]
+
+
+def test_member_rows_stay_member_rows_among_lookalikes() -> None:
+    rows = [
+        ["Họ và tên", "Ngày sinh", "Số CCCD", "Chức vụ"],
+        ["Công Tằng Tôn Nữ Thị Hoa", "", "", ""],  # a family name, not "Cộng" (total): an incomplete member row
+        ["Lê Thị Mai", "01/02/1990", "001190123456", "Chi hội trưởng"],
+        ["Cộng: 2"],
+        ["Trần Thị Lan", "03/04/1985", "001185123456", ""],  # a member after a subtotal is still a member
+        ["", "", "", ""],
+        ["7"],  # a pre-numbered row counter only
+    ]
+    table = read_member_table(csv_text(rows).encode())
+    assert [row.number for row in table.rows] == [2, 3, 5]
+    assert [(row.number, row.reason) for row in table.skipped] == [(4, "total"), (7, "signature")]
+
+
+def test_blank_rows_among_members_are_counted() -> None:
+    table = read_member_table(csv_text([HEADER_VI, ROWS_VI[0], [], [], ROWS_VI[1], [], []]).encode())
+    assert table.blank_rows == 2
+
+
+def test_header_beyond_the_first_rows_is_not_searched() -> None:
+    text = "Danh sách\n" * 30 + "Họ và tên,Ngày sinh\nLê Thị Mai,1990\n"
+    with pytest.raises(ImportFileError) as info:
+        read_member_table(text.encode())
+    assert info.value.code == "no_header" and "30" in info.value.message_vi
+
+
+@pytest.mark.parametrize("header", ["Số CCCD/CMND", "CMND/CCCD", "Số CMND / CCCD"])
+def test_one_column_for_either_id_number(header: str) -> None:
+    text = (f"Họ và tên,Năm sinh,{header}\nLê Thị Mai,1985,079185123456\nTrần Thị Lan,1970,023456789\n"
+            "Đỗ Thị Hà,1960,12345678\nPhan Thị Yến,1962,7.91235E+10\n")
+    table = read_member_table(text.encode())
+    assert table.columns["id_number"] == table.columns["old_id_number"] == header
+    assert table.letters["id_number"] == table.letters["old_id_number"] == "C"
+    assert [sorted(set(row.values) - {"full_name", "birth_date"}) for row in table.rows] == [
+        ["id_number"], ["old_id_number"], ["old_id_number"], ["id_number"]]
+
+
+def test_combined_id_column_beside_a_cccd_column_is_a_duplicate() -> None:
+    with pytest.raises(ImportFileError) as info:
+        read_member_table("Họ và tên,Số CCCD,Số CCCD/CMND\nA,1,2\n".encode())
+    assert info.value.code == "duplicate_column"
+
+
+def test_merged_chapter_code_applies_to_every_row_of_the_merge() -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Danh sách hội viên"])
+    sheet.append(["Họ và tên", "Năm sinh", "Số CCCD", "Mã chi hội"])
+    for index, name in enumerate(["Lê Thị Mai", "Trần Thị Lan", "Đỗ Thị Hà", "Phan Thị Yến"]):
+        sheet.append([name, 1980 + index, f"00118{index}123456", "HN-01" if index == 0 else "HN-02" if index == 3
+                      else None])
+    sheet.merge_cells("A1:D1")  # a title across columns gives nothing to other rows
+    sheet.merge_cells("D3:D5")
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    table = read_member_table(buffer.getvalue())
+    assert [row.values.get("chapter_code") for row in table.rows] == ["HN-01", "HN-01", "HN-01", "HN-02"]
+    assert [row.reason for row in table.skipped] == ["title"]
+
+
+def test_the_error_column_of_a_file_given_back_is_not_an_ignored_column() -> None:
+    table = read_member_table(csv_text([[*HEADER_VI, "Lỗi / Errors"], [*ROWS_VI[0], "Cột 'Ngày sinh' (C): …"]])
+                              .encode())
+    assert table.ignored_columns == []

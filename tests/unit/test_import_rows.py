@@ -332,3 +332,19 @@ def test_from_xlsx_file_to_members() -> None:
     assert mai is None
     assert ("id_number", "duplicate_in_file", "error") in codes(mai_problems)
     assert all(p.row == 4 for p in mai_problems)
+
+
+def test_a_row_keyed_by_member_number_needs_no_id_number_birth_date_or_gender() -> None:
+    number = format_member_number(7)
+    keyed = row(4, member_number=number, id_number=None, birth_date=None, gender=None, phone="0912345678")
+    [(member, problems)] = validate_rows([keyed], today=TODAY)
+    assert problems == []
+    assert member is not None and member.updates_only
+    assert (member.member_number, member.birth_date, member.gender, member.phone) == (
+        number, None, None, "+84912345678")
+    # Only a file's row may update by number alone: a member created through the API needs everything.
+    alone, alone_problems = validate_row(keyed, today=TODAY)
+    assert alone is None and {"birth_date", "id_number"} <= {p.column for p in alone_problems}
+    # Without a member number, the same row is refused as before.
+    [(refused, refused_problems)] = validate_rows([row(4, id_number=None, birth_date=None)], today=TODAY)
+    assert refused is None and {p.column for p in refused_problems} >= {"birth_date", "id_number"}

@@ -5,10 +5,10 @@ out-of-scope member is "not found" here exactly as in the API."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from cardsvc.api.deps import (
@@ -18,6 +18,7 @@ from cardsvc.api.deps import (
     LoginRateLimitDep,
     SessionDep,
     SettingsDep,
+    UploadKeeperDep,
     client_address,
 )
 from cardsvc.db.models import REVOCATION_REASONS
@@ -273,8 +274,8 @@ def import_form(page: OfficerPageDep, session: SessionDep) -> Response:
 
 @router.post("/import")
 def import_file(page: PostedPageDep, session: SessionDep, cipher: CipherDep, settings: SettingsDep,
-                file: Annotated[UploadFile | None, File()] = None, chapter: Text = "", mode: Text = "dry_run"
-                ) -> Response:
+                keeper: UploadKeeperDep, file: Annotated[UploadFile | None, File()] = None, chapter: Text = "",
+                mode: Text = "dry_run") -> Response:
     actor = page.require_actor()
     choices = _chapter_choices(session, page)
     if file is None or not file.filename:
@@ -286,12 +287,22 @@ def import_file(page: PostedPageDep, session: SessionDep, cipher: CipherDep, set
     code = next((c["code"] for c in choices if str(c["id"]) == chapter), None)
     try:
         report = imports.import_members(session, actor, cipher, data=data, filename=file.filename,
-                                        chapter_code=code, dry_run=mode != "import")
+                                        chapter_code=code, dry_run=mode != "import", keeper=keeper)
     except ValidationFailed as exc:
         headline, lines = error_messages(page.lang, exc)
         return page.render("import.html", status_code=exc.status_code, chapters=choices, report=None,
                            error=headline, error_lines=lines, chapter=chapter)
-    return page.render("import.html", chapters=choices, report=report, chapter=chapter)
+    return page.render("import.html", chapters=choices, report=report.as_dict(), chapter=chapter)
+
+
+@router.get("/import/errors/{token}")
+def import_errors_file(token: Annotated[str, Path(max_length=64)], page: OfficerPageDep, session: SessionDep,
+                       cipher: CipherDep, keeper: UploadKeeperDep,
+                       file_format: Annotated[Literal["xlsx", "csv"], Query(alias="format")] = "xlsx") -> Response:
+    """The checked file back with an error column (the link on the import report); the token is random."""
+    download = imports.download_errors_file(session, page.require_actor(), cipher, keeper, token, fmt=file_format,
+                                            lang=page.lang)
+    return Response(download.content, media_type=download.media_type, headers=download.headers)
 
 
 # Events and stations ----------------------------------------------------------------------------------------------
