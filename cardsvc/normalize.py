@@ -12,6 +12,8 @@ import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from cardsvc.days import vietnam_day, vietnam_today
+
 __all__ = [
     "NAME_MAX_LENGTH",
     "NAME_MIN_LENGTH",
@@ -324,14 +326,15 @@ def parse_date(
     Accepts ``date``/``datetime`` objects, Excel serial numbers (as numbers or text), ``dd/mm/yyyy`` with
     ``/``, ``-`` or ``.`` separators (day first, always), ISO ``yyyy-mm-dd``, and, if ``allow_year_only``, a
     year alone (returned as 1 January with precision ``"year"``). Dates before 1900 and after ``today``
-    (default: the current date) are refused. Raises :class:`NormalizeError` (``empty``, ``invalid_date``,
+    (default: today in Vietnam) are refused. Raises :class:`NormalizeError` (``empty``, ``invalid_date``,
     ``too_early``, ``future_date``).
     """
     result: tuple[date, Literal["day", "year"]]
     if value is None:
         raise NormalizeError("empty", "The date is empty.", "Ngày đang để trống.")
     if isinstance(value, datetime):
-        result = value.date(), "day"
+        # A spreadsheet's datetime is a wall-clock value; an instant (with a zone) falls on a day in Vietnam.
+        result = (vietnam_day(value) if value.tzinfo else value.date()), "day"
     elif isinstance(value, date):
         result = value, "day"
     elif isinstance(value, bool):
@@ -350,7 +353,7 @@ def parse_date(
             "Dates before the year 1900 are not accepted.",
             "Không chấp nhận ngày trước năm 1900.",
         )
-    if parsed > (today or date.today()):
+    if parsed > (today or vietnam_today()):
         raise NormalizeError("future_date", "The date is in the future.", "Ngày này nằm trong tương lai.")
     return result
 

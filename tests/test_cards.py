@@ -1,12 +1,13 @@
 """Card lifecycle through the API: issue, supersede, suspend, reinstate, revoke, renew, renderings, batch jobs."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import AuditEntry, Card, SigningKey
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings
@@ -46,7 +47,8 @@ def test_issue_card_and_verify_it_like_a_station(client: TestClient, tree: Tree,
     card = _issue(client, member.id, headers)
     assert card["version"] == 1
     assert card["status"] == "active"
-    assert card["expires_on"] == str(date.today().replace(year=date.today().year + 5) - timedelta(days=1))
+    today = vietnam_today()
+    assert card["expires_on"] == str(today.replace(year=today.year + 5) - timedelta(days=1))
     credential = client.get(f"/v1/cards/{card['card_id']}/credential", headers=headers).json()
     assert credential["qr_text"].startswith("8401") and credential["qr_text"].isdigit()
     assert credential["qr_version"] <= 9

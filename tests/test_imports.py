@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.cli import main
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import AuditEntry, Counter, Member, MemberStatusChange
 from cardsvc.db.session import make_engine
 from cardsvc.importing.rows import format_member_number
@@ -583,7 +584,7 @@ def test_imported_member_has_the_same_stored_columns_as_one_created_through_the_
     assert imported.id_number_masked == imported_person.id_number[:3] + "*******" \
         + imported_person.id_number[-2:]
     assert cipher.decrypt("id_number", imported.id_number_ciphertext or b"") == imported_person.id_number
-    assert imported.status_changed_on == date.today()
+    assert imported.status_changed_on == vietnam_today()
     assert imported.created_at.tzinfo is not None
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import REVOCATION_REASONS, Card, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.services import audit, status_lists
@@ -97,12 +98,13 @@ def issue_in_transaction(
 
 def issue_card(session: Session, actor: Actor, keyring: KeyRing, member_id: int, *, validity_years: int,
                list_size: int, reason: str = "issue", today: date | None = None) -> Card:
-    """Issue a card; a current card is superseded (one current card per member, enforced by the database)."""
+    """Issue a card dated today in Vietnam (or ``today``); a current card is superseded (one current card per
+    member, enforced by the database)."""
     actor.require_write()
     member = _member(session, actor, member_id)
     try:
         card = issue_in_transaction(session, actor, keyring, member, validity_years=validity_years, list_size=list_size,
-                      today=today or date.today(), reason=reason)
+                      today=today or vietnam_today(), reason=reason)
         session.commit()
     except IntegrityError as exc:  # Two officers issued for the same member at the same moment.
         session.rollback()

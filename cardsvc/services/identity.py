@@ -31,6 +31,7 @@ from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from cardsvc.days import vietnam_day, vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import (
     Chapter,
@@ -701,7 +702,7 @@ def decide_review(session: Session, actor: Actor, cipher: PiiCipher, review_id: 
         died = review.registry_values.get("death_date")
         members.change_status(session, actor, member.id, status="deceased",
                               reason="Cơ sở dữ liệu quốc gia về dân cư: đã mất (registry: deceased)",
-                              effective_on=date.fromisoformat(died) if died else (today or date.today()))
+                              effective_on=date.fromisoformat(died) if died else (today or vietnam_today()))
     return review
 
 
@@ -805,7 +806,7 @@ def membership_fact(session: Session, member: Member, id_number: str, organisati
     valid = card is not None and card.status == "active"
     return MembershipFact(
         id_number=id_number, organisation_code=organisation_code, chapter_code=member.chapter.code,
-        join_date=member.join_date or member.created_at.date(),
+        join_date=member.join_date or vietnam_day(member.created_at),
         status=MembershipStatus.ACTIVE if member.status == "active" else MembershipStatus.SUSPENDED,
         card_id=card.card_id if valid and card else None,
         card_valid_from=card.issued_on if valid and card else None,

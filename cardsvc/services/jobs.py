@@ -12,6 +12,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import Card, Chapter, Job, Member, Officer
 from cardsvc.errors import CardsvcError, Conflict, NotFound
 from cardsvc.services import audit
@@ -114,7 +115,7 @@ def run_batch(
 ) -> None:
     """Issue the job's cards in chunks, committing each chunk with the progress, so that an interrupted job
     resumes where it stopped and a finished one issues nothing when run again."""
-    day = today or date.today()
+    day = today or vietnam_today()
     with session_factory() as session:
         job = session.get_one(Job, job_id)
         actor = _job_actor(session, job)

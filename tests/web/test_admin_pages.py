@@ -21,10 +21,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
+from cardsvc.days import VIETNAM_TZ
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, keys, members, officers
 from cardsvc.settings import Settings
-from cardsvc.web.admin.context import VIETNAM
 from tests.conftest import PASSWORD, SYSTEM, id_number_for
 from tests.web.harness import ARTIFACTS, SERVER_KEK, SERVER_SECRET, LiveServer, chromium, live_server, screenshot
 
@@ -141,7 +141,7 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
     browser.get(f"{server.url}/admin/events/new")
     _wait_for(browser, "event-submit")
     # The meeting has just begun (Vietnam time), so that a check-in now counts.
-    start = datetime.now(VIETNAM).replace(second=0, microsecond=0) - timedelta(minutes=10)
+    start = datetime.now(VIETNAM_TZ).replace(second=0, microsecond=0) - timedelta(minutes=10)
     browser.find_element(By.ID, "title").send_keys("Hội nghị chi hội tháng 3")
     browser.find_element(By.ID, "venue").send_keys("Nhà văn hoá phường")
     for field, moment in (("starts_at", start), ("ends_at", start + timedelta(hours=3))):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from cardsvc.api.deps import SessionDep
+from cardsvc.days import VIETNAM_TZ
 from cardsvc.errors import (
     AuthenticationFailed,
     CardsvcError,
@@ -40,8 +41,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-# Officers read and type local (Vietnam) times; Vietnam keeps UTC+7 all year, so no time-zone database is needed.
-VIETNAM = timezone(timedelta(hours=7), "ICT")
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -50,7 +49,8 @@ def _day(value: date | None) -> str:
 
 
 def _local_time(value: datetime | None) -> str:
-    return value.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M") if value else ""
+    # Officers read local (Vietnam) times.
+    return value.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 templates.env.filters["day"] = _day

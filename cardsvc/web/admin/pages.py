@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from cardsvc.api.deps import BatchSchedulerDep, CipherDep, KeyRingDep, SessionDep, SettingsDep, TokensDep
+from cardsvc.days import VIETNAM_TZ
 from cardsvc.db.models import REVOCATION_REASONS
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, TooManyRequests, ValidationFailed
 from cardsvc.services import cards, chapters, events, imports, jobs, members, officers, printing, reports, stations
@@ -20,7 +21,6 @@ from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
     PREFIX,
-    VIETNAM,
     OfficerPageDep,
     PageDep,
     PageRoute,
@@ -268,7 +268,8 @@ def _local_datetime(value: str, field: str) -> datetime:
     text = value.strip()
     for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y"):
         try:
-            return datetime.strptime(text, pattern).replace(tzinfo=VIETNAM).astimezone(UTC)
+            # Officers type local (Vietnam) times.
+            return datetime.strptime(text, pattern).replace(tzinfo=VIETNAM_TZ).astimezone(UTC)
         except ValueError:
             continue
     code = "required" if not text else "invalid_datetime"
