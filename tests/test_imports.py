@@ -23,7 +23,7 @@ from cardsvc.importing.rows import format_member_number
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters
 from cardsvc.services.context import system_actor
-from tests.conftest import TEST_SECRET, Tree, login, make_member
+from tests.conftest import NAME_TOO_LONG_FOR_CARD, TEST_SECRET, Tree, login, make_member
 from tests.fixtures_import import (
     HEADER_EN,
     HEADER_VI,
@@ -448,6 +448,19 @@ def test_injection_strings_in_names_never_cause_a_500(
         # Either refused as a row error, or stored verbatim as harmless text (and the table still exists).
         assert report["failed"] == 1 or name in stored
         assert "<script>" not in json.dumps(report["problems"])
+
+
+def test_names_the_card_cannot_carry_are_row_errors(client: TestClient, db: Session,
+                                                    officer_a: dict[str, str]) -> None:
+    long_name, bidi, good = people(3)
+    rows = [dataclasses.replace(long_name, full_name=NAME_TOO_LONG_FOR_CARD),
+            dataclasses.replace(bidi, full_name="Trần Thị \u2067Lan"), good]
+    report = ok(upload(client, officer_a, csv_bytes(table(rows))))
+    assert report["created"] == 1
+    errors = errors_of(report)
+    assert [(e["row"], e["field"], e["code"]) for e in errors] == [
+        (2, "full_name", "too_long"), (3, "full_name", "invisible_characters")]
+    assert "U+2067" in errors[1]["message_vi"]
 
 
 def test_report_never_contains_id_numbers_phones_or_birth_dates(
