@@ -175,7 +175,8 @@ def error_messages(lang: str, exc: CardsvcError) -> tuple[str, list[str]]:
     if isinstance(exc, TooManyRequests) and exc.code == "account_locked":
         headline = translate(lang, "login.locked", seconds=exc.retry_after)
     lines: list[str] = []
-    if isinstance(exc, ValidationFailed) and isinstance(exc.details, list):
+    # A card refused for the member's stored data names the field to correct, like a form error does.
+    if (isinstance(exc, ValidationFailed) or exc.code == "card_data_invalid") and isinstance(exc.details, list):
         for detail in exc.details[:50]:
             if isinstance(detail, dict):
                 lines.append(_detail_line(lang, detail))
