@@ -177,10 +177,14 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
             print(f"error: {job.error}", file=sys.stderr)
             return 1
         print(f"issued {job.done} cards (job {job.id})")
+        if job.failed:
+            print(f"{job.failed} hội viên chưa được cấp thẻ / {job.failed} members got no card:", file=sys.stderr)
+            for failure in jobs.job_failures(session, actor, job_id):
+                print(f"  {failure.member_number}: {failure.message_vi} / {failure.message}", file=sys.stderr)
         if args.pdf:
             Path(args.pdf).write_bytes(printing.sheets_pdf_of(jobs.job_cards(session, actor, job_id), settings))
             print(f"A4 sheets written to {args.pdf}")
-    return 0
+    return 1 if job.failed else 0
 
 
 def _card_progress(done: int, total: int) -> None:

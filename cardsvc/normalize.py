@@ -12,21 +12,29 @@ import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from cardsvc.days import vietnam_day, vietnam_today
+
 __all__ = [
+    "NAME_MAX_BYTES",
     "NAME_MAX_LENGTH",
     "NAME_MIN_LENGTH",
     "NormalizeError",
     "fold",
     "given_name_sort_key",
+    "invisible_character",
     "name_search_key",
     "normalize_name",
     "normalize_phone",
     "parse_date",
     "parse_gender",
+    "refuse_invisible",
     "search_terms",
 ]
 
 NAME_MAX_LENGTH = 100
+# The card carries the name as at most 100 bytes of UTF-8 (docs/card-format.md, display_name); a Vietnamese letter
+# with its marks takes 2 or 3 bytes, so 100 characters may not fit.
+NAME_MAX_BYTES = 100
 NAME_MIN_LENGTH = 2
 SEARCH_MAX_WORDS = 8
 SEARCH_MAX_WORD_LENGTH = 40
@@ -101,10 +109,60 @@ def search_terms(query: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Invisible characters
+
+# Control and format characters (bidi embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, the
+# direction marks, zero-width spaces and joiners, the soft hyphen, the BOM), line and paragraph separators, and
+# private-use, surrogate and unassigned code points.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+# Letters, marks and symbols that draw nothing: the combining grapheme joiner, Hangul fillers, Khmer inherent
+# vowels, the braille blank.
+_BLANK_GLYPHS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+# Tabs and line breaks are whitespace that every caller collapses into one space.
+_COLLAPSED_WHITESPACE = frozenset("\t\n\r")
+
+
+def _is_invisible(ch: str) -> bool:
+    if ch in _COLLAPSED_WHITESPACE:
+        return False
+    return (
+        unicodedata.category(ch) in _INVISIBLE_CATEGORIES
+        or ch in _BLANK_GLYPHS
+        or "\ufe00" <= ch <= "\ufe0f"  # variation selectors
+        or "\U000e0100" <= ch <= "\U000e01ef"  # variation selectors supplement
+    )
+
+
+def invisible_character(text: str) -> str | None:
+    """The first character of ``text`` that is invisible or changes how the text around it is displayed, or None.
+
+    Such characters let one name look like another (or like nothing) on a card, a door station's screen or an
+    officer's page: a right-to-left override shows "Lan" + U+202E + "hnA" as "LanAnh". The verifier refuses them in
+    a card with its own copy of the rule (``verification/`` runs on door stations without cardsvc).
+    """
+    return next((ch for ch in text if _is_invisible(ch)), None)
+
+
+def refuse_invisible(text: str, *, subject_en: str, subject_vi: str) -> None:
+    """Raise :class:`NormalizeError` (``invisible_characters``) if ``text`` holds an invisible character.
+
+    ``subject_en`` / ``subject_vi`` name the value in the message ("The name", "Họ tên"); the message names the
+    character's code point, never the value.
+    """
+    found = invisible_character(text)
+    if found is not None:
+        point = f"U+{ord(found):04X}"
+        raise NormalizeError(
+            "invisible_characters",
+            f"{subject_en} contains an invisible or text-direction control character ({point}); "
+            "type it again instead of pasting it.",
+            f"{subject_vi} có ký tự ẩn hoặc ký tự điều khiển hướng chữ ({point}); hãy gõ lại thay vì dán vào.",
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Names
 
-# Invisible characters that copy-paste from Word or web pages leaves inside names; they carry no meaning.
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 _NAME_PUNCT_ALLOWED = frozenset(" -'.")
 # A new word starts after these, for title-casing ("Lan-Anh", "H'Bia").
@@ -139,14 +197,16 @@ def _title_case(name: str) -> str:
 
 
 def normalize_name(raw: str) -> str:
-    """Clean a person's full name: NFC, trimmed, single spaces, 2–100 characters.
+    """Clean a person's full name: NFC, trimmed, single spaces, 2–100 characters and at most 100 bytes of UTF-8
+    (what a card holds).
 
-    Letters (all Vietnamese ones included), spaces, hyphens, apostrophes and dots are allowed; digits, control
-    characters and other punctuation are refused. A name typed ALL UPPERCASE or all lowercase, as is common in
-    spreadsheets, is title-cased word by word; mixed case is kept as given.
+    Letters (all Vietnamese ones included), spaces, hyphens, apostrophes and dots are allowed; digits and other
+    punctuation are refused, and so are invisible and text-direction control characters, with a message of their
+    own (:func:`invisible_character`). A name typed ALL UPPERCASE or all lowercase, as is common in spreadsheets,
+    is title-cased word by word; mixed case is kept as given.
     """
-    # Invisible characters go before NFC: removing one can bring a letter and its combining mark together.
-    text = unicodedata.normalize("NFC", raw.translate(_INVISIBLE).translate(_APOSTROPHES))
+    refuse_invisible(raw, subject_en="The name", subject_vi="Họ tên")
+    text = unicodedata.normalize("NFC", raw.translate(_APOSTROPHES))
     text = " ".join(_WHITESPACE.split(text.strip()))
     if not text:
         raise NormalizeError("empty", "The name is empty.", "Họ tên đang để trống.")
@@ -182,6 +242,14 @@ def normalize_name(raw: str) -> str:
     if text in (text.upper(), text.lower()):
         # Casing can change how NFC composes a letter with a following mark, so normalise again.
         text = unicodedata.normalize("NFC", _title_case(text))
+    if len(text.encode()) > NAME_MAX_BYTES:
+        raise NormalizeError(
+            "too_long",
+            f"The name is too long for the card: at most {NAME_MAX_BYTES} bytes of UTF-8, and each letter with "
+            "a Vietnamese accent takes 2 or 3 bytes. Shorten it, e.g. write a middle name as its initial.",
+            f"Họ tên quá dài để ghi lên thẻ: tối đa {NAME_MAX_BYTES} byte UTF-8, mỗi chữ có dấu chiếm 2 hoặc 3 "
+            "byte. Hãy rút gọn, ví dụ viết tắt tên đệm.",
+        )
     return text
 
 
@@ -324,14 +392,15 @@ def parse_date(
     Accepts ``date``/``datetime`` objects, Excel serial numbers (as numbers or text), ``dd/mm/yyyy`` with
     ``/``, ``-`` or ``.`` separators (day first, always), ISO ``yyyy-mm-dd``, and, if ``allow_year_only``, a
     year alone (returned as 1 January with precision ``"year"``). Dates before 1900 and after ``today``
-    (default: the current date) are refused. Raises :class:`NormalizeError` (``empty``, ``invalid_date``,
+    (default: today in Vietnam) are refused. Raises :class:`NormalizeError` (``empty``, ``invalid_date``,
     ``too_early``, ``future_date``).
     """
     result: tuple[date, Literal["day", "year"]]
     if value is None:
         raise NormalizeError("empty", "The date is empty.", "Ngày đang để trống.")
     if isinstance(value, datetime):
-        result = value.date(), "day"
+        # A spreadsheet's datetime is a wall-clock value; an instant (with a zone) falls on a day in Vietnam.
+        result = (vietnam_day(value) if value.tzinfo else value.date()), "day"
     elif isinstance(value, date):
         result = value, "day"
     elif isinstance(value, bool):
@@ -350,7 +419,7 @@ def parse_date(
             "Dates before the year 1900 are not accepted.",
             "Không chấp nhận ngày trước năm 1900.",
         )
-    if parsed > (today or date.today()):
+    if parsed > (today or vietnam_today()):
         raise NormalizeError("future_date", "The date is in the future.", "Ngày này nằm trong tương lai.")
     return result
 

@@ -46,6 +46,8 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cardsvc_test"
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 TEST_KEK = "test-key-encryption-key-0123456789-abcdefghij"
 PASSWORD = "correct horse battery"
+# 88 characters but 119 bytes of UTF-8: within a 100-character limit, too long for the card's 100 bytes.
+NAME_TOO_LONG_FOR_CARD = "Tôn Nữ Hoàng Phương Thảo Nguyễn Ngọc Diễm Quỳnh Hương Trần Lê Huỳnh Đặng Thị Vy Yến Trâm"
 
 
 def _postgres_url() -> str:

@@ -10,7 +10,7 @@ import zxingcpp
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.db.models import AdminSession, Card, Member, SigningKey
@@ -18,7 +18,7 @@ from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings
 from cardsvc.web.admin.i18n import CATALOGUE
 from cardsvc.web.admin.session import COOKIE_NAME, SessionCodec
-from tests.conftest import PASSWORD, Tree, id_number_for, login, make_member
+from tests.conftest import NAME_TOO_LONG_FOR_CARD, PASSWORD, Tree, id_number_for, login, make_member
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -458,3 +458,44 @@ def test_printing_a_chapter_issues_its_cards_and_gives_a4_sheets(
     assert sheets.status_code == 200 and sheets.content.startswith(b"%PDF")
     missing_chapter = client.post("/admin/print", data={"csrf_token": token})
     assert missing_chapter.status_code == 422 and "Chi hội" in missing_chapter.text
+
+
+def test_the_job_page_lists_the_members_who_got_no_card(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, signing_keys: dict[str, SigningKey]) -> None:
+    make_member(db, cipher, tree.branch_a, full_name="Nguyễn Thị Lan")
+    legacy = make_member(db, cipher, tree.branch_a, full_name="Trần Thị Mai")
+    db.execute(update(Member).where(Member.id == legacy.id).values(full_name=NAME_TOO_LONG_FOR_CARD))
+    token = page_login(client, "t.officer.a")
+    started = client.post("/admin/print", data={"csrf_token": token, "chapter": str(tree.branch_a.id)},
+                          follow_redirects=False)
+    job_url = started.headers["location"]
+    progress = client.get(f"{job_url}/progress.json").json()
+    assert (progress["status"], progress["done"], progress["failed"]) == ("done", 1, 1)
+    assert progress["label"] == "Xong, còn hội viên chưa có thẻ"
+    page = client.get(job_url).text
+    assert 'id="job-failures"' in page and "1 hội viên chưa được cấp thẻ" in page
+    assert f'<a href="/admin/members/{legacy.id}">{legacy.member_number}</a>' in page
+    assert "Họ tên quá dài để ghi lên thẻ" in page
+    assert 'id="job-sheets" href' in page and 'job-sheets" hidden' not in page
+    assert client.get(f"{job_url}/sheets.pdf").content.startswith(b"%PDF")
+
+
+def test_the_import_page_explains_a_name_too_long_for_the_card(client: TestClient, tree: Tree) -> None:
+    token = page_login(client, "t.officer.a")
+    text = f"Họ và tên,Ngày sinh,Số CCCD\n{NAME_TOO_LONG_FOR_CARD},03/02/1988,{id_number_for(date(1988, 2, 3))}\n"
+    response = client.post("/admin/import", data={"csrf_token": token, "chapter": str(tree.branch_a.id),
+                                                  "mode": "dry_run"},
+                           files={"file": ("danh-sach.csv", text.encode("utf-8-sig"), "text/csv")})
+    assert response.status_code == 200, response.text
+    assert re.search(r'id="count-failed">1<', response.text)
+    assert "Họ tên quá dài để ghi lên thẻ" in response.text
+
+
+def test_issuing_a_card_for_a_stored_name_the_card_cannot_carry_says_what_to_correct(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, signing_keys: dict[str, SigningKey]) -> None:
+    member = make_member(db, cipher, tree.branch_a)
+    db.execute(update(Member).where(Member.id == member.id).values(full_name=NAME_TOO_LONG_FOR_CARD))
+    token = page_login(client, "t.officer.a")
+    response = client.post(f"/admin/members/{member.id}/cards", data={"csrf_token": token, "reason": "issue"})
+    assert response.status_code == 409
+    assert "Chưa cấp được thẻ" in response.text and "Họ và tên: Họ tên quá dài để ghi lên thẻ" in response.text

@@ -1,16 +1,22 @@
 """Card lifecycle through the API: issue, supersede, suspend, reinstate, revoke, renew, renderings, batch jobs."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import AuditEntry, Card, SigningKey
+from cardsvc.days import vietnam_today
+from cardsvc.db.models import AuditEntry, Card, Chapter, Member, SigningKey
 from cardsvc.security import PiiCipher
+from cardsvc.services import cards, jobs
+from cardsvc.services.context import Actor
+from cardsvc.services.keys import KeyRing
 from cardsvc.settings import Settings
-from tests.conftest import Tree, login, make_member
+from tests.conftest import NAME_TOO_LONG_FOR_CARD, Tree, login, make_member
 from verification.crypto import key_from_jwk, verify_signature
 from verification.format import credential_from_text, parse_credential
 from verification.status import STATUS_REVOKED, STATUS_SUPERSEDED, STATUS_SUSPENDED, STATUS_VALID, verify_status_list
@@ -46,7 +52,8 @@ def test_issue_card_and_verify_it_like_a_station(client: TestClient, tree: Tree,
     card = _issue(client, member.id, headers)
     assert card["version"] == 1
     assert card["status"] == "active"
-    assert card["expires_on"] == str(date.today().replace(year=date.today().year + 5) - timedelta(days=1))
+    today = vietnam_today()
+    assert card["expires_on"] == str(today.replace(year=today.year + 5) - timedelta(days=1))
     credential = client.get(f"/v1/cards/{card['card_id']}/credential", headers=headers).json()
     assert credential["qr_text"].startswith("8401") and credential["qr_text"].isdigit()
     assert credential["qr_version"] <= 9
@@ -202,6 +209,105 @@ def test_batch_issuance_is_idempotent_and_prints_sheets(client: TestClient, tree
     sheets = client.get(f"/v1/jobs/{job.json()['id']}/sheets.pdf", headers=headers)
     assert sheets.status_code == 200 and sheets.content.startswith(b"%PDF")
     assert client.get(f"/v1/jobs/{job.json()['id']}", headers=login(client, "t.officer.b")).status_code == 404
+
+
+def _store_legacy_name(db: Session, member: Member, name: str) -> None:
+    """A name stored before today's rules (or behind the service's back): no entry point accepts it any more."""
+    db.execute(update(Member).where(Member.id == member.id).values(full_name=name))
+    db.expire_all()
+
+
+def test_a_stored_name_the_card_cannot_carry_is_409_not_500(client: TestClient, tree: Tree, db: Session,
+                                                            cipher: PiiCipher) -> None:
+    member = make_member(db, cipher, tree.branch_a)
+    _store_legacy_name(db, member, NAME_TOO_LONG_FOR_CARD)
+    response = client.post(f"/v1/members/{member.id}/cards", json={}, headers=login(client, "t.officer.a"))
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "card_data_invalid"
+    [detail] = response.json()["details"]
+    assert (detail["field"], detail["code"]) == ("full_name", "too_long")
+    assert "Họ tên quá dài" in detail["message_vi"]
+    assert db.scalars(select(Card).where(Card.member_id == member.id)).all() == []
+
+
+def test_a_stored_chapter_code_the_card_cannot_carry_is_409(client: TestClient, tree: Tree, db: Session,
+                                                            cipher: PiiCipher) -> None:
+    member = make_member(db, cipher, tree.branch_a)
+    db.execute(update(Chapter).where(Chapter.id == tree.branch_a.id).values(code="t-hni bd\u202e01"))
+    db.expire_all()
+    response = client.post(f"/v1/members/{member.id}/cards", json={}, headers=login(client, "t.officer.a"))
+    assert response.status_code == 409, response.text
+    [detail] = response.json()["details"]
+    assert (detail["field"], detail["code"]) == ("chapter_code", "invalid_chapter_code")
+    assert "Mã chi hội" in detail["message_vi"]
+
+
+def test_a_batch_records_the_members_it_cannot_issue_and_goes_on(client: TestClient, tree: Tree, db: Session,
+                                                                 cipher: PiiCipher) -> None:
+    good = make_member(db, cipher, tree.branch_a, full_name="Lê Thị Hoa")
+    too_long = make_member(db, cipher, tree.branch_a, full_name="Lê Thị Mai")
+    spoofing = make_member(db, cipher, tree.commune_a, full_name="Lê Thị Lan")
+    _store_legacy_name(db, too_long, NAME_TOO_LONG_FOR_CARD)
+    _store_legacy_name(db, spoofing, "Lê Thị \u202enaL")
+    headers = login(client, "t.officer.a")
+    started = client.post(f"/v1/chapters/{tree.commune_a.id}/cards/batch", json={"subtree": True}, headers=headers)
+    job = client.get(f"/v1/jobs/{started.json()['id']}", headers=headers).json()
+    assert (job["status"], job["total"], job["done"], job["failed"]) == ("done", 3, 1, 2)
+    failures = {f["member_number"]: f for f in job["failures"]}
+    assert failures.keys() == {too_long.member_number, spoofing.member_number}
+    assert failures[too_long.member_number]["code"] == "too_long"
+    assert "Họ tên quá dài" in failures[too_long.member_number]["message_vi"]
+    assert failures[spoofing.member_number]["code"] == "invisible_characters"
+    assert "U+202E" in failures[spoofing.member_number]["message"]
+    assert [c.member_id for c in db.scalars(select(Card))] == [good.id]
+    done = db.scalars(select(AuditEntry).where(AuditEntry.action == "card.batch_done")).one()
+    assert done.details == {"issued": 1, "failed": 2}
+
+    # Corrected, she gets her card from the next batch; the other is recorded again.
+    fixed = client.patch(f"/v1/members/{too_long.id}", json={"full_name": "Tôn Nữ Hoàng Phương Thảo"},
+                         headers=headers)
+    assert fixed.status_code == 200, fixed.text
+    again = client.post(f"/v1/chapters/{tree.commune_a.id}/cards/batch", json={"subtree": True}, headers=headers)
+    job = client.get(f"/v1/jobs/{again.json()['id']}", headers=headers).json()
+    assert (job["status"], job["done"], job["failed"]) == ("done", 1, 1)
+    assert [f["member_id"] for f in job["failures"]] == [spoofing.id]
+
+
+def test_a_card_issued_meanwhile_is_recorded_and_rolled_back_alone(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = make_member(db, cipher, tree.branch_a, full_name="Lê Thị Hoa")
+    raced = make_member(db, cipher, tree.branch_a, full_name="Lê Thị Mai")
+
+    def racing(session: Session, actor: Actor, keyring: KeyRing, member: Member, **kwargs: Any) -> Card:
+        card = cards.issue_in_transaction(session, actor, keyring, member, **kwargs)
+        if member.id == raced.id:  # What the one-current-card index says when an officer was quicker.
+            raise IntegrityError("INSERT INTO cards", {}, Exception("uq_cards_current"))
+        return card
+
+    monkeypatch.setattr(jobs, "issue_in_transaction", racing)
+    headers = login(client, "t.officer.a")
+    started = client.post(f"/v1/chapters/{tree.branch_a.id}/cards/batch", json={}, headers=headers)
+    job = client.get(f"/v1/jobs/{started.json()['id']}", headers=headers).json()
+    assert (job["status"], job["done"], job["failed"]) == ("done", 1, 1)
+    assert job["failures"][0]["code"] == "concurrent_issue"
+    assert [c.member_id for c in db.scalars(select(Card))] == [first.id]
+    assert db.scalars(select(AuditEntry).where(AuditEntry.action == "card.issue")).one().details["member_id"] == \
+        first.id
+
+
+def test_a_batch_job_always_ends(client: TestClient, tree: Tree, db: Session, cipher: PiiCipher,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    make_member(db, cipher, tree.branch_a)
+
+    def broken(*_args: object, **_kwargs: object) -> Card:
+        raise ValueError("display name must be 1 to 100 bytes of UTF-8")
+
+    monkeypatch.setattr(jobs, "issue_in_transaction", broken)
+    headers = login(client, "t.officer.a")
+    started = client.post(f"/v1/chapters/{tree.branch_a.id}/cards/batch", json={}, headers=headers)
+    job = client.get(f"/v1/jobs/{started.json()['id']}", headers=headers).json()
+    assert job["status"] == "failed"
+    assert job["error"] == "an error stopped the job (ValueError); start the batch again"
 
 
 def test_compromised_key_revokes_its_cards(client: TestClient, tree: Tree, db: Session, cipher: PiiCipher,

@@ -50,6 +50,32 @@ def test_duplicate_code_is_409(client: TestClient, tree: Tree) -> None:
     assert response.json()["code"] == "duplicate_code"
 
 
+def test_a_chapter_name_with_invisible_characters_is_refused(client: TestClient, tree: Tree) -> None:
+    headers = login(client, "t.officer.a")
+    created = client.post("/v1/chapters", json={"code": "T-HNI-BD-03", "name": "Chi hội \u202e3", "level": "branch",
+                                                "parent_id": tree.commune_a.id}, headers=headers)
+    renamed = client.patch(f"/v1/chapters/{tree.branch_a.id}", json={"name": "Chi\u200b hội 1"}, headers=headers)
+    for response in (created, renamed):
+        assert response.status_code == 422, response.text
+        [detail] = response.json()["details"]
+        assert (detail["field"], detail["code"]) == ("name", "invisible_characters")
+        assert "Tên chi hội có ký tự ẩn" in detail["message_vi"]
+
+
+def test_a_chapter_code_is_at_most_32_characters(client: TestClient, tree: Tree) -> None:
+    headers = login(client, "t.officer.a")
+    for code in ("T-" + "A" * 30, "t-" + "b" * 30):
+        created = client.post("/v1/chapters", json={"code": code, "name": "Chi hội 32", "level": "branch",
+                                                    "parent_id": tree.commune_a.id}, headers=headers)
+        assert created.status_code == 201, created.text
+        assert len(created.json()["code"]) == 32
+    for body in ({"code": "T-" + "A" * 31, "name": "X", "level": "branch", "parent_id": tree.commune_a.id},
+                 {"code": " " + "B" * 31 + "\u202e", "name": "X", "level": "branch", "parent_id": tree.commune_a.id}):
+        assert client.post("/v1/chapters", json=body, headers=headers).status_code == 422
+    too_long = client.patch(f"/v1/chapters/{tree.branch_a.id}", json={"code": "T-" + "C" * 31}, headers=headers)
+    assert too_long.status_code == 422
+
+
 def test_rename_and_code_change_keep_the_former_code_findable(client: TestClient, tree: Tree) -> None:
     headers = login(client, "t.officer.a")
     response = client.patch(f"/v1/chapters/{tree.commune_a.id}", json={"name": "Phường Ba Đình mới",

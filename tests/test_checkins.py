@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import (
     CONFIG_COUNTER,
     AuditEntry,
@@ -71,7 +72,10 @@ def make_door(client: TestClient, db: Session, event: Event, name: str = "Cửa 
 
 
 def issue(app: FastAPI, db: Session, member: Member, *, today: date | None = None) -> tuple[Card, str]:
-    card = cards.issue_card(db, SYSTEM, app.state.keyring, member.id, validity_years=5, list_size=4096, today=today)
+    # Dated the day before unless told: a scan claimed minutes or hours ago then falls within the card's validity
+    # at any time of day, also just after midnight in Vietnam.
+    day = today or vietnam_today() - timedelta(days=1)
+    card = cards.issue_card(db, SYSTEM, app.state.keyring, member.id, validity_years=5, list_size=4096, today=day)
     return card, credential_of(card).qr_text
 
 
@@ -196,10 +200,11 @@ def test_unknown_key_and_bad_signature(client: TestClient, app: FastAPI, db: Ses
 
 def test_dates_not_yet_valid_and_expired(client: TestClient, app: FastAPI, db: Session, tree: Tree,
                                          cipher: PiiCipher, door: Door) -> None:
-    _future, future_qr = issue(app, db, make_member(db, cipher, tree.branch_a), today=date.today() + timedelta(days=3))
+    future_member = make_member(db, cipher, tree.branch_a)
+    _future, future_qr = issue(app, db, future_member, today=vietnam_today() + timedelta(days=3))
     assert verdict(scan(client, door, future_qr)) == ("error", "not_yet_valid")
     expired_member = make_member(db, cipher, tree.branch_a)
-    _old, old_qr = issue(app, db, expired_member, today=date.today() - timedelta(days=5 * 366 + 2))
+    _old, old_qr = issue(app, db, expired_member, today=vietnam_today() - timedelta(days=5 * 366 + 2))
     denied = scan(client, door, old_qr)
     assert verdict(denied) == ("error", "expired")
     assert denied.json()["member"]["id"] == expired_member.id  # The signature verified: the steward sees who it is.

@@ -10,6 +10,8 @@ from cardsvc.cli import main
 from cardsvc.db.models import Chapter, Member, Officer
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.demo import MEMBER_COUNT
+from cardsvc.services.context import subtree_condition
+from tests.conftest import NAME_TOO_LONG_FOR_CARD
 
 
 @pytest.fixture
@@ -126,3 +128,28 @@ def test_keys_and_batch_issue_from_the_cli(fresh_db: str, tmp_path: Path, capsys
     assert f"{issued} cards revoked" in retired
     assert main(["issue", "--chapter", "HNI-BADINH", "--subtree"]) == 1  # no active card key now
     assert "no active card signing key" in capsys.readouterr().err
+
+
+def test_batch_issue_lists_the_members_without_a_card_and_exits_1(fresh_db: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    main(["migrate"])
+    main(["demo", "--var-dir", str(tmp_path / "var")])
+    capsys.readouterr()
+    engine = make_engine(fresh_db)
+    with make_session_factory(engine)() as session:
+        chapter = session.scalars(select(Chapter).where(Chapter.code == "HNI-BADINH")).one()
+        member = session.scalars(select(Member).join(Member.chapter).where(
+            subtree_condition(Chapter.path, chapter.path), Member.status == "active").order_by(Member.id)).first()
+        assert member is not None
+        # Stored before the byte budget was checked where names enter.
+        member.full_name = NAME_TOO_LONG_FOR_CARD
+        session.commit()
+        number = member.member_number
+    engine.dispose()
+    assert main(["issue", "--chapter", "HNI-BADINH", "--subtree"]) == 1
+    out, err = capsys.readouterr()
+    assert int(out.split("issued ")[1].split(" cards")[0]) > 0
+    assert "1 hội viên chưa được cấp thẻ / 1 members got no card:" in err
+    failure = next(line for line in err.splitlines() if line.startswith(f"  {number}: "))
+    assert "Họ tên quá dài để ghi lên thẻ" in failure and "The name is too long for the card" in failure
+    assert "Traceback" not in out + err

@@ -40,7 +40,16 @@ from integrations.population import (
     VerifyRequest,
     VerifyResult,
 )
-from tests.conftest import SYSTEM, TEST_KEK, TEST_SECRET, Tree, _session_for, login, make_member
+from tests.conftest import (
+    NAME_TOO_LONG_FOR_CARD,
+    SYSTEM,
+    TEST_KEK,
+    TEST_SECRET,
+    Tree,
+    _session_for,
+    login,
+    make_member,
+)
 
 ORG = "HLHPN-TEST"
 
@@ -423,6 +432,36 @@ def test_notifications_open_reviews_and_store_the_cursor(db: Session, cipher: Pi
     db.refresh(thuy)
     assert lan.full_name == "Nguyễn Thị Ngọc Lan"
     assert (thuy.status, thuy.status_changed_on) == ("deceased", date(2025, 7, 2))
+
+
+@pytest.mark.parametrize(
+    ("new_name", "code", "vietnamese"),
+    [
+        (PersonName.split(NAME_TOO_LONG_FOR_CARD), "too_long", "Họ tên quá dài để ghi lên thẻ"),
+        (PersonName("Nguyễn", "Thị", "\u202enaL"), "invisible_characters", "U+202E"),
+    ],
+)
+def test_a_registry_name_the_card_cannot_carry_is_refused_on_accept(
+        client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, people: dict[str, Member],
+        stub: StubRegistry, new_name: PersonName, code: str, vietnamese: str) -> None:
+    lan = people["lan"]
+    stub.inject_notification(NotificationKind.NAME_CHANGE, id_number_of(cipher, lan), occurred_on=date(2025, 6, 1),
+                             new_name=new_name)
+    identity.pull_notifications(db, gateway_for(stub), cipher, SYSTEM)
+    review = open_reviews(db)[lan.id]
+    headers = login(client, "t.officer.a")
+    accepted = client.post(f"/v1/identity/reviews/{review.id}/decision", json={"decision": "accept"},
+                           headers=headers)
+    assert accepted.status_code == 422, accepted.text
+    [detail] = accepted.json()["details"]
+    assert (detail["field"], detail["code"]) == ("full_name", code)
+    assert "Không thể lưu họ tên theo Cơ sở dữ liệu quốc gia" in detail["message_vi"]
+    assert vietnamese in detail["message_vi"]
+    assert open_reviews(db)[lan.id].status == "open"
+    db.refresh(lan)
+    assert lan.full_name == "Nguyễn Thị Lan"
+    kept = client.post(f"/v1/identity/reviews/{review.id}/decision", json={"decision": "keep"}, headers=headers)
+    assert kept.status_code == 200 and kept.json()["status"] == "kept"
 
 
 def test_id_number_change_is_kept_encrypted_until_accepted(db: Session, cipher: PiiCipher, tree: Tree,

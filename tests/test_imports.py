@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.cli import main
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import AuditEntry, Counter, Member, MemberStatusChange
 from cardsvc.db.session import make_engine
 from cardsvc.importing.rows import format_member_number
@@ -25,7 +26,7 @@ from cardsvc.security import PiiCipher
 from cardsvc.services import chapters
 from cardsvc.services.context import system_actor
 from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
-from tests.conftest import TEST_SECRET, Tree, login, make_member
+from tests.conftest import NAME_TOO_LONG_FOR_CARD, TEST_SECRET, Tree, login, make_member
 from tests.fixtures_import import (
     HEADER_EN,
     HEADER_VI,
@@ -623,6 +624,19 @@ def test_injection_strings_in_names_never_cause_a_500(
         assert "<script>" not in json.dumps(report["problems"])
 
 
+def test_names_the_card_cannot_carry_are_row_errors(client: TestClient, db: Session,
+                                                    officer_a: dict[str, str]) -> None:
+    long_name, bidi, good = people(3)
+    rows = [dataclasses.replace(long_name, full_name=NAME_TOO_LONG_FOR_CARD),
+            dataclasses.replace(bidi, full_name="Trần Thị \u2067Lan"), good]
+    report = ok(upload(client, officer_a, csv_bytes(table(rows))))
+    assert report["created"] == 1
+    errors = errors_of(report)
+    assert [(e["row"], e["field"], e["code"]) for e in errors] == [
+        (2, "full_name", "too_long"), (3, "full_name", "invisible_characters")]
+    assert "U+2067" in errors[1]["message_vi"]
+
+
 def test_report_never_contains_id_numbers_phones_or_birth_dates(
     client: TestClient, officer_a: dict[str, str]
 ) -> None:
@@ -782,7 +796,7 @@ def test_imported_member_has_the_same_stored_columns_as_one_created_through_the_
     assert imported.id_number_masked == imported_person.id_number[:3] + "*******" \
         + imported_person.id_number[-2:]
     assert cipher.decrypt("id_number", imported.id_number_ciphertext or b"") == imported_person.id_number
-    assert imported.status_changed_on == date.today()
+    assert imported.status_changed_on == vietnam_today()
     assert imported.created_at.tzinfo is not None
 
 

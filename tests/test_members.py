@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from cardsvc.db.models import AuditEntry, Member
 from cardsvc.importing.rows import is_valid_member_number
 from cardsvc.security import PiiCipher
-from tests.conftest import Tree, id_number_for, login, make_member
+from tests.conftest import NAME_TOO_LONG_FOR_CARD, Tree, id_number_for, login, make_member
 
 
 def _body(tree: Tree, **overrides: object) -> dict[str, object]:
@@ -74,6 +74,30 @@ def test_invalid_fields_are_422_naming_the_field(client: TestClient, tree: Tree,
     body = response.json()
     assert body["code"] == "validation_failed"
     assert field in {d["field"] for d in body["details"]}
+
+
+@pytest.mark.parametrize(
+    ("full_name", "code", "vietnamese"),
+    [
+        (NAME_TOO_LONG_FOR_CARD, "too_long", "Họ tên quá dài để ghi lên thẻ"),
+        ("Nguyễn Thị \u202eạmaN", "invisible_characters", "ký tự điều khiển hướng chữ (U+202E)"),
+        ("Nguyễn Thị\u200b Lan", "invisible_characters", "ký tự ẩn"),
+    ],
+)
+def test_a_name_the_card_cannot_carry_is_422_on_create_and_update(
+        client: TestClient, tree: Tree, db: Session, cipher: PiiCipher, full_name: str, code: str,
+        vietnamese: str) -> None:
+    headers = login(client, "t.officer.a")
+    member = make_member(db, cipher, tree.branch_a)
+    created = client.post("/v1/members", json=_body(tree, full_name=full_name), headers=headers)
+    updated = client.patch(f"/v1/members/{member.id}", json={"full_name": full_name}, headers=headers)
+    for response in (created, updated):
+        assert response.status_code == 422, response.text
+        [detail] = response.json()["details"]
+        assert (detail["field"], detail["code"]) == ("full_name", code)
+        assert vietnamese in detail["message_vi"]
+    db.expire_all()
+    assert db.get_one(Member, member.id).full_name == "Nguyễn Thị Lan"
 
 
 def test_a_man_can_only_be_honorary(client: TestClient, tree: Tree) -> None:

@@ -94,7 +94,8 @@ def start_batch(chapter_id: int, body: BatchIssue, actor: OfficerDep, session: S
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: int, actor: OfficerDep, session: SessionDep) -> JobOut:
-    return JobOut.model_validate(jobs.get_job(session, actor, job_id), from_attributes=True)
+    """The job's progress; a finished job lists the members it could not issue a card to, with the reason."""
+    return JobOut.of(jobs.job_report(session, actor, job_id))
 
 
 @router.get("/jobs/{job_id}/sheets.pdf", response_class=Response,

@@ -450,17 +450,31 @@ class BatchIssue(Strict):
     subtree: bool = False
 
 
+class JobFailureOut(BaseModel):
+    member_id: int
+    member_number: str
+    code: str
+    message: str
+    message_vi: str
+
+
 class JobOut(BaseModel):
     id: int
     kind: str
-    status: str
+    status: str = Field(description="queued, running, done or failed (stopped: see error)")
     total: int
     done: int
-    failed: int
+    failed: int = Field(description="members who got no card; the job went on without them (see failures)")
     error: str | None
     params: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    failures: list[JobFailureOut] = Field(default=[], description="the first 200 members who got no card, and why")
+
+    @classmethod
+    def of(cls, report: Any) -> JobOut:
+        failures = [JobFailureOut.model_validate(f, from_attributes=True) for f in report.failures]
+        return cls.model_validate(report.job, from_attributes=True).model_copy(update={"failures": failures})
 
 
 class KeyOut(BaseModel):

@@ -343,7 +343,11 @@ class Card(Base):
 
 
 class Job(Base):
-    """A long-running job (batch issuance) with progress; re-running it is safe (it skips finished work)."""
+    """A long-running job (batch issuance) with progress; re-running it is safe (it skips finished work).
+
+    It ends ``done`` (``failed`` counts the members who got no card, ``job_failures`` says why) or ``failed`` (stopped
+    by an error that is not about one member, in ``error``).
+    """
 
     __tablename__ = "jobs"
     __table_args__ = (
@@ -362,6 +366,23 @@ class Job(Base):
     chapter_path: Mapped[str | None] = mapped_column(PathString)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class JobFailure(Base):
+    """A member a batch job could not issue a card to, with the reason; the job went on with the others."""
+
+    __tablename__ = "job_failures"
+    __table_args__ = (UniqueConstraint("job_id", "member_id", name="uq_job_failures_job_member"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    code: Mapped[str] = mapped_column(String(40))
+    message_en: Mapped[str] = mapped_column(String(300))
+    message_vi: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)
 
 
 class Event(Base):

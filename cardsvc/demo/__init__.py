@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import Chapter, Consent, Member, Officer
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, consents, keys, members, officers
@@ -107,7 +108,7 @@ def load_demo(session: Session, cipher: PiiCipher, kek: bytes, var_dir: Path, *,
 
     Returns the demo logins and whether anything was created."""
     actor = system_actor("demo")
-    today = today or date.today()
+    today = today or vietnam_today()
     created = False
     ids: dict[str, int] = {
         code: chapter_id for code, chapter_id in session.execute(select(Chapter.code, Chapter.id))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal, Protocol
 
+from cardsvc.days import vietnam_today
 from cardsvc.importing.files import RawRow, parse_bool
 from cardsvc.normalize import NormalizeError, normalize_name, normalize_phone, parse_date, parse_gender
 from integrations.idnumber import (
@@ -452,10 +453,10 @@ def validate_row(raw: RawRow, *, today: date | None = None) -> tuple[MemberRow |
     """Validate and normalise one row, collecting all its problems.
 
     Returns ``(member, problems)``; ``member`` is None when any problem has severity ``"error"``. ``today``
-    (default: the current date) is used to refuse future dates and to check the age of members without a join
+    (default: today in Vietnam) is used to refuse future dates and to check the age of members without a join
     date.
     """
-    check, member, _ = _validate(raw, today or date.today(), by_member_number=False)
+    check, member, _ = _validate(raw, today or vietnam_today(), by_member_number=False)
     return member, check.problems
 
 
@@ -469,7 +470,7 @@ def validate_rows(
     members it names. A citizen ID number, old ID number or member number seen on an earlier row makes the later
     row an error that names the earlier row. Results are in the order of ``rows``.
     """
-    day = today or date.today()
+    day = today or vietnam_today()
     first_seen: dict[tuple[str, str], int] = {}
     results: list[tuple[MemberRow | None, list[RowProblem]]] = []
     for raw in rows:

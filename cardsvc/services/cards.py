@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -9,9 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import REVOCATION_REASONS, Card, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
+from cardsvc.normalize import NormalizeError, normalize_name
 from cardsvc.services import audit, status_lists
+from cardsvc.services.chapters import CHAPTER_CODE_RE
 from cardsvc.services.context import Actor
 from cardsvc.services.keys import KeyRing
 from issuance.credential import new_card_id, sign_credential
@@ -50,6 +54,33 @@ def current_card(session: Session, member_id: int) -> Card | None:
     return session.scalar(select(Card).where(Card.member_id == member_id, Card.status.in_(CURRENT)))
 
 
+def _unfit_for_card(field: str, code: str, message_en: str, message_vi: str) -> Conflict:
+    return Conflict(f"this member's data cannot go on a card: {message_en}", code="card_data_invalid",
+                    details=[{"field": field, "code": code, "message": message_en, "message_vi": message_vi}])
+
+
+def check_card_data(member: Member) -> None:
+    """Refuse a member whose stored name or chapter code the card cannot carry (data stored before today's rules,
+    or changed behind the service's back), before anything is written.
+
+    Raises:
+        Conflict: ``card_data_invalid``; ``details`` name the field, with the reason in English and Vietnamese.
+    """
+    try:
+        normalize_name(member.full_name)
+    except NormalizeError as exc:
+        raise _unfit_for_card("full_name", exc.code, exc.message_en, exc.message_vi) from exc
+    if not unicodedata.is_normalized("NFC", member.full_name):
+        raise _unfit_for_card("full_name", "not_nfc", "The name is stored decomposed (not NFC); save it again.",
+                              "Họ tên đang được lưu ở dạng tách dấu (không phải NFC); hãy lưu lại họ tên.")
+    if not CHAPTER_CODE_RE.fullmatch(member.chapter.code):
+        raise _unfit_for_card(
+            "chapter_code", "invalid_chapter_code",
+            "The chapter code is not 1 to 32 letters A-Z, digits, '.', '_' or '-'; change the chapter's code.",
+            "Mã chi hội không phải 1 đến 32 chữ cái A-Z, chữ số, '.', '_' hoặc '-'; hãy đổi mã chi hội.",
+        )
+
+
 def issue_in_transaction(
     session: Session,
     actor: Actor,
@@ -62,10 +93,15 @@ def issue_in_transaction(
     reason: str,
     job_id: int | None = None,
 ) -> Card:
-    """Sign and store a new card for an active member inside the caller's transaction."""
+    """Sign and store a new card for an active member inside the caller's transaction; ``today`` is the issue day
+    in Vietnam. Refusals (:func:`check_card_data`, ``member_not_active``) come before anything is written."""
     if member.status != "active":
         raise Conflict(f"cards are issued to active members only (this member is {member.status})",
-                       code="member_not_active")
+                       code="member_not_active",
+                       details=[{"field": "status", "code": "member_not_active",
+                                 "message": "Cards are issued to active members only.",
+                                 "message_vi": "Chỉ cấp thẻ cho hội viên đang sinh hoạt."}])
+    check_card_data(member)
     key, signer = keyring.active_signer(session, "card")
     # The open status list's row lock comes first, before any card row of this member is touched: every issuance
     # takes its locks in the same order, so concurrent issuances (a batch and an officer) queue instead of deadlocking.
@@ -97,12 +133,13 @@ def issue_in_transaction(
 
 def issue_card(session: Session, actor: Actor, keyring: KeyRing, member_id: int, *, validity_years: int,
                list_size: int, reason: str = "issue", today: date | None = None) -> Card:
-    """Issue a card; a current card is superseded (one current card per member, enforced by the database)."""
+    """Issue a card dated today in Vietnam (or ``today``); a current card is superseded (one current card per
+    member, enforced by the database)."""
     actor.require_write()
     member = _member(session, actor, member_id)
     try:
         card = issue_in_transaction(session, actor, keyring, member, validity_years=validity_years, list_size=list_size,
-                      today=today or date.today(), reason=reason)
+                      today=today or vietnam_today(), reason=reason)
         session.commit()
     except IntegrityError as exc:  # Two officers issued for the same member at the same moment.
         session.rollback()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Chapter, ChapterCodeAlias, ChapterLevel, Member, Officer
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from cardsvc.normalize import fold
+from cardsvc.normalize import NormalizeError, fold, refuse_invisible
 from cardsvc.services import audit
 from cardsvc.services.context import Actor, subtree_condition
 
@@ -109,6 +109,12 @@ def _check_level(session: Session, level: str) -> str:
 
 
 def _clean_name(name: str) -> str:
+    # A door station shows the member's chapter name next to her name: the same invisible characters are refused.
+    try:
+        refuse_invisible(name, subject_en="The chapter name", subject_vi="Tên chi hội")
+    except NormalizeError as exc:
+        raise ValidationFailed(exc.message_en, details=[{"field": "name", "code": exc.code, "message": exc.message_en,
+                                                         "message_vi": exc.message_vi}]) from exc
     value = " ".join(name.split())
     if not value or not fold(value):
         raise ValidationFailed("the chapter name is empty", details=[{"field": "name", "problem": "empty"}])

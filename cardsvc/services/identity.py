@@ -31,6 +31,7 @@ from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from cardsvc.days import vietnam_day, vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import (
     Chapter,
@@ -44,6 +45,7 @@ from cardsvc.db.models import (
     RegistryCursor,
 )
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
+from cardsvc.normalize import NormalizeError, normalize_name
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit, members
 from cardsvc.services.cards import current_card
@@ -658,6 +660,19 @@ def list_reviews(session: Session, actor: Actor, *, chapter_id: int | None, stat
     return session.scalars(stmt).all()
 
 
+def _check_registry_name(name: object) -> None:
+    """Refuse, before anything changes, a registry name that our rules (and the card) cannot take."""
+    try:
+        normalize_name(name if isinstance(name, str) else "")
+    except NormalizeError as exc:
+        raise ValidationFailed(
+            f"the registry's name cannot be stored: {exc.message_en} Keep ours or flag the review.",
+            details=[{"field": "full_name", "code": exc.code,
+                      "message": f"The registry's name cannot be stored: {exc.message_en}",
+                      "message_vi": f"Không thể lưu họ tên theo Cơ sở dữ liệu quốc gia: {exc.message_vi}"}],
+        ) from exc
+
+
 def decide_review(session: Session, actor: Actor, cipher: PiiCipher, review_id: int, *, decision: str,
                   note: str | None, today: date | None = None) -> IdentityReview:
     """Record an officer's decision: ``accept`` the registry's value (the member changes through the members
@@ -674,6 +689,8 @@ def decide_review(session: Session, actor: Actor, cipher: PiiCipher, review_id: 
     if decision == "accept" and review.kind not in ACCEPTABLE_KINDS:
         raise Conflict("the registry only said that this differs, not what it holds: correct the member's record "
                        "from her documents, or keep or flag", code="nothing_to_accept")
+    if decision == "accept" and review.kind == "name_change":
+        _check_registry_name(review.registry_values.get("full_name"))
     member = review.member
     review.status = REVIEW_DECISIONS[decision]
     review.decided_by_id = actor.id
@@ -701,7 +718,7 @@ def decide_review(session: Session, actor: Actor, cipher: PiiCipher, review_id: 
         died = review.registry_values.get("death_date")
         members.change_status(session, actor, member.id, status="deceased",
                               reason="Cơ sở dữ liệu quốc gia về dân cư: đã mất (registry: deceased)",
-                              effective_on=date.fromisoformat(died) if died else (today or date.today()))
+                              effective_on=date.fromisoformat(died) if died else (today or vietnam_today()))
     return review
 
 
@@ -805,7 +822,7 @@ def membership_fact(session: Session, member: Member, id_number: str, organisati
     valid = card is not None and card.status == "active"
     return MembershipFact(
         id_number=id_number, organisation_code=organisation_code, chapter_code=member.chapter.code,
-        join_date=member.join_date or member.created_at.date(),
+        join_date=member.join_date or vietnam_day(member.created_at),
         status=MembershipStatus.ACTIVE if member.status == "active" else MembershipStatus.SUSPENDED,
         card_id=card.card_id if valid and card else None,
         card_valid_from=card.issued_on if valid and card else None,

@@ -30,6 +30,7 @@ from urllib.parse import quote
 from sqlalchemy import ARRAY, ColumnElement, Integer, String, any_, insert, literal, null, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.base import UTCDateTime, utcnow
 from cardsvc.db.models import Chapter, Member, MemberStatusChange
 from cardsvc.errors import NotFound, ValidationFailed
@@ -192,7 +193,7 @@ def import_members(
         chapter_code: chapter for rows without a chapter column value (current or former code).
         dry_run: check everything and report what would happen, writing nothing.
         progress: optional callback for a progress bar.
-        today: the date against which birth and join dates are checked (default: the current date).
+        today: the date against which birth and join dates are checked (default: today in Vietnam).
         keeper: where to keep the upload for a few minutes when the report has problems, so that the file can be
             downloaded with an error column (:func:`download_errors_file`).
 
@@ -205,7 +206,7 @@ def import_members(
         ValidationFailed: the file cannot be read at all (empty, damaged, unsupported format, too large).
     """
     actor.require_write()
-    day = today or date.today()
+    day = today or vietnam_today()
     default_chapter = find_by_code(session, actor, chapter_code).chapter if chapter_code else None
     table = _read_table(data, filename)
     total = len(table.rows)

@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import MEMBER_LINK_CHANNELS, Card, Member, MemberLink
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
@@ -30,7 +31,6 @@ from cardsvc.services.context import Actor
 from cardsvc.services.members import get_member
 from issuance.credential import credential_qr_text
 from issuance.render import qr_svg
-from verification.format import VIETNAM_TZ
 
 log = logging.getLogger("cardsvc.member_links")
 
@@ -246,7 +246,7 @@ def card_on_phone(session: Session, token: str, *, request_id: str | None = None
     """
     link = resolve(session, token, request_id=request_id)
     member = link.member
-    today = today or datetime.now(VIETNAM_TZ).date()
+    today = today or vietnam_today()
     card = cards.current_card(session, member.id) or _latest_card(session, member.id)
     state: CardState
     if card is None:

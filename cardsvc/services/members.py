@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.models import MEMBER_STATUSES, Chapter, Counter, Member, MemberStatusChange
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from cardsvc.importing.files import RawRow
@@ -158,7 +159,7 @@ def create_member(
     if not member.member_number:
         member.member_number = allocate_member_numbers(session, 1)[0]
     _ensure_unique(session, actor, member)
-    member.status_changed_on = row.join_date or date.today()
+    member.status_changed_on = row.join_date or vietnam_today()
     session.add(member)
     try:
         session.flush()
@@ -252,8 +253,9 @@ def change_status(
                                code="admin_only")
     if status != "active" and not (reason and reason.strip()):
         raise ValidationFailed("a reason is required", details=[{"field": "reason", "code": "required"}])
-    effective = effective_on or date.today()
-    if effective > date.today():
+    today = vietnam_today()
+    effective = effective_on or today
+    if effective > today:
         raise ValidationFailed("the date cannot be in the future",
                                details=[{"field": "effective_on", "code": "future_date"}])
     session.add(MemberStatusChange(member_id=member.id, from_status=member.status, to_status=status,

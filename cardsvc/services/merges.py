@@ -24,19 +24,21 @@ transaction:
 * Invitations, identity checks, identity reviews and the registry publication follow the survivor, except an
   invitation to an event she is invited to, a check of a sync run that checked her, or a publication when she has
   one: invitations are deleted (they said the same), the others stay on the closed record as history.
+* A batch job's failures (``job_failures``) stay on the closed record: they say why that record got no card.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from cardsvc.days import vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import (
     Card,
@@ -297,7 +299,7 @@ def _close(session: Session, actor: Actor, survivor: Member, duplicate: Member) 
     """Close the duplicate's record as merged into the survivor, with a status history row."""
     reason = f"Gộp vào hội viên {survivor.member_number} (merged)"
     if duplicate.status != MERGED_STATUS:
-        today = date.today()
+        today = vietnam_today()
         session.add(MemberStatusChange(member_id=duplicate.id, from_status=duplicate.status, to_status=MERGED_STATUS,
                                        reason=reason, effective_on=today, officer_id=actor.id))
         duplicate.status = MERGED_STATUS

@@ -10,16 +10,21 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cardsvc.normalize import (
+    NAME_MAX_BYTES,
     NormalizeError,
     fold,
     given_name_sort_key,
+    invisible_character,
     name_search_key,
     normalize_name,
     normalize_phone,
     parse_date,
     parse_gender,
+    refuse_invisible,
     search_terms,
 )
+from tests.conftest import NAME_TOO_LONG_FOR_CARD
+from verification.format import CardClaims, check_claims
 
 TODAY = date(2025, 6, 15)
 
@@ -39,7 +44,7 @@ TODAY = date(2025, 6, 15)
         ("h\u2019bia niê", "H'Bia Niê"),  # typographic apostrophe
         ("TRẦN LAN-ANH", "Trần Lan-Anh"),
         ("Nguyễn T. Lan", "Nguyễn T. Lan"),
-        ("Lan\u200b Anh", "Lan Anh"),  # zero-width space from copy-paste
+        ("Nguyễn Thị\r\nLan", "Nguyễn Thị Lan"),  # a line break inside a spreadsheet cell
     ],
 )
 def test_normalize_name(raw: str, expected: str) -> None:
@@ -61,7 +66,7 @@ def test_nfd_input_comes_out_nfc() -> None:
         ("", "empty"),
         ("   ", "empty"),
         ("Lan 2", "invalid_characters"),
-        ("Lan\x00Anh", "invalid_characters"),
+        ("Lan\x00Anh", "invisible_characters"),
         ("Lan@Anh", "invalid_characters"),
         ("Lan, Anh", "invalid_characters"),
         ("--", "invalid_characters"),
@@ -94,7 +99,6 @@ _NAME_ALPHABET = st.sampled_from(
 
 
 @given(st.one_of(st.text(_NAME_ALPHABET, max_size=30), st.text(max_size=30)))
-@example("A\u200b\u0301")  # removing the zero-width space joins A and the accent into Á
 @example("ǅ a")
 def test_normalize_name_is_idempotent(raw: str) -> None:
     try:
@@ -104,6 +108,64 @@ def test_normalize_name_is_idempotent(raw: str) -> None:
     assert normalize_name(once) == once
     assert unicodedata.is_normalized("NFC", once)
     assert 2 <= len(once) <= 100
+    assert len(once.encode()) <= NAME_MAX_BYTES
+    assert invisible_character(once) is None
+
+
+def test_name_must_fit_the_card_in_bytes() -> None:
+    assert (len(NAME_TOO_LONG_FOR_CARD), len(NAME_TOO_LONG_FOR_CARD.encode())) == (88, 119)
+    with pytest.raises(NormalizeError) as info:
+        normalize_name(NAME_TOO_LONG_FOR_CARD)
+    assert info.value.code == "too_long"
+    assert "100 bytes" in info.value.message_en and "100 byte" in info.value.message_vi
+    fits = "Nguyễn Thị " + "Lan " * 20 + "Xuân"  # exactly 100 bytes
+    assert len(fits.encode()) == NAME_MAX_BYTES
+    assert normalize_name(fits) == fits
+    assert normalize_name(fits.upper()) == fits  # title-casing keeps the byte count
+
+
+_VIETNAMESE_LETTERS = "aăâbcdđeêghiklmnoôơpqrstuưvxyàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ"
+
+
+@given(st.text(st.sampled_from(_VIETNAMESE_LETTERS + _VIETNAMESE_LETTERS.upper() + " "), min_size=30, max_size=100))
+def test_every_accepted_name_fits_a_card(raw: str) -> None:
+    try:
+        name = normalize_name(raw)
+    except NormalizeError as exc:
+        assert exc.code in ("empty", "too_short", "too_long")
+        return
+    check_claims(CardClaims(card_id=bytes(8), member_number="0000000018", display_name=name, chapter_code="HNI",
+                            card_version=1, issued_on=TODAY, expires_on=TODAY, status_list=1, status_index=0))
+
+
+@pytest.mark.parametrize(
+    "invisible",
+    [
+        *"\u202a\u202b\u202c\u202d\u202e",  # bidi embeddings and overrides
+        *"\u2066\u2067\u2068\u2069",  # bidi isolates
+        *"\u200e\u200f\u061c",  # direction marks
+        *"\u200b\u200c\u200d\u2060\ufeff\u00ad",  # zero-width characters, BOM, soft hyphen
+        *"\x07\x1b\x7f\x85\u2028\u2029",  # control characters, line and paragraph separators
+        *"\u3164\u115f\ufe0f\u034f",  # blank letters, a variation selector, the grapheme joiner
+        "\U000e0041",  # a tag character
+        "\ue000",  # private use
+    ],
+)
+def test_invisible_and_direction_characters_are_refused_by_name(invisible: str) -> None:
+    with pytest.raises(NormalizeError) as info:
+        normalize_name(f"Nguyễn Thị{invisible} Lan")
+    assert info.value.code == "invisible_characters"
+    point = f"U+{ord(invisible):04X}"
+    assert point in info.value.message_en and point in info.value.message_vi
+    assert "Họ tên" in info.value.message_vi
+
+
+def test_visible_text_has_no_invisible_character() -> None:
+    assert invisible_character("Nguyễn Thị Phương Thảo\tH'Bia Niê ơ\u0306 Lan") is None
+    assert invisible_character("Chi hội 1 (Ba Đình) – 2025") is None
+    assert invisible_character("Lan\u202eAnh") == "\u202e"
+    with pytest.raises(NormalizeError, match="The chapter name contains"):
+        refuse_invisible("Chi hội\u2067 1", subject_en="The chapter name", subject_vi="Tên chi hội")
 
 
 # --- folding and search -------------------------------------------------------------------------------------

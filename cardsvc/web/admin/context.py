@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from cardsvc.api.deps import SessionDep
+from cardsvc.days import VIETNAM_TZ
 from cardsvc.errors import (
     AuthenticationFailed,
     CardsvcError,
@@ -41,8 +42,6 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-# Officers read and type local (Vietnam) times; Vietnam keeps UTC+7 all year, so no time-zone database is needed.
-VIETNAM = timezone(timedelta(hours=7), "ICT")
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
@@ -51,7 +50,8 @@ def _day(value: date | None) -> str:
 
 
 def _local_time(value: datetime | None) -> str:
-    return value.astimezone(VIETNAM).strftime("%d/%m/%Y %H:%M") if value else ""
+    # Officers read local (Vietnam) times.
+    return value.astimezone(VIETNAM_TZ).strftime("%d/%m/%Y %H:%M") if value else ""
 
 
 templates.env.filters["day"] = _day
@@ -175,7 +175,8 @@ def error_messages(lang: str, exc: CardsvcError) -> tuple[str, list[str]]:
     else:
         headline = translate(lang, status_key if has(lang, status_key) else "error.status.500")
     lines: list[str] = []
-    if isinstance(exc, ValidationFailed) and isinstance(exc.details, list):
+    # A card refused for the member's stored data names the field to correct, like a form error does.
+    if (isinstance(exc, ValidationFailed) or exc.code == "card_data_invalid") and isinstance(exc.details, list):
         for detail in exc.details[:50]:
             if isinstance(detail, dict):
                 lines.append(_detail_line(lang, detail))

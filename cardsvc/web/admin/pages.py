@@ -21,7 +21,8 @@ from cardsvc.api.deps import (
     UploadKeeperDep,
     client_address,
 )
-from cardsvc.db.models import REVOCATION_REASONS
+from cardsvc.days import VIETNAM_TZ
+from cardsvc.db.models import REVOCATION_REASONS, Job
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, ValidationFailed
 from cardsvc.services import (
     cards,
@@ -42,7 +43,6 @@ from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
     PREFIX,
-    VIETNAM,
     OfficerPageDep,
     PageDep,
     PageRoute,
@@ -244,16 +244,22 @@ def start_printing(page: PostedPageDep, session: SessionDep, scheduler: BatchSch
     return redirect(f"{PREFIX}/jobs/{job.id}")
 
 
+def _job_state(job: Job) -> str:
+    """The catalogue key of a job's state: a finished job that left members without a card says so."""
+    return "job.status.done_with_failures" if job.status == "done" and job.failed else f"job.status.{job.status}"
+
+
 @router.get("/jobs/{job_id}")
 def job_page(job_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
-    return page.render("job.html", job=jobs.get_job(session, page.require_actor(), job_id))
+    report = jobs.job_report(session, page.require_actor(), job_id)
+    return page.render("job.html", job=report.job, state=_job_state(report.job), failures=report.failures)
 
 
 @router.get("/jobs/{job_id}/progress.json")
 def job_progress(job_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
     job = jobs.get_job(session, page.require_actor(), job_id)
-    return JSONResponse({"status": job.status, "done": job.done, "total": job.total,
-                         "label": page.t(f"job.status.{job.status}"),
+    return JSONResponse({"status": job.status, "done": job.done, "total": job.total, "failed": job.failed,
+                         "label": page.t(_job_state(job)),
                          "progress": page.t("job.progress", done=job.done, total=job.total)})
 
 
@@ -323,7 +329,8 @@ def _local_datetime(value: str, field: str) -> datetime:
     text = value.strip()
     for pattern in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y"):
         try:
-            return datetime.strptime(text, pattern).replace(tzinfo=VIETNAM).astimezone(UTC)
+            # Officers type local (Vietnam) times.
+            return datetime.strptime(text, pattern).replace(tzinfo=VIETNAM_TZ).astimezone(UTC)
         except ValueError:
             continue
     code = "required" if not text else "invalid_datetime"

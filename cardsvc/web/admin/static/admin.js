@@ -48,11 +48,14 @@ document.addEventListener("DOMContentLoaded", () => {
     poll(job.dataset.jobUrl, 2000, (state) => {
       job.querySelector("[data-job=label]").textContent = state.label;
       job.querySelector("[data-job=progress]").textContent = state.progress;
-      if (state.status === "done") {
+      if (state.status === "queued" || state.status === "running") return true;
+      // The job has ended. The list of members who got no card is drawn by the server: load the page again once.
+      if (state.failed > 0 && !document.getElementById("job-failures")) {
+        window.location.reload();
+      } else if (state.status === "done" && state.done > 0) {
         document.getElementById("job-sheets").hidden = false;
-        return false;
       }
-      return state.status !== "failed";
+      return false;
     });
   }
 });
