@@ -328,6 +328,7 @@ def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberS
             return []
         for position, term in enumerate(terms):
             last = position == len(terms) - 1
-            stmt = stmt.where(Member.name_search.like(f"% {term}%" if last else f"% {term} %"))
+            # search_terms drops '%', '_' and '\\'; autoescape keeps a term literal even if that ever changes.
+            stmt = stmt.where(Member.name_search.contains(f" {term}" if last else f" {term} ", autoescape=True))
     stmt = stmt.order_by(Member.sort_key, Member.id).limit(q.limit).offset(q.offset)
     return session.scalars(stmt).unique().all()
