@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import zipfile
@@ -482,7 +483,8 @@ def test_commit_writes_audit_entries_with_member_ids(
     rows.append(["Trần Thị Lan Anh", existing.birth_date.strftime("%d/%m/%Y"), "Nữ",
                  cipher.decrypt("id_number", existing.id_number_ciphertext or b""), "", ""])
     since = db.scalar(select(func.max(AuditEntry.id))) or 0
-    report = ok(upload(client, officer_a, csv_bytes(rows), filename="hoi-vien.csv"))
+    data = csv_bytes(rows)
+    report = ok(upload(client, officer_a, data, filename="hoi-vien.csv"))
     assert (report["created"], report["updated"]) == (2, 1)
     entries = {e.action: e for e in db.scalars(select(AuditEntry).where(AuditEntry.id > since))}
     assert set(entries) == {"member.import", "member.import_create", "member.import_update"}
@@ -490,10 +492,22 @@ def test_commit_writes_audit_entries_with_member_ids(
     assert set(entries["member.import_create"].details["member_ids"]) == created_ids
     assert entries["member.import_update"].details["member_ids"] == [existing.id]
     summary = entries["member.import"]
-    assert summary.details["created"] == 2 and summary.details["file"] == "hoi-vien.csv"
+    assert summary.details["created"] == 2 and summary.details["file_sha256"] == hashlib.sha256(data).hexdigest()
     assert summary.actor_id == tree.officers["t.officer.a"].id
     assert summary.chapter_path == tree.branch_a.path
     assert all(e.request_id for e in entries.values())
+
+
+def test_an_upload_file_name_never_reaches_the_audit_log(client: TestClient, db: Session,
+                                                         officer_a: dict[str, str]) -> None:
+    named_after = people(1)[0].id_number  # People name files after a member or her ID number.
+    data = csv_bytes(table(people(1)))
+    ok(upload(client, officer_a, data, filename=f"{named_after}.csv"))
+    entries = db.scalars(select(AuditEntry).where(AuditEntry.action.like("member.import%"))).all()
+    assert {e.action for e in entries} == {"member.import", "member.import_create"}
+    for entry in entries:
+        assert named_after not in json.dumps(entry.details)
+        assert entry.details["file_sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_dry_run_writes_no_audit_entry(client: TestClient, db: Session, officer_a: dict[str, str]) -> None:

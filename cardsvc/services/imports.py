@@ -10,6 +10,7 @@ list must not erase phone numbers or ID numbers that were recorded some other wa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -105,7 +106,8 @@ def import_members(
 
     Args:
         data: the file's bytes (XLSX or CSV/TSV text; see :func:`cardsvc.importing.files.read_member_table`).
-        filename: the name the user gave the file; only used to recognise formats and in the audit entry.
+        filename: the name the user gave the file; only used to recognise formats. (People name files after a
+            member or her ID number: the audit entries identify the file by the SHA-256 of its bytes instead.)
         chapter_code: chapter for rows without a chapter column value (current or former code).
         dry_run: check everything and report what would happen, writing nothing.
         progress: optional callback for a progress bar.
@@ -156,7 +158,7 @@ def import_members(
     else:
         created_by_chapter = _insert_new(session, cipher, creates, officer_id=actor.id, today=day, total=total,
                                          progress=progress)
-        _audit(session, actor, filename, report, default_chapter,
+        _audit(session, actor, hashlib.sha256(data).hexdigest(), report, default_chapter,
                {"member.import_create": created_by_chapter, "member.import_update": changed_by_chapter})
         session.commit()
     if progress:
@@ -442,7 +444,7 @@ def _new_member_values(
 def _audit(
     session: Session,
     actor: Actor,
-    filename: str,
+    file_sha256: str,
     report: ImportReport,
     default_chapter: Chapter | None,
     ids_by_action: dict[str, dict[str, list[int]]],
@@ -452,9 +454,9 @@ def _audit(
         for path, member_ids in groups.items():
             for ids in _chunks(member_ids, AUDIT_IDS_PER_ENTRY):
                 audit.record(session, actor, action, target_type="member", target_id=None, chapter_path=path,
-                             details={"member_ids": list(ids), "file": filename[:100]})
+                             details={"member_ids": list(ids), "file_sha256": file_sha256})
     audit.record(session, actor, "member.import", target_type="import", target_id=None,
                  chapter_path=default_chapter.path if default_chapter else actor.scope_path,
-                 details={"file": filename[:100], "rows": report.rows_total, "created": report.created,
+                 details={"file_sha256": file_sha256, "rows": report.rows_total, "created": report.created,
                           "updated": report.updated, "unchanged": report.unchanged, "failed": report.failed})
 
