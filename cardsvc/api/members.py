@@ -11,9 +11,9 @@ from cardsvc.api.schemas import (
     ConsentCreate,
     ConsentOut,
     ConsentWithdraw,
-    IdNumberLookup,
     ImportReportOut,
     MemberCreate,
+    MemberLookup,
     MemberOut,
     MemberStatusChangeIn,
     MemberUpdate,
@@ -24,6 +24,7 @@ from cardsvc.errors import PayloadTooLarge
 from cardsvc.importing.rows import RowProblem
 from cardsvc.services import consents, imports, members
 from cardsvc.services.members import MemberSearch, problems_to_details
+from cardsvc.services.pii import masked_view
 
 router = APIRouter(prefix="/v1", tags=["members"])
 
@@ -51,16 +52,17 @@ def search_members(
         query=q, chapter_id=chapter_id, subtree=subtree, status=member_status, member_number=member_number,
         limit=limit, offset=offset,
     ))
-    return [MemberOut.of(m) for m in found]
+    return [MemberOut.of(m, masked_view(m, actor)) for m in found]
 
 
 @router.post("/members/lookup", response_model=list[MemberOut])
-def lookup_by_id_number(body: IdNumberLookup, actor: OfficerDep, session: SessionDep, cipher: CipherDep
+def lookup_by_id_number(body: MemberLookup, actor: OfficerDep, session: SessionDep, cipher: CipherDep
                         ) -> list[MemberOut]:
-    """Find members in scope by citizen ID (12 digits) or old ID (9 digits) number — in the body, never the URL,
-    so that the number stays out of access logs and browser history. Audited."""
-    found = members.search_members(session, actor, cipher, MemberSearch(id_number=body.id_number, limit=10))
-    return [MemberOut.of(m) for m in found]
+    """Find members in scope by citizen ID (12 digits) or old ID (9 digits) number, or by phone number — in the
+    body, never the URL, so that the number stays out of access logs and browser history. Audited."""
+    found = members.search_members(session, actor, cipher, MemberSearch(id_number=body.id_number, phone=body.phone,
+                                                                        limit=10))
+    return [MemberOut.of(m, masked_view(m, actor)) for m in found]
 
 
 @router.post("/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
@@ -68,7 +70,7 @@ def create_member(body: MemberCreate, actor: OfficerDep, session: SessionDep, ci
     member, warnings = members.create_member(
         session, actor, cipher, chapter_id=body.chapter_id, fields=body.model_dump(exclude={"chapter_id"})
     )
-    return MemberOut.of(member, warnings=_problems(warnings))
+    return MemberOut.of(member, masked_view(member, actor), warnings=_problems(warnings))
 
 
 @router.post("/members/import", response_model=ImportReportOut)
@@ -98,13 +100,14 @@ def get_member(
     actor: OfficerDep,
     session: SessionDep,
     cipher: CipherDep,
-    reveal: Annotated[bool, Query(description="show ID numbers in clear (pii permission; audited)")] = False,
+    reveal: Annotated[bool, Query(description="show ID and phone numbers and the birth date in clear (pii "
+                                              "permission; audited)")] = False,
 ) -> MemberOut:
     if reveal:
         identity = members.reveal_identity(session, actor, cipher, member_id)
-        return MemberOut.of(identity.member, id_number=identity.id_number or "",
-                            old_id_number=identity.old_id_number)
-    return MemberOut.of(members.get_member(session, actor, member_id))
+        return MemberOut.of(identity.member, identity.pii)
+    member = members.get_member(session, actor, member_id)
+    return MemberOut.of(member, masked_view(member, actor))
 
 
 @router.patch("/members/{member_id}", response_model=MemberOut)
@@ -112,14 +115,15 @@ def update_member(member_id: int, body: MemberUpdate, actor: OfficerDep, session
                   ) -> MemberOut:
     """Correct a member's data, or transfer her (``chapter_id``) to another chapter in your scope."""
     member, warnings = members.update_member(session, actor, cipher, member_id, body.model_dump(exclude_unset=True))
-    return MemberOut.of(member, warnings=_problems(warnings))
+    return MemberOut.of(member, masked_view(member, actor), warnings=_problems(warnings))
 
 
 @router.post("/members/{member_id}/status", response_model=MemberOut)
 def change_status(member_id: int, body: MemberStatusChangeIn, actor: OfficerDep, session: SessionDep
                   ) -> MemberOut:
-    return MemberOut.of(members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
-                                              effective_on=body.effective_on))
+    member = members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
+                                   effective_on=body.effective_on)
+    return MemberOut.of(member, masked_view(member, actor))
 
 
 @router.get("/members/{member_id}/status-history", response_model=list[StatusChangeOut])

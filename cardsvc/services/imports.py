@@ -31,6 +31,7 @@ from cardsvc.services import audit
 from cardsvc.services.chapters import find_by_code
 from cardsvc.services.context import Actor
 from cardsvc.services.members import allocate_member_numbers, apply_member_row, problems_to_details
+from cardsvc.services.pii import mask_phone, stored_value
 from integrations.idnumber import mask_id_number
 
 if TYPE_CHECKING:
@@ -301,8 +302,8 @@ def _match_existing(session: Session, actor: Actor, planned: list[_Planned], rep
 def _with_stored_values(row: MemberRow, member: Member, columns: frozenset[str], cipher: PiiCipher) -> MemberRow:
     """``row`` with every value the file does not give replaced by the stored one (see the module docstring)."""
     keep: dict[str, Any] = {}
-    if row.phone is None and member.phone is not None:
-        keep["phone"] = member.phone
+    if row.phone is None and member.phone_ciphertext is not None:
+        keep["phone"] = stored_value(member, "phone", cipher)
     if row.join_date is None and member.join_date is not None:
         keep["join_date"] = member.join_date
     if row.id_number is None and member.id_number_ciphertext is not None:
@@ -436,7 +437,10 @@ def _new_member_values(
         else None,
         "old_id_number_index": plan.old_index,
         "old_id_number_masked": mask_id_number(row.old_id_number) if row.old_id_number else None,
-        "phone": row.phone, "chapter_id": plan.chapter.id, "join_date": row.join_date, "status": "active",
+        "phone_ciphertext": cipher.encrypt("phone", row.phone) if row.phone else None,
+        "phone_index": cipher.blind_index("phone", row.phone) if row.phone else None,
+        "phone_masked": mask_phone(row.phone) if row.phone else None,
+        "chapter_id": plan.chapter.id, "join_date": row.join_date, "status": "active",
         "status_changed_on": row.join_date or today, "honorary": row.honorary, "created_at": now, "updated_at": now,
     }
 

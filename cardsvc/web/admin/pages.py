@@ -16,6 +16,7 @@ from cardsvc.db.models import REVOCATION_REASONS
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, TooManyRequests, ValidationFailed
 from cardsvc.services import cards, chapters, events, imports, jobs, members, officers, printing, reports, stations
 from cardsvc.services.members import MemberSearch
+from cardsvc.services.pii import masked_view
 from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
@@ -120,7 +121,8 @@ def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
     if found is not None and len(found) > PAGE_SIZE:
         found = found[:PAGE_SIZE]
         more = "?" + urlencode({"q": text, "chapter": chapter, "offset": offset + PAGE_SIZE})
-    return page.render("members.html", q=text, chapter=chapter_id, members=found, more=more,
+    shown = None if found is None else [(member, masked_view(member, actor)) for member in found]
+    return page.render("members.html", q=text, chapter=chapter_id, members=shown, more=more,
                        chapters=_chapter_choices(session, page))
 
 
@@ -131,8 +133,8 @@ def member_detail(member_id: int, page: OfficerPageDep, session: SessionDep,
     member = members.get_member(session, actor, member_id)
     history = list(reversed(cards.member_cards(session, actor, member.id)))
     current = next((c for c in history if c.status in cards.CURRENT), None)
-    return page.render("member.html", member=member, history=history, current=current,
-                       done=done if done in DONE_MESSAGES else None, revoke_reasons=REVOCATION_REASONS,
+    return page.render("member.html", member=member, pii=masked_view(member, actor), history=history,
+                       current=current, done=done if done in DONE_MESSAGES else None, revoke_reasons=REVOCATION_REASONS,
                        reissue_reasons=REISSUE_REASONS)
 
 
