@@ -3,8 +3,8 @@
 Measured in one run against one database:
 
 (a) the full import through :func:`cardsvc.services.imports.import_members` — reading the CSV, validating every
-    row, encrypting and indexing ID numbers, matching existing members, inserting members and their first status
-    row, auditing, committing;
+    row, encrypting and indexing ID and phone numbers, matching existing members, inserting members and their first
+    status row, auditing, committing;
 (b) a raw ``session.execute(insert(Member), rows)`` of the same member rows with every value precomputed, into
     the emptied table.
 
@@ -51,6 +51,7 @@ from cardsvc.security import PiiCipher
 from cardsvc.services import chapters
 from cardsvc.services.context import system_actor
 from cardsvc.services.imports import import_members
+from cardsvc.services.pii import mask_phone
 from integrations.idnumber import PROVINCE_CODES, mask_id_number
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/cardsvc_bench"
@@ -161,19 +162,21 @@ def create_chapters(engine: Engine) -> dict[str, int]:
 def raw_rows(persons: Sequence[Person], chapter_ids: dict[str, int], cipher: PiiCipher) -> list[dict[str, Any]]:
     """Every column value of every member, computed before the raw insert is timed."""
     now = datetime.now(UTC)
-    return [
-        {
+    rows = []
+    for number, p in enumerate(persons, start=1):
+        phone = "+84" + p.phone[1:]
+        rows.append({
             "member_number": format_member_number(number), "full_name": p.full_name,
             "name_search": name_search_key(p.full_name), "sort_key": given_name_sort_key(p.full_name),
             "birth_date": p.birth, "birth_date_precision": "day", "gender": "female",
             "id_number_ciphertext": cipher.encrypt("id_number", p.id_number),
             "id_number_index": cipher.blind_index("id_number", p.id_number),
-            "id_number_masked": mask_id_number(p.id_number), "phone": "+84" + p.phone[1:],
+            "id_number_masked": mask_id_number(p.id_number), "phone_ciphertext": cipher.encrypt("phone", phone),
+            "phone_index": cipher.blind_index("phone", phone), "phone_masked": mask_phone(phone),
             "chapter_id": chapter_ids[p.chapter_code], "join_date": p.joined, "status": "active",
             "status_changed_on": p.joined, "honorary": False, "created_at": now, "updated_at": now,
-        }
-        for number, p in enumerate(persons, start=1)
-    ]
+        })
+    return rows
 
 
 def truncate_members(engine: Engine) -> None:

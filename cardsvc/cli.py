@@ -27,7 +27,8 @@ def _session(settings: Settings) -> Session:
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    # Some migrations encrypt stored values (0012: phone numbers) under the keys derived from the service secret.
+    upgrade(engine, cipher=PiiCipher.from_settings(settings))
     engine.dispose()
     print(f"database is up to date ({engine.url.render_as_string(hide_password=True)})")
     return 0

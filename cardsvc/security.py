@@ -56,7 +56,8 @@ class PiiCipher:
             raise DecryptionError(f"{field}: ciphertext does not authenticate") from exc
 
     def blind_index(self, field: str, value: str) -> str:
-        return hmac.new(self._index_key, field.encode() + b"\x00" + value.encode(), hashlib.sha256).hexdigest()
+        # hmac.digest: the same HMAC-SHA256 as hmac.new(...).hexdigest(), in one C call (imports index every row).
+        return hmac.digest(self._index_key, field.encode() + b"\x00" + value.encode(), hashlib.sha256).hex()
 
 
 # Argon2id with the library's RFC 9106 "low memory" defaults: ~50 ms per hash on a small server.

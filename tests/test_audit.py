@@ -67,3 +67,10 @@ def test_card_link_tokens_are_cut_out_of_logged_paths() -> None:
 
     assert loggable_path("/m/AbCdEf0123456789xyz/card.json") == "/m/…/card.json"
     assert loggable_path("/v1/members/12") == "/v1/members/12"
+
+
+def test_action_filter_takes_percent_and_underscore_literally(client: TestClient, tree: Tree) -> None:
+    headers = login(client, "t.admin")
+    assert client.get("/v1/audit?action=auth.login", headers=headers).json()
+    for pattern in ("%", "auth_login", "_"):
+        assert client.get("/v1/audit", params={"action": pattern}, headers=headers).json() == [], pattern

@@ -64,7 +64,7 @@ def test_issue_card_and_verify_it_like_a_station(client: TestClient, tree: Tree,
     # No ID number, birth date or phone anywhere in the credential.
     raw = bytes.fromhex(credential["credential_hex"])
     plain_id = cipher.decrypt("id_number", member.id_number_ciphertext or b"")
-    for secret in (plain_id, member.phone or "", member.birth_date.isoformat()):
+    for secret in (plain_id, cipher.decrypt("phone", member.phone_ciphertext or b""), member.birth_date.isoformat()):
         assert secret.encode() not in raw
     _verify_with_published_keys(client, credential["qr_text"])
 

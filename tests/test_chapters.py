@@ -181,3 +181,20 @@ def test_chapter_writes_are_audited(client: TestClient, tree: Tree, db: Session)
     assert entry.actor_name == "t.officer.a"
     assert entry.details["name"]["to"] == "Tên mới"
     assert entry.request_id
+
+
+def test_name_search_takes_percent_and_underscore_literally(client: TestClient, tree: Tree, db: Session) -> None:
+    chapters.create_chapter(db, SYSTEM, code="T-HNI-BD-02", name="Tổ 100% nữ_A", level="branch",
+                            parent_id=tree.commune_a.id)
+    headers = login(client, "t.officer.a")
+
+    def names(query: str) -> set[str]:
+        response = client.get("/v1/chapters", params={"q": query}, headers=headers)
+        assert response.status_code == 200
+        return {c["name"] for c in response.json()}
+
+    assert names("%") == {"Tổ 100% nữ_A"}
+    assert names("_") == {"Tổ 100% nữ_A"}
+    assert names("Chi h_i") == set()
+    assert names("0% n") == {"Tổ 100% nữ_A"}
+    assert names("\\") == set()

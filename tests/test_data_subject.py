@@ -111,7 +111,8 @@ def test_erase_removes_personal_data_and_keeps_attendance(client: TestClient, ap
     assert erased is not None
     assert erased.full_name == f"Đã xoá #{member.id}"
     assert (erased.birth_date, erased.birth_date_precision) == (date(1979, 1, 1), "year")
-    assert erased.phone is None and erased.status_reason is None
+    assert erased.phone_ciphertext is None and erased.phone_index is None and erased.phone_masked is None
+    assert erased.status_reason is None
     assert erased.id_number_ciphertext is None and erased.id_number_index is None and erased.id_number_masked is None
     assert db.scalar(select(Member).where(Member.id_number_index == id_index)) is None
     stored = db.scalar(select(Card).where(Card.card_id == card.card_id))

@@ -163,7 +163,8 @@ def test_bundle_has_no_id_numbers_birth_dates_or_phones(client: TestClient, scen
     token, _verified = _bundle(client, scene)
     payload = _payload(token)
     for member in (scene.inside, scene.revoked, scene.no_card):
-        secrets = [cipher.decrypt("id_number", member.id_number_ciphertext or b""), member.phone or "",
+        secrets = [cipher.decrypt("id_number", member.id_number_ciphertext or b""),
+                   cipher.decrypt("phone", member.phone_ciphertext or b""),
                    member.id_number_masked or "", member.birth_date.isoformat(),
                    member.birth_date.strftime("%d/%m/%Y")]
         for secret in secrets:

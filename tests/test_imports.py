@@ -26,6 +26,7 @@ from cardsvc.security import PiiCipher
 from cardsvc.services import chapters
 from cardsvc.services.context import system_actor
 from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
+from cardsvc.services.pii import stored_value
 from tests.conftest import NAME_TOO_LONG_FOR_CARD, TEST_SECRET, Tree, login, make_member
 from tests.fixtures_import import (
     HEADER_EN,
@@ -136,7 +137,7 @@ def test_xlsx_with_english_headers_serial_dates_and_numeric_cells(
     assert (report["format"], report["created"], report["failed"]) == ("xlsx", 1, 0)
     member = by_id_number(db, cipher, person.id_number)
     assert member.birth_date == person.birth
-    assert member.phone == "+84" + person.phone[1:]
+    assert stored_value(member, "phone", cipher) == "+84" + person.phone[1:]
 
 
 def test_csv_excel_serial_date_text_and_year_only(
@@ -317,7 +318,7 @@ def test_accent_less_list_keeps_the_stored_name_and_says_so(
     ]
     db.expire_all()
     stored = db.get_one(Member, existing.id)
-    assert (stored.full_name, stored.phone) == ("Dương Thị Ánh", "+84987654321")
+    assert (stored.full_name, stored_value(stored, "phone", cipher)) == ("Dương Thị Ánh", "+84987654321")
     again = ok(upload(client, officer_a, csv_bytes(rows)))
     assert (again["updated"], again["unchanged"]) == (0, 1)
 
@@ -348,7 +349,8 @@ def test_reimport_without_a_phone_column_keeps_stored_phones(
     without_phone = [[cell for index, cell in enumerate(row) if index != 4] for row in table(persons)]
     report = ok(upload(client, officer_a, csv_bytes(without_phone)))
     assert (report["updated"], report["unchanged"]) == (0, 2)
-    assert by_id_number(db, cipher, persons[0].id_number).phone == "+84" + persons[0].phone[1:]
+    kept = by_id_number(db, cipher, persons[0].id_number)
+    assert stored_value(kept, "phone", cipher) == "+84" + persons[0].phone[1:]
 
 
 def test_two_rows_for_the_same_registered_member_are_refused(
@@ -462,7 +464,7 @@ def test_a_member_outside_the_import_chapter_is_a_conflict_and_is_not_moved(
         "chapter_code": elsewhere.chapter.code, "chapter_name": elsewhere.chapter.name}}]
     db.expire_all()
     stored = db.get_one(Member, elsewhere.id)
-    assert (stored.chapter_id, stored.phone) == (elsewhere.chapter_id, "+84912345678")
+    assert (stored.chapter_id, stored_value(stored, "phone", cipher)) == (elsewhere.chapter_id, "+84912345678")
 
 
 def test_an_import_may_still_move_a_member_inside_its_own_chapter(
@@ -487,8 +489,8 @@ def test_a_row_that_keeps_a_member_in_her_own_chapter_is_no_conflict(
     report = ok(upload(client, login(client, "t.admin"), csv_bytes(rows)))
     assert (report["updated"], report["failed"], report["conflicts"]) == (1, 0, [])
     db.expire_all()
-    assert (db.get_one(Member, elsewhere.id).chapter_id, db.get_one(Member, elsewhere.id).phone) == (
-        tree.branch_b.id, "+84987654321")
+    stored = db.get_one(Member, elsewhere.id)
+    assert (stored.chapter_id, stored_value(stored, "phone", cipher)) == (tree.branch_b.id, "+84987654321")
 
 
 def _cmnd_list(persons: list[Person], old_numbers: list[str]) -> list[list[str]]:
@@ -670,7 +672,8 @@ def test_commit_writes_audit_entries_with_member_ids(
     rows.append(["Trần Thị Lan Anh", existing.birth_date.strftime("%d/%m/%Y"), "Nữ",
                  cipher.decrypt("id_number", existing.id_number_ciphertext or b""), "", ""])
     since = db.scalar(select(func.max(AuditEntry.id))) or 0
-    report = ok(upload(client, officer_a, csv_bytes(rows), filename="hoi-vien.csv"))
+    data = csv_bytes(rows)
+    report = ok(upload(client, officer_a, data, filename="hoi-vien.csv"))
     assert (report["created"], report["updated"]) == (2, 1)
     entries = {e.action: e for e in db.scalars(select(AuditEntry).where(AuditEntry.id > since))}
     assert set(entries) == {"member.import", "member.import_create", "member.import_update"}
@@ -678,10 +681,22 @@ def test_commit_writes_audit_entries_with_member_ids(
     assert set(entries["member.import_create"].details["member_ids"]) == created_ids
     assert entries["member.import_update"].details["member_ids"] == [existing.id]
     summary = entries["member.import"]
-    assert summary.details["created"] == 2 and summary.details["file"] == "hoi-vien.csv"
+    assert summary.details["created"] == 2 and summary.details["file_sha256"] == hashlib.sha256(data).hexdigest()
     assert summary.actor_id == tree.officers["t.officer.a"].id
     assert summary.chapter_path == tree.branch_a.path
     assert all(e.request_id for e in entries.values())
+
+
+def test_an_upload_file_name_never_reaches_the_audit_log(client: TestClient, db: Session,
+                                                         officer_a: dict[str, str]) -> None:
+    named_after = people(1)[0].id_number  # People name files after a member or her ID number.
+    data = csv_bytes(table(people(1)))
+    ok(upload(client, officer_a, data, filename=f"{named_after}.csv"))
+    entries = db.scalars(select(AuditEntry).where(AuditEntry.action.like("member.import%"))).all()
+    assert {e.action for e in entries} == {"member.import", "member.import_create"}
+    for entry in entries:
+        assert named_after not in json.dumps(entry.details)
+        assert entry.details["file_sha256"] == hashlib.sha256(data).hexdigest()
 
 
 def test_dry_run_writes_no_audit_entry(client: TestClient, db: Session, officer_a: dict[str, str]) -> None:
@@ -790,12 +805,13 @@ def test_imported_member_has_the_same_stored_columns_as_one_created_through_the_
     created = make_member(db, cipher, tree.branch_a, full_name="Đỗ Thị Ngọc Ánh", birth_date=created_person.birth,
                           id_number=created_person.id_number, phone=imported_person.phone, join_date=None)
     imported = by_id_number(db, cipher, imported_person.id_number)
-    same = ("full_name", "name_search", "sort_key", "gender", "phone", "status", "honorary", "chapter_id",
-            "birth_date_precision", "old_id_number_index", "old_id_number_masked")
+    same = ("full_name", "name_search", "sort_key", "gender", "phone_index", "phone_masked", "status", "honorary",
+            "chapter_id", "birth_date_precision", "old_id_number_index", "old_id_number_masked")
     assert {c: getattr(imported, c) for c in same} == {c: getattr(created, c) for c in same}
     assert imported.id_number_masked == imported_person.id_number[:3] + "*******" \
         + imported_person.id_number[-2:]
     assert cipher.decrypt("id_number", imported.id_number_ciphertext or b"") == imported_person.id_number
+    assert stored_value(imported, "phone", cipher) == stored_value(created, "phone", cipher)
     assert imported.status_changed_on == vietnam_today()
     assert imported.created_at.tzinfo is not None
 
@@ -917,7 +933,7 @@ def test_a_list_keyed_by_member_number_updates_those_members(
     db.expire_all()
     for member, phone in ((first, "+84933333333"), (second, "+84987654321")):
         stored = db.get_one(Member, member.id)
-        assert stored.phone == phone
+        assert stored_value(stored, "phone", cipher) == phone
         assert (stored.birth_date, stored.gender, stored.id_number_index) == before[member.id]
         assert stored.chapter_id == tree.branch_a.id
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from cardsvc.db.models import AuditEntry, Member, MemberLink, SigningKey
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards, consents
-from cardsvc.services.member_links import mask_phone, message_text
+from cardsvc.services.member_links import message_text
+from cardsvc.services.pii import mask_phone
 from cardsvc.web.member import CONTENT_SECURITY_POLICY
 from issuance.credential import credential_qr_text
 from tests.conftest import SYSTEM, Tree, login, make_member
@@ -94,7 +95,7 @@ def test_logging_messenger_logs_neither_phone_nor_token(client: TestClient, db: 
     assert len(records) == 1
     record = records[0]
     assert record.__dict__["member_id"] == member.id and record.__dict__["channel"] == "sms"
-    assert record.__dict__["phone"] == "+84******678" == mask_phone(member.phone)
+    assert record.__dict__["phone"] == "+84******678" == mask_phone("+84912345678") == member.phone_masked
     everything = caplog.text + repr([r.__dict__ for r in caplog.records])
     for secret in (token, PHONE, "+84912345678", "912345678"):
         assert secret not in everything

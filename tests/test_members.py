@@ -34,12 +34,13 @@ def test_create_member_normalises_and_encrypts(client: TestClient, tree: Tree, d
     assert response.status_code == 201, response.text
     out = response.json()
     assert out["full_name"] == "Nguyễn Thị Phương Thảo"
-    assert out["phone"] == "+84912345678"
+    assert out["phone"] == "+84******678"
     assert out["birth_date"] == "1990-04-12"
     assert is_valid_member_number(out["member_number"])
     id_number = str(body["id_number"])
-    assert out["id_number"] == f"{id_number[:3]}*******{id_number[-2:]}"
+    assert out["id_number"] == f"**********{id_number[-2:]}"
     stored = db.get_one(Member, out["id"])
+    assert cipher.decrypt("phone", stored.phone_ciphertext or b"") == "+84912345678"
     assert stored.id_number_ciphertext is not None
     assert id_number.encode() not in stored.id_number_ciphertext
     assert cipher.decrypt("id_number", stored.id_number_ciphertext) == id_number
@@ -223,7 +224,9 @@ def test_update_and_transfer(client: TestClient, tree: Tree, db: Session, cipher
     response = client.patch(f"/v1/members/{member.id}", json={"phone": "+84 98 765 4321", "chapter_id":
                                                                tree.branch_b.id}, headers=headers)
     assert response.status_code == 200, response.text
-    assert response.json()["phone"] == "+84987654321"
+    assert response.json()["phone"] == "+84******321"
+    db.refresh(member)
+    assert cipher.decrypt("phone", member.phone_ciphertext or b"") == "+84987654321"
     assert response.json()["chapter"]["id"] == tree.branch_b.id
     entries = db.scalars(select(AuditEntry).where(AuditEntry.target_id == str(member.id))).all()
     update = next(e for e in entries if e.action == "member.update")

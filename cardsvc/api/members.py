@@ -13,9 +13,9 @@ from cardsvc.api.schemas import (
     ConsentOut,
     ConsentWithdraw,
     DuplicatePairOut,
-    IdNumberLookup,
     ImportReportOut,
     MemberCreate,
+    MemberLookup,
     MemberMergeIn,
     MemberMergeOut,
     MemberOut,
@@ -29,6 +29,7 @@ from cardsvc.importing.errors_file import MEDIA_TYPES
 from cardsvc.importing.rows import RowProblem
 from cardsvc.services import consents, imports, members, merges
 from cardsvc.services.members import MemberSearch, problems_to_details
+from cardsvc.services.pii import masked_view
 
 router = APIRouter(prefix="/v1", tags=["members"])
 
@@ -56,16 +57,17 @@ def search_members(
         query=q, chapter_id=chapter_id, subtree=subtree, status=member_status, member_number=member_number,
         limit=limit, offset=offset,
     ))
-    return [MemberOut.of(m) for m in found]
+    return [MemberOut.of(m, masked_view(m, actor)) for m in found]
 
 
 @router.post("/members/lookup", response_model=list[MemberOut])
-def lookup_by_id_number(body: IdNumberLookup, actor: OfficerDep, session: SessionDep, cipher: CipherDep
+def lookup_by_id_number(body: MemberLookup, actor: OfficerDep, session: SessionDep, cipher: CipherDep
                         ) -> list[MemberOut]:
-    """Find members in scope by citizen ID (12 digits) or old ID (9 digits) number — in the body, never the URL,
-    so that the number stays out of access logs and browser history. Audited."""
-    found = members.search_members(session, actor, cipher, MemberSearch(id_number=body.id_number, limit=10))
-    return [MemberOut.of(m) for m in found]
+    """Find members in scope by citizen ID (12 digits) or old ID (9 digits) number, or by phone number — in the
+    body, never the URL, so that the number stays out of access logs and browser history. Audited."""
+    found = members.search_members(session, actor, cipher, MemberSearch(id_number=body.id_number, phone=body.phone,
+                                                                        limit=10))
+    return [MemberOut.of(m, masked_view(m, actor)) for m in found]
 
 
 @router.post("/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
@@ -73,7 +75,7 @@ def create_member(body: MemberCreate, actor: OfficerDep, session: SessionDep, ci
     member, warnings = members.create_member(
         session, actor, cipher, chapter_id=body.chapter_id, fields=body.model_dump(exclude={"chapter_id"})
     )
-    return MemberOut.of(member, warnings=_problems(warnings))
+    return MemberOut.of(member, masked_view(member, actor), warnings=_problems(warnings))
 
 
 @router.post("/members/import", response_model=ImportReportOut)
@@ -110,7 +112,8 @@ def probable_duplicates(
     """Pairs of member records in your scope (or ``chapter_id``'s subtree) that are probably one woman registered
     twice: same chapter, name (accent-insensitive) and birth date, and no ID number of the same kind on both."""
     pairs = merges.probable_duplicates(session, actor, chapter_id=chapter_id, limit=limit, offset=offset)
-    return [DuplicatePairOut(first=MemberOut.of(p.first), second=MemberOut.of(p.second)) for p in pairs]
+    return [DuplicatePairOut(first=MemberOut.of(p.first, masked_view(p.first, actor)),
+                             second=MemberOut.of(p.second, masked_view(p.second, actor))) for p in pairs]
 
 
 @router.get("/members/import/errors/{token}", response_class=Response,
@@ -137,13 +140,14 @@ def get_member(
     actor: OfficerDep,
     session: SessionDep,
     cipher: CipherDep,
-    reveal: Annotated[bool, Query(description="show ID numbers in clear (pii permission; audited)")] = False,
+    reveal: Annotated[bool, Query(description="show ID and phone numbers and the birth date in clear (pii "
+                                              "permission; audited)")] = False,
 ) -> MemberOut:
     if reveal:
         identity = members.reveal_identity(session, actor, cipher, member_id)
-        return MemberOut.of(identity.member, id_number=identity.id_number or "",
-                            old_id_number=identity.old_id_number)
-    return MemberOut.of(members.get_member(session, actor, member_id))
+        return MemberOut.of(identity.member, identity.pii)
+    member = members.get_member(session, actor, member_id)
+    return MemberOut.of(member, masked_view(member, actor))
 
 
 @router.patch("/members/{member_id}", response_model=MemberOut)
@@ -151,14 +155,15 @@ def update_member(member_id: int, body: MemberUpdate, actor: OfficerDep, session
                   ) -> MemberOut:
     """Correct a member's data, or transfer her (``chapter_id``) to another chapter in your scope."""
     member, warnings = members.update_member(session, actor, cipher, member_id, body.model_dump(exclude_unset=True))
-    return MemberOut.of(member, warnings=_problems(warnings))
+    return MemberOut.of(member, masked_view(member, actor), warnings=_problems(warnings))
 
 
 @router.post("/members/{member_id}/status", response_model=MemberOut)
 def change_status(member_id: int, body: MemberStatusChangeIn, actor: OfficerDep, session: SessionDep
                   ) -> MemberOut:
-    return MemberOut.of(members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
-                                              effective_on=body.effective_on))
+    member = members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
+                                   effective_on=body.effective_on)
+    return MemberOut.of(member, masked_view(member, actor))
 
 
 @router.post("/members/{member_id}/merge", response_model=MemberMergeOut)
@@ -167,7 +172,8 @@ def merge_member(member_id: int, body: MemberMergeIn, actor: OfficerDep, session
     check-ins, consents and links follow this member, her current card is superseded, and her record stays,
     closed, pointing here."""
     merge = merges.merge_members(session, actor, member_id, body.duplicate_id)
-    return MemberMergeOut(survivor=MemberOut.of(merge.survivor), duplicate=MemberOut.of(merge.duplicate),
+    return MemberMergeOut(survivor=MemberOut.of(merge.survivor, masked_view(merge.survivor, actor)),
+                          duplicate=MemberOut.of(merge.duplicate, masked_view(merge.duplicate, actor)),
                           fields_taken=merge.fields_taken, moved=merge.moved,
                           superseded_card_id=merge.superseded_card_id, checkins_refused=len(merge.checkins_refused))
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from cardsvc.db.models import Chapter, Consent, Member, MemberStatusChange, Officer
+from cardsvc.services.pii import PiiView
 
 Text100 = Annotated[str, StringConstraints(max_length=100)]
 Text200 = Annotated[str, StringConstraints(max_length=200)]
@@ -128,8 +129,17 @@ class MemberCreate(Strict):
     member_number: Annotated[str, StringConstraints(max_length=10)] | None = None
 
 
-class IdNumberLookup(Strict):
-    id_number: Annotated[str, StringConstraints(min_length=9, max_length=20)]
+class MemberLookup(Strict):
+    """A look-up by citizen ID (or old ID) number, or by phone number: exactly one of the two."""
+
+    id_number: Annotated[str, StringConstraints(min_length=9, max_length=20)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=9, max_length=20)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MemberLookup:
+        if (self.id_number is None) == (self.phone is None):
+            raise ValueError("give either id_number or phone")
+        return self
 
 
 class MemberUpdate(Strict):
@@ -164,13 +174,13 @@ class MemberOut(BaseModel):
     id: int
     member_number: str
     full_name: str
-    birth_date: date
+    birth_date: date = Field(description="a viewer gets the year only (1 January, precision 'year')")
     birth_date_precision: Literal["day", "year"]
     gender: str
-    id_number: str | None = Field(description="masked (e.g. 079*******89) unless revealed with ?reveal=true")
-    id_number_masked: bool = True
+    id_number: str | None = Field(description="masked (e.g. **********89) unless revealed with ?reveal=true")
+    id_number_masked: bool = Field(default=True, description="ID numbers, phone and birth date are masked by role")
     old_id_number: str | None
-    phone: str | None
+    phone: str | None = Field(description="masked (e.g. +84******678) unless revealed with ?reveal=true")
     chapter: ChapterRef
     join_date: date | None
     status: str
@@ -183,20 +193,19 @@ class MemberOut(BaseModel):
     warnings: list[Problem] = []
 
     @classmethod
-    def of(cls, member: Member, *, id_number: str | None = None, old_id_number: str | None = None,
-           warnings: list[Problem] | None = None) -> MemberOut:
-        revealed = id_number is not None or old_id_number is not None
+    def of(cls, member: Member, pii: PiiView, *, warnings: list[Problem] | None = None) -> MemberOut:
+        """The member with her personal data as ``pii`` shows it (masked for a role, or revealed)."""
         return cls(
             id=member.id,
             member_number=member.member_number,
             full_name=member.full_name,
-            birth_date=member.birth_date,
-            birth_date_precision=member.birth_date_precision,
+            birth_date=pii.birth_date,
+            birth_date_precision=pii.birth_date_precision,
             gender=member.gender,
-            id_number=id_number if revealed else member.id_number_masked,
-            id_number_masked=not revealed,
-            old_id_number=old_id_number if revealed else member.old_id_number_masked,
-            phone=member.phone,
+            id_number=pii.id_number,
+            id_number_masked=not pii.revealed,
+            old_id_number=pii.old_id_number,
+            phone=pii.phone,
             chapter=ChapterRef(id=member.chapter.id, code=member.chapter.code, name=member.chapter.name),
             join_date=member.join_date,
             status=member.status,

@@ -13,11 +13,15 @@ from sqlalchemy import Connection, Engine
 
 from cardsvc.db import models  # noqa: F401  (registers the tables on the metadata)
 from cardsvc.db.base import Base
+from cardsvc.security import PiiCipher
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def alembic_config(database_url: str | None = None, connection: Connection | None = None) -> Config:
+def alembic_config(database_url: str | None = None, connection: Connection | None = None,
+                   cipher: PiiCipher | None = None) -> Config:
+    """Alembic's configuration for our migrations. ``cipher`` is for migrations that encrypt or decrypt stored
+    values (0012: phone numbers); without it they refuse to run over a table that holds such values."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if database_url is not None:
@@ -25,13 +29,15 @@ def alembic_config(database_url: str | None = None, connection: Connection | Non
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     if connection is not None:
         config.attributes["connection"] = connection
+    if cipher is not None:
+        config.attributes["pii_cipher"] = cipher
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply all migrations up to ``revision`` in one transaction."""
+def upgrade(engine: Engine, revision: str = "head", *, cipher: PiiCipher | None = None) -> None:
+    """Apply all migrations up to ``revision`` in one transaction (``cipher``: see :func:`alembic_config`)."""
     with engine.begin() as connection:
-        command.upgrade(alembic_config(connection=connection), revision)
+        command.upgrade(alembic_config(connection=connection, cipher=cipher), revision)
 
 
 def schema_differences(engine: Engine) -> list[Any]:

@@ -77,7 +77,7 @@ class ChapterCodeAlias(Base):
 
 
 class Member(Base):
-    """A union member. ID numbers are stored encrypted with a keyed blind index for exact look-up.
+    """A union member. ID and phone numbers are stored encrypted with a keyed blind index for exact look-up.
 
     A record merged into another member's stays, closed, with ``merged_into_id`` set (like a merged chapter).
     """
@@ -106,7 +106,11 @@ class Member(Base):
     old_id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     old_id_number_index: Mapped[str | None] = mapped_column(String(64), unique=True)
     old_id_number_masked: Mapped[str | None] = mapped_column(String(9))
-    phone: Mapped[str | None] = mapped_column(String(12))
+    # Phone numbers are personal data too: encrypted like ID numbers, with a blind index (not unique: a family may
+    # share one number) and the mask officers see.
+    phone_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    phone_masked: Mapped[str | None] = mapped_column(String(12))
     chapter_id: Mapped[int] = mapped_column(ForeignKey("chapters.id"))
     join_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(10), default="active")

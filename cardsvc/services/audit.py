@@ -62,7 +62,9 @@ def query(session: Session, actor: Actor, q: AuditQuery) -> Sequence[AuditEntry]
     if actor.scope_path is not None:
         stmt = stmt.where(actor.scope_condition(AuditEntry.chapter_path))
     if q.action:
-        stmt = stmt.where(or_(AuditEntry.action == q.action, AuditEntry.action.startswith(q.action + ".")))
+        # autoescape: '%' and '_' in the filter are characters of an action name, not wildcards.
+        stmt = stmt.where(or_(AuditEntry.action == q.action,
+                              AuditEntry.action.startswith(q.action + ".", autoescape=True)))
     if q.target_type:
         stmt = stmt.where(AuditEntry.target_type == q.target_type)
     if q.target_id:

@@ -87,7 +87,8 @@ def list_chapters(
         stmt = stmt.where(Chapter.status == "active")
     if query:
         term = query.strip().upper()
-        stmt = stmt.where((Chapter.code == term) | (Chapter.name.contains(query.strip())))
+        # autoescape: a '%' or '_' typed into the search box is a character of the name, not a wildcard.
+        stmt = stmt.where((Chapter.code == term) | (Chapter.name.contains(query.strip(), autoescape=True)))
     stmt = stmt.order_by(Chapter.path).limit(limit).offset(offset)
     return session.scalars(stmt).all()
 

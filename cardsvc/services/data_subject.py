@@ -1,13 +1,13 @@
 """Data-subject requests under Law 91/2025 (DOMAIN.md §8): export everything held about a member, and erase it.
 
-Export gathers the member row (ID numbers in clear, so the ``pii`` permission is required), her status history,
-consents, cards (ids, dates, statuses — not the credential bytes), check-ins, the audit entries about her or her
-cards, consents and links, identity checks and reviews, and her card links. It is audited as ``member.export``.
+Export gathers the member row (ID and phone numbers in clear, so the ``pii`` permission is required), her status
+history, consents, cards (ids, dates, statuses — not the credential bytes), check-ins, the audit entries about her or
+her cards, consents and links, identity checks and reviews, and her card links. It is audited as ``member.export``.
 
 Erasure is for members who have left or died (an active or suspended member is refused with 409 ``member_active``:
 change her status first, which the ordinary status history records). It revokes her current card and wipes the
-stored credential bytes of every card (they carry her name), removes both ID numbers (ciphertext, blind index,
-mask), the phone number and the free-text reasons; keeps only the birth year; replaces the name with
+stored credential bytes of every card (they carry her name), removes both ID numbers and the phone number
+(ciphertext, blind index, mask) and the free-text reasons; keeps only the birth year; replaces the name with
 ``Đã xoá #<member id>``; withdraws her consents and revokes her card links. Attendance rows stay: they hold only the
 member id, which now points at an anonymous member, so event statistics keep adding up. The audit log keeps its
 entries (it never holds personal values). Erasure is audited as ``member.erase`` and is idempotent: erasing an
@@ -48,6 +48,7 @@ from cardsvc.services import audit, status_lists
 from cardsvc.services.cards import current_card
 from cardsvc.services.context import Actor
 from cardsvc.services.members import get_member
+from cardsvc.services.pii import stored_value
 
 ERASABLE_STATUSES = frozenset({"left", "deceased"})
 ERASED_NAME = "Đã xoá #{member_id}"
@@ -108,11 +109,9 @@ def _member_section(member: Member, cipher: PiiCipher) -> dict[str, Any]:
         "birth_date": str(member.birth_date.year) if year_only else _iso(member.birth_date),
         "birth_date_precision": member.birth_date_precision,
         "gender": member.gender,
-        "id_number": cipher.decrypt("id_number", member.id_number_ciphertext)
-        if member.id_number_ciphertext else None,
-        "old_id_number": cipher.decrypt("old_id_number", member.old_id_number_ciphertext)
-        if member.old_id_number_ciphertext else None,
-        "phone": member.phone,
+        "id_number": stored_value(member, "id_number", cipher),
+        "old_id_number": stored_value(member, "old_id_number", cipher),
+        "phone": stored_value(member, "phone", cipher),
         "chapter": {"id": member.chapter.id, "code": member.chapter.code, "name": member.chapter.name},
         "join_date": _iso(member.join_date),
         "status": member.status,
@@ -284,9 +283,8 @@ def erase_member(session: Session, actor: Actor, member_id: int) -> ErasureResul
     member.sort_key = given_name_sort_key(name)
     member.birth_date = date(member.birth_date.year, 1, 1)
     member.birth_date_precision = "year"
-    member.phone = None
     member.status_reason = None
-    for field in ("id_number", "old_id_number"):
+    for field in ("id_number", "old_id_number", "phone"):
         setattr(member, f"{field}_ciphertext", None)
         setattr(member, f"{field}_index", None)
         setattr(member, f"{field}_masked", None)

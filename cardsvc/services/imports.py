@@ -19,6 +19,7 @@ few minutes by :mod:`cardsvc.services.kept_uploads`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -46,6 +47,7 @@ from cardsvc.services.context import Actor
 from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
 from cardsvc.services.members import allocate_member_numbers, apply_member_row
 from cardsvc.services.merges import numbers_compatible
+from cardsvc.services.pii import mask_phone, stored_value
 from integrations.idnumber import mask_id_number
 
 if TYPE_CHECKING:
@@ -189,7 +191,8 @@ def import_members(
 
     Args:
         data: the file's bytes (XLSX or CSV/TSV text; see :func:`cardsvc.importing.files.read_member_table`).
-        filename: the name the user gave the file; only used to recognise formats and in the audit entry.
+        filename: the name the user gave the file; only used to recognise formats. (People name files after a
+            member or her ID number: the audit entries identify the file by the SHA-256 of its bytes instead.)
         chapter_code: chapter for rows without a chapter column value (current or former code).
         dry_run: check everything and report what would happen, writing nothing.
         progress: optional callback for a progress bar.
@@ -246,7 +249,7 @@ def import_members(
         created_by_chapter = _insert_new(session, cipher, creates, names, officer_id=actor.id, today=day,
                                          total=total, progress=progress)
         _report_duplicates(session, report, duplicates, created=True)
-        _audit(session, actor, filename, report, default_chapter,
+        _audit(session, actor, hashlib.sha256(data).hexdigest(), report, default_chapter,
                {"member.import_create": created_by_chapter, "member.import_update": changed_by_chapter})
         session.commit()
     if progress:
@@ -536,8 +539,8 @@ def _report_duplicates(session: Session, report: ImportReport, pairs: list[tuple
 def _with_stored_values(row: MemberRow, member: Member, columns: frozenset[str], cipher: PiiCipher) -> MemberRow:
     """``row`` with every value the file does not give replaced by the stored one (see the module docstring)."""
     keep: dict[str, Any] = {}
-    if row.phone is None and member.phone is not None:
-        keep["phone"] = member.phone
+    if row.phone is None and member.phone_ciphertext is not None:
+        keep["phone"] = stored_value(member, "phone", cipher)
     if row.join_date is None and member.join_date is not None:
         keep["join_date"] = member.join_date
     if row.id_number is None and member.id_number_ciphertext is not None:
@@ -712,7 +715,10 @@ def _new_member_values(
         else None,
         "old_id_number_index": plan.old_index,
         "old_id_number_masked": mask_id_number(row.old_id_number) if row.old_id_number else None,
-        "phone": row.phone, "chapter_id": plan.chapter.id, "join_date": row.join_date, "status": "active",
+        "phone_ciphertext": cipher.encrypt("phone", row.phone) if row.phone else None,
+        "phone_index": cipher.blind_index("phone", row.phone) if row.phone else None,
+        "phone_masked": mask_phone(row.phone) if row.phone else None,
+        "chapter_id": plan.chapter.id, "join_date": row.join_date, "status": "active",
         "status_changed_on": row.join_date or today, "honorary": row.honorary, "created_at": now, "updated_at": now,
     }
 
@@ -720,7 +726,7 @@ def _new_member_values(
 def _audit(
     session: Session,
     actor: Actor,
-    filename: str,
+    file_sha256: str,
     report: ImportReport,
     default_chapter: Chapter | None,
     ids_by_action: dict[str, dict[str, list[int]]],
@@ -730,10 +736,10 @@ def _audit(
         for path, member_ids in groups.items():
             for ids in _chunks(member_ids, AUDIT_IDS_PER_ENTRY):
                 audit.record(session, actor, action, target_type="member", target_id=None, chapter_path=path,
-                             details={"member_ids": list(ids), "file": filename[:100]})
+                             details={"member_ids": list(ids), "file_sha256": file_sha256})
     audit.record(session, actor, "member.import", target_type="import", target_id=None,
                  chapter_path=default_chapter.path if default_chapter else actor.scope_path,
-                 details={"file": filename[:100], "rows": report.rows_total, "created": report.created,
+                 details={"file_sha256": file_sha256, "rows": report.rows_total, "created": report.created,
                           "updated": report.updated, "unchanged": report.unchanged, "failed": report.failed,
                           "conflicts": len(report.conflicts), "probable_duplicates": len(report.duplicates)})
 

@@ -25,10 +25,12 @@ from cardsvc.days import vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import MEMBER_LINK_CHANNELS, Card, Member, MemberLink
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
+from cardsvc.security import PiiCipher
 from cardsvc.services import audit, cards
 from cardsvc.services.consents import has_active_consent
 from cardsvc.services.context import Actor
 from cardsvc.services.members import get_member
+from cardsvc.services.pii import mask_phone, stored_value
 from issuance.credential import credential_qr_text
 from issuance.render import qr_svg
 
@@ -47,19 +49,13 @@ MESSAGING_PURPOSE = "digital_card_messaging"
 class Messenger(Protocol):
     """Delivers a short text to a member's phone by SMS or Zalo."""
 
-    def send(self, member: Member, text: str, channel: Channel) -> None:
-        """Send ``text`` to ``member.phone`` over ``channel`` ("sms" or "zalo").
+    def send(self, member: Member, phone: str, text: str, channel: Channel) -> None:
+        """Send ``text`` to the member's ``phone`` (decrypted for this message only) over ``channel`` ("sms" or
+        "zalo").
 
         Raises:
             Any exception when the gateway refuses the message; the caller then stores nothing.
         """
-
-
-def mask_phone(phone: str | None) -> str:
-    """``+84912345678`` → ``+84******678``: enough for an operator to tell numbers apart, not to dial one."""
-    if not phone:
-        return ""
-    return phone[:3] + "*" * max(len(phone) - 6, 0) + phone[-3:]
 
 
 class LoggingMessenger:
@@ -68,9 +64,9 @@ class LoggingMessenger:
     It never logs the text (which holds the link token) nor the phone number.
     """
 
-    def send(self, member: Member, text: str, channel: Channel) -> None:
+    def send(self, member: Member, phone: str, text: str, channel: Channel) -> None:
         log.info("member link message not sent (logging messenger)",
-                 extra={"member_id": member.id, "channel": channel, "phone": mask_phone(member.phone),
+                 extra={"member_id": member.id, "channel": channel, "phone": mask_phone(phone),
                         "chars": len(text)})
 
 
@@ -117,8 +113,8 @@ def _revoke_all(session: Session, member_id: int) -> list[int]:
     return revoked
 
 
-def create_link(session: Session, actor: Actor, messenger: Messenger, member_id: int, *, channel: str,
-                base_url: str) -> NewLink:
+def create_link(session: Session, actor: Actor, cipher: PiiCipher, messenger: Messenger, member_id: int, *,
+                channel: str, base_url: str) -> NewLink:
     """Create a member's link (revoking her previous one) and send it by SMS or Zalo, or return it for paper.
 
     This is also how a link is re-sent: the raw token of an older link is not kept, so a new one replaces it.
@@ -143,8 +139,10 @@ def create_link(session: Session, actor: Actor, messenger: Messenger, member_id:
     member = get_member(session, actor, member_id)
     if member.status in ("left", "deceased"):
         raise Conflict(f"no card link for a member who has {member.status}", code="member_not_active")
+    phone = None
     if channel != "paper":
-        if not member.phone:
+        phone = stored_value(member, "phone", cipher)
+        if phone is None:
             raise Conflict("the member has no phone number to send the link to", code="no_phone")
         if not has_active_consent(session, member.id, MESSAGING_PURPOSE):
             raise Conflict("the member has not consented to card messages (digital_card_messaging)",
@@ -159,10 +157,10 @@ def create_link(session: Session, actor: Actor, messenger: Messenger, member_id:
     audit.record(session, actor, "member_link.create", target_type="member_link", target_id=link.id,
                  chapter_path=member.chapter.path,
                  details={"member_id": member.id, "channel": channel, "revoked": revoked})
-    sent = channel != "paper"
-    if sent:
+    sent = phone is not None
+    if phone is not None:
         by: Channel = "sms" if channel == "sms" else "zalo"
-        messenger.send(member, message_text(url, by), by)
+        messenger.send(member, phone, message_text(url, by), by)
         audit.record(session, actor, "member_link.send", target_type="member_link", target_id=link.id,
                      chapter_path=member.chapter.path, details={"member_id": member.id, "channel": channel})
     session.commit()

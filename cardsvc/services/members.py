@@ -1,4 +1,4 @@
-"""Members: create, correct, transfer, change status, search, and read the ID number (audited)."""
+"""Members: create, correct, transfer, change status, search, and read ID and phone numbers (audited)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from cardsvc.db.models import MEMBER_STATUSES, Chapter, Counter, Member, MemberS
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from cardsvc.importing.files import RawRow
 from cardsvc.importing.rows import MemberRow, RowProblem, format_member_number, validate_row
-from cardsvc.normalize import given_name_sort_key, name_search_key, search_terms
+from cardsvc.normalize import NormalizeError, given_name_sort_key, name_search_key, normalize_phone, search_terms
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
 from cardsvc.services.cards import follow_member_status
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, subtree_condition
+from cardsvc.services.pii import PiiView, clear_view, mask_phone, stored_value
 from integrations.idnumber import mask_id_number
 
 # Fields an officer may set through the API; the same validation as a row of an imported file applies.
@@ -78,7 +79,8 @@ def allocate_member_numbers(session: Session, count: int) -> list[str]:
 
 
 def apply_member_row(member: Member, row: MemberRow, cipher: PiiCipher) -> list[str]:
-    """Copy validated fields onto a member (encrypting ID numbers); return the names of the fields that changed."""
+    """Copy validated fields onto a member (encrypting ID and phone numbers); return the names of the fields that
+    changed."""
     changed: list[str] = []
 
     def put(field: str, value: object) -> None:
@@ -92,12 +94,12 @@ def apply_member_row(member: Member, row: MemberRow, cipher: PiiCipher) -> list[
     put("birth_date", row.birth_date)
     put("birth_date_precision", row.birth_date_precision)
     put("gender", row.gender)
-    put("phone", row.phone)
     put("join_date", row.join_date)
     put("honorary", row.honorary)
     for field, value, masked in (
         ("id_number", row.id_number, _mask(row.id_number)),
         ("old_id_number", row.old_id_number, _mask(row.old_id_number)),
+        ("phone", row.phone, mask_phone(row.phone) if row.phone else None),
     ):
         index = cipher.blind_index(field, value) if value else None
         if getattr(member, f"{field}_index") != index:
@@ -205,7 +207,7 @@ def update_member(
         if member.id_number_ciphertext else None,
         "old_id_number": cipher.decrypt("old_id_number", member.old_id_number_ciphertext)
         if member.old_id_number_ciphertext else None,
-        "phone": member.phone,
+        "phone": stored_value(member, "phone", cipher),
         "join_date": member.join_date,
         "honorary": member.honorary,
     }
@@ -281,23 +283,19 @@ def status_history(session: Session, actor: Actor, member_id: int) -> Sequence[M
 @dataclass(frozen=True)
 class RevealedIdentity:
     member: Member
-    id_number: str | None
-    old_id_number: str | None
+    pii: PiiView
 
 
 def reveal_identity(session: Session, actor: Actor, cipher: PiiCipher, member_id: int) -> RevealedIdentity:
-    """The member's ID numbers in clear, for officers holding the ``pii`` permission; every call is audited."""
+    """The member's ID and phone numbers and full birth date in clear, for officers holding the ``pii``
+    permission; every call is audited."""
     member = get_member(session, actor, member_id)
     if not actor.has("pii"):
         raise PermissionDenied("reading ID numbers needs the pii permission", code="pii_permission_required")
-    revealed = RevealedIdentity(
-        member,
-        cipher.decrypt("id_number", member.id_number_ciphertext) if member.id_number_ciphertext else None,
-        cipher.decrypt("old_id_number", member.old_id_number_ciphertext)
-        if member.old_id_number_ciphertext else None,
-    )
+    revealed = RevealedIdentity(member, clear_view(member, cipher))
     audit.record(session, actor, "member.pii_read", target_type="member", target_id=member.id,
-                 chapter_path=member.chapter.path, details={"fields": ["id_number", "old_id_number"]})
+                 chapter_path=member.chapter.path,
+                 details={"fields": ["id_number", "old_id_number", "phone", "birth_date"]})
     session.commit()
     return revealed
 
@@ -310,14 +308,16 @@ class MemberSearch:
     status: str | None = None
     member_number: str | None = None
     id_number: str | None = None
+    phone: str | None = None
     limit: int = 50
     offset: int = 0
 
 
 def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberSearch) -> Sequence[Member]:
     """Members in scope. Name search is accent-insensitive and matches whole words in any order (the last word
-    as a prefix, for type-ahead); ID numbers match exactly through the blind index. Records merged into another
-    member's are left out, except when asked for by member number (the number still resolves to them)."""
+    as a prefix, for type-ahead); ID and phone numbers match exactly through their blind index (audited).
+    Records merged into another member's are left out, except when asked for by member number (the number still
+    resolves to them)."""
     stmt = select(Member).join(Member.chapter).where(actor.scope_condition(Chapter.path))
     if not q.member_number:
         stmt = stmt.where(Member.merged_into_id.is_(None))
@@ -336,12 +336,26 @@ def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberS
         audit.record(session, actor, "member.search_by_id_number", target_type="member", target_id=None,
                      chapter_path=actor.scope_path, details={"field": field})
         session.commit()
+    if q.phone:
+        stmt = stmt.where(Member.phone_index == cipher.blind_index("phone", _lookup_phone(q.phone)))
+        audit.record(session, actor, "member.search_by_phone", target_type="member", target_id=None,
+                     chapter_path=actor.scope_path, details={"field": "phone"})
+        session.commit()
     if q.query:
         terms = search_terms(q.query)
         if not terms:
             return []
         for position, term in enumerate(terms):
             last = position == len(terms) - 1
-            stmt = stmt.where(Member.name_search.like(f"% {term}%" if last else f"% {term} %"))
+            # search_terms drops '%', '_' and '\\'; autoescape keeps a term literal even if that ever changes.
+            stmt = stmt.where(Member.name_search.contains(f" {term}" if last else f" {term} ", autoescape=True))
     stmt = stmt.order_by(Member.sort_key, Member.id).limit(q.limit).offset(q.offset)
     return session.scalars(stmt).unique().all()
+
+
+def _lookup_phone(raw: str) -> str:
+    try:
+        return normalize_phone(raw)
+    except NormalizeError as exc:
+        raise ValidationFailed(exc.message_en, details=[{"field": "phone", "code": exc.code, "message": exc.message_en,
+                                                        "message_vi": exc.message_vi}]) from exc

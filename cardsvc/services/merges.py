@@ -231,10 +231,12 @@ def _take_missing_fields(session: Session, survivor: Member, duplicate: Member) 
             fields.append(kind)
         for column in columns:
             setattr(duplicate, column, None)
-    if survivor.phone is None and duplicate.phone is not None:
-        values["phone"] = duplicate.phone
+    phone_columns = ("phone_ciphertext", "phone_index", "phone_masked")
+    if survivor.phone_index is None and duplicate.phone_index is not None:
+        values.update({column: getattr(duplicate, column) for column in phone_columns})
         fields.append("phone")
-    duplicate.phone = None
+    for column in phone_columns:
+        setattr(duplicate, column, None)
     if duplicate.join_date is not None and (survivor.join_date is None or duplicate.join_date < survivor.join_date):
         values["join_date"] = duplicate.join_date
         fields.append("join_date")

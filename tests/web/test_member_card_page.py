@@ -66,8 +66,9 @@ def _seed(server: LiveServer) -> Seeded:
         member, _ = members.create_member(session, SYSTEM, PiiCipher.from_settings(settings), chapter_id=parent_id,
                                           fields=fields)
         card = cards.issue_card(session, SYSTEM, KeyRing(settings.kek), member.id, validity_years=5, list_size=4096)
-        link = member_links.create_link(session, SYSTEM, member_links.LoggingMessenger(), member.id,
-                                        channel="paper", base_url=server.url)
+        link = member_links.create_link(session, SYSTEM, PiiCipher.from_settings(settings),
+                                        member_links.LoggingMessenger(), member.id, channel="paper",
+                                        base_url=server.url)
         return Seeded(server, settings, member.id, card.card_id, credential_qr_text(card.credential), link.url)
 
 

@@ -39,6 +39,7 @@ from cardsvc.services import (
     stations,
 )
 from cardsvc.services.members import MemberSearch
+from cardsvc.services.pii import masked_view
 from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
@@ -154,7 +155,8 @@ def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
     if found is not None and len(found) > PAGE_SIZE:
         found = found[:PAGE_SIZE]
         more = "?" + urlencode({"q": text, "chapter": chapter, "offset": offset + PAGE_SIZE})
-    return page.render("members.html", q=text, chapter=chapter_id, members=found, more=more,
+    shown = None if found is None else [(member, masked_view(member, actor)) for member in found]
+    return page.render("members.html", q=text, chapter=chapter_id, members=shown, more=more,
                        chapters=_chapter_choices(session, page))
 
 
@@ -166,10 +168,11 @@ def member_detail(member_id: int, page: OfficerPageDep, session: SessionDep,
     history = list(reversed(cards.member_cards(session, actor, member.id)))
     current = next((c for c in history if c.status in cards.CURRENT), None)
     pairs = [] if member.merged_into_id else merges.probable_duplicates(session, actor, member_id=member.id, limit=20)
-    duplicates = [p.second if p.first.id == member.id else p.first for p in pairs]
-    return page.render("member.html", member=member, history=history, current=current, duplicates=duplicates,
-                       done=done if done in DONE_MESSAGES else None, revoke_reasons=REVOCATION_REASONS,
-                       reissue_reasons=REISSUE_REASONS)
+    others = [p.second if p.first.id == member.id else p.first for p in pairs]
+    duplicates = [(other, masked_view(other, actor)) for other in others]
+    return page.render("member.html", member=member, pii=masked_view(member, actor), history=history, current=current,
+                       duplicates=duplicates, done=done if done in DONE_MESSAGES else None,
+                       revoke_reasons=REVOCATION_REASONS, reissue_reasons=REISSUE_REASONS)
 
 
 @router.post("/members/{member_id}/merge")
