@@ -13,24 +13,23 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVarTuple
+from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import Chapter, Checkin, Event, EventInvite, Member, Station
+from cardsvc.db.models import Chapter, Checkin, Event, Member, Station
 from cardsvc.services.checkins import MAX_CLOCK_AHEAD, MAX_SCAN_AGE, conflict_of
-from cardsvc.services.context import Actor, subtree_condition
-from cardsvc.services.events import get_event
+from cardsvc.services.context import Actor
+from cardsvc.services.events import EventRules, get_event, restrict_to_eligible
 from verification.format import VIETNAM_TZ
 
 Cell = str | int | datetime | None
-Columns = TypeVarTuple("Columns")
 PAYLOAD_HASH_PREFIX = 12
 DATETIME_FORMAT_CSV = "%d/%m/%Y %H:%M:%S"
 DATETIME_FORMAT_XLSX = "dd/mm/yyyy hh:mm:ss"
@@ -64,20 +63,6 @@ SOURCE_LABELS_VI = {
     "nfc": "NFC",
     "manual": "Nhập tay",
 }
-
-
-def restrict_to_eligible(stmt: Select[*Columns], event: Event) -> Select[*Columns]:
-    """Limit a statement over ``Member`` joined with its ``Chapter`` to the members eligible for ``event``.
-
-    The same rule as :func:`cardsvc.services.events.eligible_members` (and ``is_eligible``), as a filter so that
-    counts and joins run in the database instead of loading every member.
-    """
-    stmt = stmt.where(Member.status == "active")
-    if event.eligibility == "subtree":
-        return stmt.where(subtree_condition(Chapter.path, event.chapter.path))
-    if event.eligibility == "invite":
-        return stmt.join(EventInvite, and_(EventInvite.member_id == Member.id, EventInvite.event_id == event.id))
-    return stmt
 
 
 def scan_time(scanned_at: datetime | None, received_at: datetime) -> datetime:
@@ -182,7 +167,7 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
         restrict_to_eligible(
             select(Chapter.id, Chapter.code, Chapter.name, func.count(Member.id))
             .select_from(Member).join(Chapter, Chapter.id == Member.chapter_id),
-            event,
+            EventRules.of(event),
         ).group_by(Chapter.id, Chapter.code, Chapter.name)
     ).all()
     entered = (
