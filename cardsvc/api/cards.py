@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from cardsvc.api.deps import BatchSchedulerDep, KeyRingDep, OfficerDep, SessionDep, SettingsDep
-from cardsvc.api.schemas import BatchIssue, CardIssue, CardNote, CardOut, CardRevoke, CredentialOut, JobOut
+from cardsvc.api.schemas import BatchIssue, CardIssue, CardNote, CardOut, CardRevoke, CredentialOut, Id, JobOut
 from cardsvc.services import cards, jobs, printing
 
 router = APIRouter(prefix="/v1", tags=["cards"])
 
 
 @router.post("/members/{member_id}/cards", response_model=CardOut, status_code=status.HTTP_201_CREATED)
-def issue_card(member_id: int, body: CardIssue, actor: OfficerDep, session: SessionDep, keyring: KeyRingDep,
+def issue_card(member_id: Id, body: CardIssue, actor: OfficerDep, session: SessionDep, keyring: KeyRingDep,
                settings: SettingsDep) -> CardOut:
     """Issue a card to an active member; her current card, if any, is superseded."""
     return CardOut.of(cards.issue_card(session, actor, keyring, member_id, validity_years=settings.card_validity_years,
@@ -20,7 +20,7 @@ def issue_card(member_id: int, body: CardIssue, actor: OfficerDep, session: Sess
 
 
 @router.get("/members/{member_id}/cards", response_model=list[CardOut])
-def member_cards(member_id: int, actor: OfficerDep, session: SessionDep) -> list[CardOut]:
+def member_cards(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[CardOut]:
     return [CardOut.of(c) for c in cards.member_cards(session, actor, member_id)]
 
 
@@ -83,7 +83,7 @@ def renew(card_id: str, actor: OfficerDep, session: SessionDep, keyring: KeyRing
 
 
 @router.post("/chapters/{chapter_id}/cards/batch", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED)
-def start_batch(chapter_id: int, body: BatchIssue, actor: OfficerDep, session: SessionDep,
+def start_batch(chapter_id: Id, body: BatchIssue, actor: OfficerDep, session: SessionDep,
                 scheduler: BatchSchedulerDep) -> JobOut:
     """Issue cards to every active member of the chapter (or its subtree) without a valid card, as a job."""
     job = jobs.start_batch(session, actor, chapter_id, subtree=body.subtree)
@@ -93,13 +93,13 @@ def start_batch(chapter_id: int, body: BatchIssue, actor: OfficerDep, session: S
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: int, actor: OfficerDep, session: SessionDep) -> JobOut:
+def get_job(job_id: Id, actor: OfficerDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(jobs.get_job(session, actor, job_id), from_attributes=True)
 
 
 @router.get("/jobs/{job_id}/sheets.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
-def job_sheets(job_id: int, actor: OfficerDep, session: SessionDep, settings: SettingsDep) -> Response:
+def job_sheets(job_id: Id, actor: OfficerDep, session: SessionDep, settings: SettingsDep) -> Response:
     """A4 sheets (10 cards a page, with cut marks) of the cards a batch job issued."""
     return Response(printing.sheets_pdf_of(jobs.job_cards(session, actor, job_id), settings),
                     media_type="application/pdf",

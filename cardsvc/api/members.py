@@ -11,6 +11,7 @@ from cardsvc.api.schemas import (
     ConsentCreate,
     ConsentOut,
     ConsentWithdraw,
+    Id,
     IdNumberLookup,
     ImportReportOut,
     MemberCreate,
@@ -38,7 +39,7 @@ def search_members(
     session: SessionDep,
     cipher: CipherDep,
     q: Annotated[str | None, Query(max_length=100, description="name words, accent-insensitive")] = None,
-    chapter_id: int | None = None,
+    chapter_id: Id | None = None,
     subtree: bool = True,
     member_status: Annotated[
         str | None, Query(alias="status", pattern="^(active|suspended|left|deceased)$")
@@ -94,7 +95,7 @@ def import_members(
 
 @router.get("/members/{member_id}", response_model=MemberOut)
 def get_member(
-    member_id: int,
+    member_id: Id,
     actor: OfficerDep,
     session: SessionDep,
     cipher: CipherDep,
@@ -108,7 +109,7 @@ def get_member(
 
 
 @router.patch("/members/{member_id}", response_model=MemberOut)
-def update_member(member_id: int, body: MemberUpdate, actor: OfficerDep, session: SessionDep, cipher: CipherDep
+def update_member(member_id: Id, body: MemberUpdate, actor: OfficerDep, session: SessionDep, cipher: CipherDep
                   ) -> MemberOut:
     """Correct a member's data, or transfer her (``chapter_id``) to another chapter in your scope."""
     member, warnings = members.update_member(session, actor, cipher, member_id, body.model_dump(exclude_unset=True))
@@ -116,29 +117,29 @@ def update_member(member_id: int, body: MemberUpdate, actor: OfficerDep, session
 
 
 @router.post("/members/{member_id}/status", response_model=MemberOut)
-def change_status(member_id: int, body: MemberStatusChangeIn, actor: OfficerDep, session: SessionDep
+def change_status(member_id: Id, body: MemberStatusChangeIn, actor: OfficerDep, session: SessionDep
                   ) -> MemberOut:
     return MemberOut.of(members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
                                               effective_on=body.effective_on))
 
 
 @router.get("/members/{member_id}/status-history", response_model=list[StatusChangeOut])
-def status_history(member_id: int, actor: OfficerDep, session: SessionDep) -> list[StatusChangeOut]:
+def status_history(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[StatusChangeOut]:
     return [StatusChangeOut.of(c) for c in members.status_history(session, actor, member_id)]
 
 
 @router.get("/members/{member_id}/consents", response_model=list[ConsentOut])
-def list_consents(member_id: int, actor: OfficerDep, session: SessionDep) -> list[ConsentOut]:
+def list_consents(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[ConsentOut]:
     return [ConsentOut.of(c) for c in consents.list_consents(session, actor, member_id)]
 
 
 @router.post("/members/{member_id}/consents", response_model=ConsentOut, status_code=status.HTTP_201_CREATED)
-def record_consent(member_id: int, body: ConsentCreate, actor: OfficerDep, session: SessionDep) -> ConsentOut:
+def record_consent(member_id: Id, body: ConsentCreate, actor: OfficerDep, session: SessionDep) -> ConsentOut:
     return ConsentOut.of(consents.record_consent(session, actor, member_id, purpose=body.purpose,
                                                  method=body.method, evidence_ref=body.evidence_ref))
 
 
 @router.post("/members/{member_id}/consents/{consent_id}/withdraw", response_model=ConsentOut)
-def withdraw_consent(member_id: int, consent_id: int, body: ConsentWithdraw, actor: OfficerDep,
+def withdraw_consent(member_id: Id, consent_id: Id, body: ConsentWithdraw, actor: OfficerDep,
                      session: SessionDep) -> ConsentOut:
     return ConsentOut.of(consents.withdraw_consent(session, actor, member_id, consent_id, note=body.note))
