@@ -28,6 +28,7 @@ from cardsvc.api import data_subject as data_subject_api
 from cardsvc.api import identity as identity_api
 from cardsvc.api import keys as keys_api
 from cardsvc.api import nfc_writes as nfc_writes_api
+from cardsvc.api.openapi import install_openapi
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.logs import request_id_var
@@ -323,6 +324,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     install_web(app)
+    install_openapi(app)
 
     return app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from cardsvc.api.deps import BatchSchedulerDep, KeyRingDep, OfficerDep, SessionDep, SettingsDep
-from cardsvc.api.schemas import BatchIssue, CardIssue, CardNote, CardOut, CardRevoke, CredentialOut, Id, JobOut
+from cardsvc.api.schemas import BatchIssue, CardId, CardIssue, CardNote, CardOut, CardRevoke, CredentialOut, Id, JobOut
 from cardsvc.services import cards, jobs, printing
 
 router = APIRouter(prefix="/v1", tags=["cards"])
@@ -25,19 +25,19 @@ def member_cards(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[
 
 
 @router.get("/cards/{card_id}", response_model=CardOut)
-def get_card(card_id: str, actor: OfficerDep, session: SessionDep) -> CardOut:
+def get_card(card_id: CardId, actor: OfficerDep, session: SessionDep) -> CardOut:
     return CardOut.of(cards.get_card(session, actor, card_id))
 
 
 @router.get("/cards/{card_id}/credential", response_model=CredentialOut)
-def get_credential(card_id: str, actor: OfficerDep, session: SessionDep) -> CredentialOut:
+def get_credential(card_id: CardId, actor: OfficerDep, session: SessionDep) -> CredentialOut:
     view = printing.credential_of(cards.get_card(session, actor, card_id))
     return CredentialOut.model_validate(view, from_attributes=True)
 
 
 @router.get("/cards/{card_id}/qr.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def qr_png(card_id: str, actor: OfficerDep, session: SessionDep) -> Response:
+def qr_png(card_id: CardId, actor: OfficerDep, session: SessionDep) -> Response:
     card = cards.get_card(session, actor, card_id)
     return Response(printing.card_qr_png(card), media_type="image/png",
                     headers={"Cache-Control": "private, max-age=300"})
@@ -45,7 +45,7 @@ def qr_png(card_id: str, actor: OfficerDep, session: SessionDep) -> Response:
 
 @router.get("/cards/{card_id}/qr.svg", response_class=Response,
             responses={200: {"content": {"image/svg+xml": {}}}})
-def qr_svg(card_id: str, actor: OfficerDep, session: SessionDep) -> Response:
+def qr_svg(card_id: CardId, actor: OfficerDep, session: SessionDep) -> Response:
     card = cards.get_card(session, actor, card_id)
     return Response(printing.card_qr_svg(card), media_type="image/svg+xml",
                     headers={"Cache-Control": "private, max-age=300"})
@@ -53,29 +53,29 @@ def qr_svg(card_id: str, actor: OfficerDep, session: SessionDep) -> Response:
 
 @router.get("/cards/{card_id}/card.pdf", response_class=Response,
             responses={200: {"content": {"application/pdf": {}}}})
-def card_pdf(card_id: str, actor: OfficerDep, session: SessionDep, settings: SettingsDep) -> Response:
+def card_pdf(card_id: CardId, actor: OfficerDep, session: SessionDep, settings: SettingsDep) -> Response:
     card = cards.get_card(session, actor, card_id)
     return Response(printing.card_pdf_of(card, settings), media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="card-{card.card_id}.pdf"'})
 
 
 @router.post("/cards/{card_id}/suspend", response_model=CardOut)
-def suspend(card_id: str, body: CardNote, actor: OfficerDep, session: SessionDep) -> CardOut:
+def suspend(card_id: CardId, body: CardNote, actor: OfficerDep, session: SessionDep) -> CardOut:
     return CardOut.of(cards.suspend_card(session, actor, card_id, note=body.note))
 
 
 @router.post("/cards/{card_id}/reinstate", response_model=CardOut)
-def reinstate(card_id: str, body: CardNote, actor: OfficerDep, session: SessionDep) -> CardOut:
+def reinstate(card_id: CardId, body: CardNote, actor: OfficerDep, session: SessionDep) -> CardOut:
     return CardOut.of(cards.reinstate_card(session, actor, card_id, note=body.note))
 
 
 @router.post("/cards/{card_id}/revoke", response_model=CardOut)
-def revoke(card_id: str, body: CardRevoke, actor: OfficerDep, session: SessionDep) -> CardOut:
+def revoke(card_id: CardId, body: CardRevoke, actor: OfficerDep, session: SessionDep) -> CardOut:
     return CardOut.of(cards.revoke_card(session, actor, card_id, reason=body.reason, note=body.note))
 
 
 @router.post("/cards/{card_id}/renew", response_model=CardOut, status_code=status.HTTP_201_CREATED)
-def renew(card_id: str, actor: OfficerDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep
+def renew(card_id: CardId, actor: OfficerDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep
           ) -> CardOut:
     """A new card version with a fresh validity period (the renewed card is superseded)."""
     return CardOut.of(cards.renew_card(session, actor, keyring, card_id, validity_years=settings.card_validity_years,

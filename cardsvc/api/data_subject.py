@@ -25,7 +25,8 @@ class ErasureOut(BaseModel):
 
 
 @router.get("/members/{member_id}/export", response_model=dict[str, Any],
-            responses={200: {"content": {"application/pdf": {}}, "description": "the export (JSON, or a PDF)"}})
+            responses={200: {"content": {"application/pdf": {}}, "description": "the export (JSON, or a PDF)"},
+                       403: {}})
 def export_member(member_id: Id, actor: OfficerDep, session: SessionDep, cipher: CipherDep, settings: SettingsDep,
                   format: Literal["json", "pdf"] = "json") -> Any:
     """Everything held about the member, ID numbers in clear (needs the ``pii`` permission); audited."""

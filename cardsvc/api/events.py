@@ -92,7 +92,7 @@ def revoke_station(event_id: Id, station_id: Id, actor: OfficerDep, session: Ses
                                      from_attributes=True)
 
 
-@router.post("/devices/provision", response_model=ProvisionOut)
+@router.post("/devices/provision", response_model=ProvisionOut, responses={401: {}})
 def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> ProvisionOut:
     """A device exchanges its one-time set-up code for a device token (public: the code is the credential)."""
     provisioned = stations.provision(session, body.code)
@@ -100,7 +100,7 @@ def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> 
                         event_id=provisioned.station.event_id, server=settings.public_base_url.rstrip("/"))
 
 
-@router.post("/events/{event_id}/checkins", response_model=CheckinOut)
+@router.post("/events/{event_id}/checkins", response_model=CheckinOut, responses={429: {}})
 async def checkin(event_id: Id, body: CheckinIn, request: Request,
                   token: Annotated[str | None, Depends(oauth2_scheme)]) -> CheckinOut:
     """Check a scanned card (or, for officers, a member found by search) in. Retrying with the same

@@ -72,7 +72,7 @@ def create_member(body: MemberCreate, actor: OfficerDep, session: SessionDep, ci
     return MemberOut.of(member, warnings=_problems(warnings))
 
 
-@router.post("/members/import", response_model=ImportReportOut)
+@router.post("/members/import", response_model=ImportReportOut, responses={404: {}})
 def import_members(
     actor: OfficerDep,
     session: SessionDep,
@@ -93,7 +93,7 @@ def import_members(
     return ImportReportOut.model_validate(report.as_dict())
 
 
-@router.get("/members/{member_id}", response_model=MemberOut)
+@router.get("/members/{member_id}", response_model=MemberOut, responses={403: {}})
 def get_member(
     member_id: Id,
     actor: OfficerDep,

@@ -20,7 +20,7 @@ def jwks(session: SessionDep, response: Response) -> dict[str, Any]:
     return publication.jwks(session)
 
 
-@router.get("/.well-known/cardsvc-trust-anchor.json")
+@router.get("/.well-known/cardsvc-trust-anchor.json", responses={404: {}})
 def trust_anchor(session: SessionDep) -> dict[str, Any]:
     """The key that signs trust bundles and status lists; stations pin it at provisioning."""
     return publication.trust_anchor(session)

@@ -17,6 +17,8 @@ INT64_MAX = 2**63 - 1
 # Every id a request names (path, query or body): a positive 64-bit integer, as the database stores it. A larger
 # number would overflow the driver's BIGINT parameter (a 500); this way it is a 422, or 404 in a path.
 Id = Annotated[int, Field(ge=1, le=INT64_MAX)]
+# A card's id: 8 random bytes in hex (any other path is 404, like an unknown card).
+CardId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
 
 
 def _refuse_nul(value: Any) -> Any:
@@ -537,7 +539,7 @@ class CheckinOut(BaseModel):
 
 
 class NfcWriteIn(Strict):
-    card_id: Annotated[str, StringConstraints(min_length=16, max_length=16, pattern=r"^[0-9a-fA-F]{16}$")]
+    card_id: CardId
     lock: bool = False
 
 
