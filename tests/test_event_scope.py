@@ -151,6 +151,33 @@ def test_an_event_is_seen_only_by_officers_whose_scope_holds_its_scope(client: T
     assert client.get(f"/v1/events/{national}/stats", headers=login(client, "t.admin")).json()["eligible"] >= 1
 
 
+def test_rows_recorded_before_the_scope_name_nobody_outside_it(client: TestClient, db: Session, tree: Tree,
+                                                              cipher: PiiCipher) -> None:
+    """An ``all`` event that admitted (or refused) members from anywhere before migration 0013 narrowed its scope:
+    its reports and bundle keep the scans but name only members inside the scope."""
+    officer = login(client, "t.officer.a")
+    event_id = _create_event(client, officer, tree.commune_a.id, "all")
+    hanoi, saigon = make_member(db, cipher, tree.branch_a), make_member(db, cipher, tree.branch_b)
+    now = datetime.now(UTC)
+    rows = [(hanoi, "ok", None, 1, False), (saigon, "ok", None, 1, False), (saigon, "error", "already_checked_in",
+                                                                            0, True)]
+    db.add_all(Checkin(event_id=event_id, member_id=member.id, result=result, reason=reason, seq=seq,
+                       source="qr_scanner", client_nonce=_nonce(), payload_hash="0" * 64, received_at=now,
+                       offline=offline, local_result="ok" if offline else None)
+               for member, result, reason, seq, offline in rows)
+    db.flush()
+    attendance = client.get(f"/v1/events/{event_id}/attendance", headers=officer).json()
+    assert [row["member_number"] for row in attendance] == [hanoi.member_number]
+    denied = client.get(f"/v1/events/{event_id}/denied", headers=officer).json()
+    conflicts = client.get(f"/v1/events/{event_id}/conflicts", headers=officer).json()
+    assert [row["member_number"] for row in denied] == [None]
+    assert [(row["member_id"], row["member_number"], row["full_name"]) for row in conflicts] == [(None, None, None)]
+    stats = client.get(f"/v1/events/{event_id}/stats", headers=officer).json()
+    assert stats["checked_in"] == 1 and tree.branch_b.code not in {c["code"] for c in stats["chapters"]}
+    bundle = _bundle(client, officer, event_id)
+    assert [entry.member_number for entry in bundle.checkins] == [hanoi.member_number]
+
+
 def test_invitees_must_lie_in_the_events_scope(client: TestClient, db: Session, tree: Tree,
                                                cipher: PiiCipher) -> None:
     admin = login(client, "t.admin")

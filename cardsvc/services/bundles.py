@@ -18,7 +18,7 @@ from cardsvc.db.base import utcnow
 from cardsvc.db.models import Card, Chapter, Checkin, Event, Member
 from cardsvc.errors import Conflict, NotFound, PermissionDenied
 from cardsvc.services.checkins import CheckinCaller
-from cardsvc.services.events import EventRules, get_event, in_event_scope, restrict_to_eligible
+from cardsvc.services.events import EventRules, get_event, members_in_scope, restrict_to_eligible
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.publication import status_list_uri, trust_bundle
 from cardsvc.services.reports import scan_time
@@ -87,9 +87,8 @@ def _checkins(session: Session, rules: EventRules) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Member.member_number, Checkin.seq, Checkin.direction, Checkin.scanned_at, Checkin.received_at,
                Checkin.station_id)
-        .join(Member, Member.id == Checkin.member_id)
-        .join(Chapter, Chapter.id == Member.chapter_id)
-        .where(Checkin.event_id == rules.id, Checkin.result == "ok", in_event_scope(Chapter.path, rules))
+        .join(members_in_scope(rules), Member.id == Checkin.member_id)
+        .where(Checkin.event_id == rules.id, Checkin.result == "ok")
         .order_by(Checkin.received_at, Checkin.id)
     ).all()
     return [

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, Select, and_, literal, select
+from sqlalchemy import ColumnElement, Join, Select, and_, join, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from cardsvc.db.models import Chapter, Event, EventInvite, Member
@@ -189,19 +189,21 @@ def is_eligible(session: Session, event: EventRules, member_id: int, member_stat
     return event.eligibility != "invite" or session.get(EventInvite, (event.id, member_id)) is not None
 
 
-def in_event_scope(path: PathColumn, event: EventRules) -> ColumnElement[bool]:
-    """A chapter path column lies in the event's scope: :meth:`EventRules.in_scope` as a filter."""
-    return _in_scope(path, event.scope_path)
-
-
 def _in_scope(path: PathColumn, scope: str | None) -> ColumnElement[bool]:
     return literal(True) if scope is None else subtree_condition(path, scope)
+
+
+def members_in_scope(event: EventRules) -> Join:
+    """``Member`` joined with her ``Chapter``, only inside the event's scope (:meth:`EventRules.in_scope` as a
+    join): joined to check-in rows, a row recorded before the scope was enforced that names a member outside it
+    names nobody (an inner join drops it, an outer join leaves the member's columns empty)."""
+    return join(Member, Chapter, and_(Chapter.id == Member.chapter_id, _in_scope(Chapter.path, event.scope_path)))
 
 
 def restrict_to_eligible(stmt: Select[*Columns], event: EventRules) -> Select[*Columns]:
     """Limit a statement over ``Member`` joined with its ``Chapter`` to the members eligible for ``event``: the rule
     of :func:`is_eligible` as a filter, so that rosters, counts and joins run in the database."""
-    stmt = stmt.where(Member.status == "active", in_event_scope(Chapter.path, event))
+    stmt = stmt.where(Member.status == "active", _in_scope(Chapter.path, event.scope_path))
     if event.eligibility == "invite":
         return stmt.join(EventInvite, and_(EventInvite.member_id == Member.id, EventInvite.event_id == event.id))
     return stmt

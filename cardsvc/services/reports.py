@@ -2,6 +2,7 @@
 XLSX exports.
 
 Officers read reports of events in their scope (viewers too); an event outside the scope is 404 like a missing one.
+No report names a member outside the event's scope (rows recorded before the scope was enforced may hold one).
 Exports are for Vietnamese offices: Vietnamese headers and reason labels, times in Vietnam time, CSV as UTF-8 with a
 BOM and CRLF line ends (what Excel's "CSV UTF-8" writes and opens without mangling accents), XLSX with real dates.
 """
@@ -26,7 +27,7 @@ from cardsvc.db.base import utcnow
 from cardsvc.db.models import Chapter, Checkin, Event, Member, Station
 from cardsvc.services.checkins import MAX_CLOCK_AHEAD, MAX_SCAN_AGE, conflict_of
 from cardsvc.services.context import Actor
-from cardsvc.services.events import EventRules, get_event, restrict_to_eligible
+from cardsvc.services.events import EventRules, get_event, members_in_scope, restrict_to_eligible
 from verification.format import VIETNAM_TZ
 
 Cell = str | int | datetime | None
@@ -163,11 +164,12 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
     """Counts for the live dashboard: eligible and checked-in members in total and per chapter, denied scans by
     reason."""
     event = get_event(session, actor, event_id)
+    rules = EventRules.of(event)
     eligible_rows = session.execute(
         restrict_to_eligible(
             select(Chapter.id, Chapter.code, Chapter.name, func.count(Member.id))
             .select_from(Member).join(Chapter, Chapter.id == Member.chapter_id),
-            EventRules.of(event),
+            rules,
         ).group_by(Chapter.id, Chapter.code, Chapter.name)
     ).all()
     entered = (
@@ -177,8 +179,7 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
     )
     checked_rows = session.execute(
         select(Chapter.id, Chapter.code, Chapter.name, func.count(entered.c.member_id))
-        .select_from(entered).join(Member, Member.id == entered.c.member_id)
-        .join(Chapter, Chapter.id == Member.chapter_id)
+        .select_from(entered).join(members_in_scope(rules), Member.id == entered.c.member_id)
         .group_by(Chapter.id, Chapter.code, Chapter.name)
     ).all()
     per_chapter: dict[int, dict[str, Any]] = {}
@@ -231,8 +232,7 @@ def attendance(session: Session, actor: Actor, event_id: int) -> Attendance:
         select(Checkin.member_id, Checkin.direction, Checkin.scanned_at, Checkin.received_at, Checkin.station_id,
                Station.name.label("station_name"), Member.member_number, Member.full_name,
                Chapter.code.label("chapter_code"), Chapter.name.label("chapter_name"))
-        .join(Member, Member.id == Checkin.member_id)
-        .join(Chapter, Chapter.id == Member.chapter_id)
+        .join(members_in_scope(EventRules.of(event)), Member.id == Checkin.member_id)
         .outerjoin(Station, Station.id == Checkin.station_id)
         .where(Checkin.event_id == event.id, Checkin.result == "ok")
         .order_by(Member.sort_key, Member.id, Checkin.seq)
@@ -263,7 +263,7 @@ def denied_scans(session: Session, actor: Actor, event_id: int) -> list[DeniedSc
                Station.name.label("station_name"), Checkin.source, Checkin.reason, Member.member_number,
                Checkin.payload_hash)
         .outerjoin(Station, Station.id == Checkin.station_id)
-        .outerjoin(Member, Member.id == Checkin.member_id)
+        .outerjoin(members_in_scope(EventRules.of(event)), Member.id == Checkin.member_id)
         .where(Checkin.event_id == event.id, Checkin.result == "error")
         .order_by(Checkin.received_at, Checkin.id)
     ).all()
@@ -287,11 +287,11 @@ def offline_conflicts(session: Session, actor: Actor, event_id: int) -> list[Off
     event = get_event(session, actor, event_id)
     scans = session.execute(
         select(Checkin.id, Checkin.scanned_at, Checkin.received_at, Checkin.station_id,
-               Station.name.label("station_name"), Checkin.reason, Checkin.local_reason, Checkin.member_id,
-               Member.member_number, Member.full_name, Checkin.payload_hash, Checkin.offline, Checkin.local_result,
-               Checkin.result)
+               Station.name.label("station_name"), Checkin.reason, Checkin.local_reason,
+               Member.id.label("member_id"), Member.member_number, Member.full_name, Checkin.payload_hash,
+               Checkin.offline, Checkin.local_result, Checkin.result)
         .outerjoin(Station, Station.id == Checkin.station_id)
-        .outerjoin(Member, Member.id == Checkin.member_id)
+        .outerjoin(members_in_scope(EventRules.of(event)), Member.id == Checkin.member_id)
         .where(_conflict_condition(event.id))
         .order_by(Checkin.received_at, Checkin.id)
     ).all()
