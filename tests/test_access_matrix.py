@@ -1,6 +1,8 @@
 """Authorization matrix: every API route × role × in-scope / out-of-scope target, generated from the route table.
 
 A new route fails ``test_every_route_is_in_the_matrix`` until it is described here, so none can be forgotten.
+A route that takes ids of other objects in its body as well as in its path is also tried with the path's objects in
+the caller's scope and the body's outside it (``foreign``): the body's ids are checked like the path's.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Case:
     device_body: Callable[[Targets], dict[str, Any]] | None = None
     # What a device of another event's station gets on a device route (403 for routes naming an event).
     device_elsewhere: int | str = 403
+    # The request with the path's objects from the first targets and the body's ids from the second.
+    foreign: Callable[[Targets, Targets], Request] | None = None
 
 
 def _csv(t: Targets) -> bytes:
@@ -106,9 +110,11 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("PATCH", "/v1/chapters/{chapter_id}"): Case("write", lambda t: (
         f"/v1/chapters/{t.branch.id}", {"json": {"name": "Tên mới"}})),
     ("POST", "/v1/chapters/{chapter_id}/move"): Case("write", lambda t: (
-        f"/v1/chapters/{t.branch.id}/move", {"json": {"parent_id": t.province.id}})),
+        f"/v1/chapters/{t.branch.id}/move", {"json": {"parent_id": t.province.id}}), foreign=lambda t, o: (
+        f"/v1/chapters/{t.branch.id}/move", {"json": {"parent_id": o.province.id}})),
     ("POST", "/v1/chapters/{chapter_id}/merge"): Case("write", lambda t: (
-        f"/v1/chapters/{t.branch.id}/merge", {"json": {"into_id": t.commune.id}})),
+        f"/v1/chapters/{t.branch.id}/merge", {"json": {"into_id": t.commune.id}}), foreign=lambda t, o: (
+        f"/v1/chapters/{t.branch.id}/merge", {"json": {"into_id": o.commune.id}})),
     ("GET", "/v1/members"): Case("read", lambda t: (f"/v1/members?chapter_id={t.branch.id}", {})),
     ("POST", "/v1/members/lookup"): Case("self", lambda t: ("/v1/members/lookup", {"json": {
         "id_number": "001190000000"}})),
@@ -121,7 +127,8 @@ MATRIX: dict[tuple[str, str], Case] = {
         "/v1/members/import/errors/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", {}), allowed_status=404),
     ("GET", "/v1/members/{member_id}"): Case("read", lambda t: (f"/v1/members/{t.member.id}", {})),
     ("PATCH", "/v1/members/{member_id}"): Case("write", lambda t: (
-        f"/v1/members/{t.member.id}", {"json": {"phone": "0987654321"}})),
+        f"/v1/members/{t.member.id}", {"json": {"phone": "0987654321"}}), foreign=lambda t, o: (
+        f"/v1/members/{t.member.id}", {"json": {"chapter_id": o.branch.id}})),
     ("GET", "/v1/members/duplicates"): Case("read", lambda t: (f"/v1/members/duplicates?chapter_id={t.branch.id}", {})),
     # Both members hold a CCCD number: the merge itself is refused (409) for everyone allowed to try it.
     ("POST", "/v1/members/{member_id}/merge"): Case("write", lambda t: (
@@ -179,7 +186,9 @@ MATRIX.update({
     ("GET", "/v1/events/{event_id}"): Case("read", lambda t: (f"/v1/events/{t.event.id}", {})),
     ("POST", "/v1/events/{event_id}/close"): Case("write", lambda t: (f"/v1/events/{t.event.id}/close", {})),
     ("POST", "/v1/events/{event_id}/invites"): Case("write", lambda t: (
-        f"/v1/events/{t.invite_event.id}/invites", {"json": {"member_ids": [t.member.id]}})),
+        f"/v1/events/{t.invite_event.id}/invites", {"json": {"member_ids": [t.member.id]}}),
+        # The administrator too: an invitee must lie in the event's scope (its chapter's subtree).
+        foreign=lambda t, o: (f"/v1/events/{t.invite_event.id}/invites", {"json": {"member_ids": [o.member.id]}})),
     ("POST", "/v1/events/{event_id}/stations"): Case("write", lambda t: (
         f"/v1/events/{t.event.id}/stations", {"json": {"name": "Cửa 2"}})),
     ("GET", "/v1/events/{event_id}/stations"): Case("read", lambda t: (f"/v1/events/{t.event.id}/stations", {})),
@@ -188,7 +197,10 @@ MATRIX.update({
     ("POST", "/v1/events/{event_id}/checkins"): Case("write", lambda t: (f"/v1/events/{t.event.id}/checkins", {
         "json": {"source": "manual", "client_nonce": "matrix-manual-1", "member_id": t.member.id,
                  "manual_reason": "quên thẻ"}}), device_body=lambda t: {"json": {
-        "source": "qr_scanner", "client_nonce": "matrix-scan-1", "payload": credential_qr_text(t.card.credential)}}),
+        "source": "qr_scanner", "client_nonce": "matrix-scan-1", "payload": credential_qr_text(t.card.credential)}},
+        foreign=lambda t, o: (f"/v1/events/{t.event.id}/checkins", {"json": {
+            "source": "manual", "client_nonce": "matrix-manual-2", "member_id": o.member.id,
+            "manual_reason": "quên thẻ"}})),
     ("GET", "/v1/events/{event_id}/bundle"): Case("read", lambda t: (f"/v1/events/{t.event.id}/bundle", {})),
     ("GET", "/v1/events/{event_id}/stats"): Case("read", lambda t: (f"/v1/events/{t.event.id}/stats", {})),
     ("GET", "/v1/events/{event_id}/attendance"): Case("read", lambda t: (
@@ -224,7 +236,9 @@ MATRIX.update({
     ("GET", "/v1/events/{event_id}/conflicts"): Case("read", lambda t: (
         f"/v1/events/{t.event.id}/conflicts?format=csv", {})),
     ("POST", "/v1/events/{event_id}/stations/{station_id}/nfc-writes"): Case("write", lambda t: (
-        f"/v1/events/{t.event.id}/stations/{t.station.id}/nfc-writes", {"json": {"card_id": t.card.card_id}})),
+        f"/v1/events/{t.event.id}/stations/{t.station.id}/nfc-writes", {"json": {"card_id": t.card.card_id}}),
+        foreign=lambda t, o: (f"/v1/events/{t.event.id}/stations/{t.station.id}/nfc-writes",
+                              {"json": {"card_id": o.card.card_id}})),
     ("GET", "/v1/events/{event_id}/stations/{station_id}/nfc-writes"): Case("read", lambda t: (
         f"/v1/events/{t.event.id}/stations/{t.station.id}/nfc-writes", {})),
     # A station sees only its own requests: another station's device lists nothing and cannot report on them.
@@ -354,6 +368,42 @@ def test_access(client: TestClient, app: FastAPI, tree: Tree, db: Session, ciphe
         headers = {}
     response = client.request(route[0], url, headers=headers, **kwargs)
     expected = expected_status(case, role, in_scope=scope == "a", route=route)
+    if expected == "2xx":
+        assert 200 <= response.status_code < 300, response.text
+    else:
+        assert response.status_code == expected, response.text
+        assert set(response.json()) == {"code", "message", "details"}
+
+
+# What an administrator gets when the body's ids lie outside the path object's own reach (not her scope).
+FOREIGN_ADMIN = {("POST", "/v1/events/{event_id}/invites"): 404}
+
+
+def expected_with_foreign_ids(case: Case, role: str, route: tuple[str, str]) -> int | str:
+    """The path's objects are in the caller's scope, the body's ids are not: they count as missing."""
+    if role == "anonymous":
+        return 401
+    if role == "admin":
+        return FOREIGN_ADMIN.get(route, case.allowed_status or "2xx")
+    if case.kind == "write" and role == "viewer_a":
+        return 403
+    return 404
+
+
+@pytest.mark.parametrize("role", ("admin", "officer_a", "viewer_a", "anonymous"))
+@pytest.mark.parametrize("route", sorted(r for r, case in MATRIX.items() if case.foreign),
+                         ids=lambda r: f"{r[0]} {r[1]}")
+def test_access_with_body_ids_out_of_scope(client: TestClient, app: FastAPI, tree: Tree, db: Session,
+                                           cipher: PiiCipher, signing_keys: dict[str, SigningKey],
+                                           route: tuple[str, str], role: str) -> None:
+    case = MATRIX[route]
+    assert case.foreign is not None
+    own = _targets(db, cipher, tree, "a", app.state.keyring, signing_keys)
+    other = _targets(db, cipher, tree, "b", app.state.keyring, signing_keys)
+    url, kwargs = case.foreign(own, other)
+    headers = login(client, USERS[role]) if role in USERS else {}
+    response = client.request(route[0], url, headers=headers, **kwargs)
+    expected = expected_with_foreign_ids(case, role, route)
     if expected == "2xx":
         assert 200 <= response.status_code < 300, response.text
     else:

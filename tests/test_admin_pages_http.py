@@ -418,6 +418,17 @@ def test_an_invalid_form_is_a_friendly_page(client: TestClient, tree: Tree) -> N
     assert outside.status_code == 404 and outside.headers["content-type"].startswith("text/html")
 
 
+def test_a_chapter_number_no_id_can_be_is_no_chapter(client: TestClient, tree: Tree) -> None:
+    """A chapter id beyond 64 bits in a query or form used to reach the database driver (a 500)."""
+    csrf = page_login(client, "t.admin")
+    search = client.get("/admin/members", params={"chapter": "9" * 20})
+    assert search.status_code == 200
+    for path in ("/admin/print", "/admin/events"):
+        posted = client.post(path, data={"csrf_token": csrf, "chapter": str(2**64), "title": "Họp",
+                                         "starts_at": "2026-12-01T08:00", "ends_at": "2026-12-01T10:00"})
+        assert posted.status_code == 422, path
+
+
 def test_language_switch_stays_inside_the_officer_pages(client: TestClient, tree: Tree) -> None:
     page_login(client, "t.officer.a")
     for back in ("//evil.example/", "https://evil.example/admin", "/v1/members"):

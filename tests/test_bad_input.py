@@ -70,7 +70,8 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 
 def test_bad_path_parameter(client: TestClient, tree: Tree) -> None:
     headers = login(client, "t.officer.a")
-    _assert_error(client.get("/v1/members/abc", headers=headers), 422)
+    # A path that names no possible member (not a positive 64-bit number) is not found, like a missing one.
+    _assert_error(client.get("/v1/members/abc", headers=headers), 404, "not_found")
     _assert_error(client.get("/v1/members/99999999", headers=headers), 404, "not_found")
 
 

@@ -300,3 +300,43 @@ def test_numbers_beyond_64_bits_are_404_or_422(client: TestClient, tree: Tree) -
     query = client.get(f"/v1/chapters?parent_id={too_big}", headers=headers)
     assert (query.status_code, query.json()["code"]) == (422, "validation_failed")
     assert client.get(f"/v1/members/{2**63 - 1}", headers=headers).status_code == 404  # the largest id: not found
+
+
+def test_ids_no_64_bit_number_holds_are_404_in_paths_and_422_in_queries_and_bodies(
+        client: TestClient, app: FastAPI, db: Session, tree: Tree, cipher: PiiCipher,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative numbers, and ids in queries and bodies, used to reach the database driver (a 500)."""
+    # The sync-run route builds its registry gateway before the body is refused.
+    monkeypatch.setitem(app.state._state, "registry", make_registry(app.state.settings))
+    headers = login(client, "t.admin")
+    huge, negative = 2**64, -(10**20)
+    member = make_member(db, cipher, tree.branch_a)
+    now = datetime.now(UTC)
+    event = events.create_event(db, SYSTEM, events.EventSpec(
+        chapter_id=tree.commune_a.id, title="Họp", venue="", starts_at=now, ends_at=now + timedelta(hours=1),
+        eligibility="invite"))
+    for path in (f"/v1/members/{negative}", f"/v1/events/{negative}/stats", "/v1/members/0"):
+        response = client.get(path, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (404, "not_found"), path
+    for query in (f"/v1/members?chapter_id={negative}", f"/v1/events?chapter_id={huge}",
+                  f"/v1/identity/coverage?chapter_id={huge}", f"/v1/audit?before_id={huge}"):
+        response = client.get(query, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (422, "validation_failed"), query
+    bodies = [
+        ("POST", "/v1/members", {"chapter_id": huge, "full_name": "Lan", "birth_date": "01/02/1990"}, "chapter_id"),
+        ("PATCH", f"/v1/members/{member.id}", {"chapter_id": negative}, "chapter_id"),
+        ("POST", f"/v1/chapters/{tree.branch_a.id}/move", {"parent_id": huge}, "parent_id"),
+        ("POST", f"/v1/chapters/{tree.branch_a.id}/merge", {"into_id": huge}, "into_id"),
+        ("POST", "/v1/events", {"chapter_id": huge, "title": "Họp", "starts_at": now.isoformat(),
+                                "ends_at": (now + timedelta(hours=1)).isoformat()}, "chapter_id"),
+        ("POST", f"/v1/events/{event.id}/invites", {"member_ids": [member.id, huge]}, "member_ids.1"),
+        ("POST", f"/v1/events/{event.id}/checkins", {"source": "manual", "client_nonce": "big-ids-1",
+                                                     "member_id": huge, "manual_reason": "quên thẻ"}, "member_id"),
+        ("POST", "/v1/identity/sync-runs", {"chapter_id": huge}, "chapter_id"),
+        ("POST", "/v1/officers", {"username": "big.ids", "password": "long enough password", "role": "officer",
+                                  "chapter_id": huge}, "chapter_id"),
+    ]
+    for method, path, body, field in bodies:
+        response = client.request(method, path, json=body, headers=headers)
+        assert (response.status_code, response.json()["code"]) == (422, "validation_failed"), path
+        assert [detail["field"] for detail in response.json()["details"]] == [field], path

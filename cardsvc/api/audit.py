@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from cardsvc.api.deps import OfficerDep, SessionDep
-from cardsvc.api.schemas import AuditOut
+from cardsvc.api.schemas import AuditOut, Id
 from cardsvc.services import audit
 
 router = APIRouter(prefix="/v1", tags=["audit"])
@@ -23,7 +23,7 @@ def query_audit(
     target_id: Annotated[str | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:
     """Newest first; page with ``before_id`` (the smallest id of the previous page)."""

@@ -33,7 +33,7 @@ def _token_response(token: AccessToken) -> TokenResponse:
     )
 
 
-@router.post("/auth/token", response_model=TokenResponse, dependencies=[LoginRateLimitDep])
+@router.post("/auth/token", response_model=TokenResponse, dependencies=[LoginRateLimitDep], responses={401: {}})
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,

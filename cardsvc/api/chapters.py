@@ -14,6 +14,7 @@ from cardsvc.api.schemas import (
     ChapterMove,
     ChapterOut,
     ChapterUpdate,
+    Id,
     LevelOut,
     MergeOut,
 )
@@ -31,8 +32,8 @@ def list_levels(_actor: OfficerDep, session: SessionDep) -> list[LevelOut]:
 def list_chapters(
     actor: OfficerDep,
     session: SessionDep,
-    parent_id: int | None = None,
-    root_id: int | None = None,
+    parent_id: Id | None = None,
+    root_id: Id | None = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
     include_merged: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -60,24 +61,24 @@ def create_chapter(body: ChapterCreate, actor: OfficerDep, session: SessionDep) 
 
 
 @router.get("/chapters/{chapter_id}", response_model=ChapterOut)
-def get_chapter(chapter_id: int, actor: OfficerDep, session: SessionDep) -> ChapterOut:
+def get_chapter(chapter_id: Id, actor: OfficerDep, session: SessionDep) -> ChapterOut:
     return ChapterOut.of(chapters.get_chapter(session, actor, chapter_id))
 
 
 @router.patch("/chapters/{chapter_id}", response_model=ChapterOut)
-def update_chapter(chapter_id: int, body: ChapterUpdate, actor: OfficerDep, session: SessionDep) -> ChapterOut:
+def update_chapter(chapter_id: Id, body: ChapterUpdate, actor: OfficerDep, session: SessionDep) -> ChapterOut:
     """Rename a chapter, change its code (the former code keeps resolving) or its level."""
     return ChapterOut.of(chapters.update_chapter(session, actor, chapter_id, name=body.name, code=body.code,
                                                  level=body.level))
 
 
 @router.post("/chapters/{chapter_id}/move", response_model=ChapterOut)
-def move_chapter(chapter_id: int, body: ChapterMove, actor: OfficerDep, session: SessionDep) -> ChapterOut:
+def move_chapter(chapter_id: Id, body: ChapterMove, actor: OfficerDep, session: SessionDep) -> ChapterOut:
     return ChapterOut.of(chapters.move_chapter(session, actor, chapter_id, body.parent_id))
 
 
 @router.post("/chapters/{chapter_id}/merge", response_model=MergeOut)
-def merge_chapter(chapter_id: int, body: ChapterMerge, actor: OfficerDep, session: SessionDep) -> MergeOut:
+def merge_chapter(chapter_id: Id, body: ChapterMerge, actor: OfficerDep, session: SessionDep) -> MergeOut:
     """Merge this chapter into ``into_id``: members, sub-chapters and officers move; history stays."""
     result = chapters.merge_chapters(session, actor, chapter_id, body.into_id)
     return MergeOut(source=ChapterOut.of(result.source), target=ChapterOut.of(result.target),

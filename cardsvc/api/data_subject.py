@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep, SettingsDep
+from cardsvc.api.schemas import Id
 from cardsvc.services import data_subject
 
 router = APIRouter(prefix="/v1", tags=["members"])
@@ -24,8 +25,9 @@ class ErasureOut(BaseModel):
 
 
 @router.get("/members/{member_id}/export", response_model=dict[str, Any],
-            responses={200: {"content": {"application/pdf": {}}, "description": "the export (JSON, or a PDF)"}})
-def export_member(member_id: int, actor: OfficerDep, session: SessionDep, cipher: CipherDep, settings: SettingsDep,
+            responses={200: {"content": {"application/pdf": {}}, "description": "the export (JSON, or a PDF)"},
+                       403: {}})
+def export_member(member_id: Id, actor: OfficerDep, session: SessionDep, cipher: CipherDep, settings: SettingsDep,
                   format: Literal["json", "pdf"] = "json") -> Any:
     """Everything held about the member, ID numbers in clear (needs the ``pii`` permission); audited."""
     export = data_subject.export_member(session, actor, cipher, member_id, fmt=format)
@@ -39,7 +41,7 @@ def export_member(member_id: int, actor: OfficerDep, session: SessionDep, cipher
 
 
 @router.post("/members/{member_id}/erase", response_model=ErasureOut)
-def erase_member(member_id: int, actor: OfficerDep, session: SessionDep) -> ErasureOut:
+def erase_member(member_id: Id, actor: OfficerDep, session: SessionDep) -> ErasureOut:
     """Erase a member who has left or died (409 ``member_active`` otherwise); repeating it changes nothing."""
     result = data_subject.erase_member(session, actor, member_id)
     return ErasureOut(**result.__dict__)

@@ -24,6 +24,7 @@ from cardsvc.api.schemas import (
     EventCreate,
     EventOut,
     FirstEntryOut,
+    Id,
     InviteIn,
     InviteOut,
     ProvisionIn,
@@ -45,7 +46,7 @@ def create_event(body: EventCreate, actor: OfficerDep, session: SessionDep) -> E
 
 
 @router.get("/events", response_model=list[EventOut])
-def list_events(actor: OfficerDep, session: SessionDep, chapter_id: int | None = None,
+def list_events(actor: OfficerDep, session: SessionDep, chapter_id: Id | None = None,
                 limit: Annotated[int, Query(ge=1, le=500)] = 50,
                 offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[EventOut]:
     return [EventOut.of(e) for e in events.list_events(session, actor, chapter_id=chapter_id, limit=limit,
@@ -53,22 +54,22 @@ def list_events(actor: OfficerDep, session: SessionDep, chapter_id: int | None =
 
 
 @router.get("/events/{event_id}", response_model=EventOut)
-def get_event(event_id: int, actor: OfficerDep, session: SessionDep) -> EventOut:
+def get_event(event_id: Id, actor: OfficerDep, session: SessionDep) -> EventOut:
     return EventOut.of(events.get_event(session, actor, event_id))
 
 
 @router.post("/events/{event_id}/close", response_model=EventOut)
-def close_event(event_id: int, actor: OfficerDep, session: SessionDep) -> EventOut:
+def close_event(event_id: Id, actor: OfficerDep, session: SessionDep) -> EventOut:
     return EventOut.of(events.close_event(session, actor, event_id))
 
 
 @router.post("/events/{event_id}/invites", response_model=InviteOut)
-def invite(event_id: int, body: InviteIn, actor: OfficerDep, session: SessionDep) -> InviteOut:
+def invite(event_id: Id, body: InviteIn, actor: OfficerDep, session: SessionDep) -> InviteOut:
     return InviteOut(invited=events.invite(session, actor, event_id, body.member_ids))
 
 
 @router.post("/events/{event_id}/stations", response_model=StationRegistered, status_code=status.HTTP_201_CREATED)
-def register_station(event_id: int, body: StationCreate, actor: OfficerDep, session: SessionDep,
+def register_station(event_id: Id, body: StationCreate, actor: OfficerDep, session: SessionDep,
                      settings: SettingsDep) -> StationRegistered:
     """Register a door station or phone; show ``provisioning_url`` as a QR for the device to scan once."""
     registration = stations.register_station(session, actor, event_id, body.name)
@@ -80,18 +81,18 @@ def register_station(event_id: int, body: StationCreate, actor: OfficerDep, sess
 
 
 @router.get("/events/{event_id}/stations", response_model=list[StationOut])
-def list_stations(event_id: int, actor: OfficerDep, session: SessionDep) -> list[StationOut]:
+def list_stations(event_id: Id, actor: OfficerDep, session: SessionDep) -> list[StationOut]:
     return [StationOut.model_validate(s, from_attributes=True)
             for s in stations.list_stations(session, actor, event_id)]
 
 
 @router.post("/events/{event_id}/stations/{station_id}/revoke", response_model=StationOut)
-def revoke_station(event_id: int, station_id: int, actor: OfficerDep, session: SessionDep) -> StationOut:
+def revoke_station(event_id: Id, station_id: Id, actor: OfficerDep, session: SessionDep) -> StationOut:
     return StationOut.model_validate(stations.revoke_station(session, actor, event_id, station_id),
                                      from_attributes=True)
 
 
-@router.post("/devices/provision", response_model=ProvisionOut)
+@router.post("/devices/provision", response_model=ProvisionOut, responses={401: {}})
 def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> ProvisionOut:
     """A device exchanges its one-time set-up code for a device token (public: the code is the credential)."""
     provisioned = stations.provision(session, body.code)
@@ -99,8 +100,8 @@ def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> 
                         event_id=provisioned.station.event_id, server=settings.public_base_url.rstrip("/"))
 
 
-@router.post("/events/{event_id}/checkins", response_model=CheckinOut)
-async def checkin(event_id: int, body: CheckinIn, request: Request,
+@router.post("/events/{event_id}/checkins", response_model=CheckinOut, responses={429: {}})
+async def checkin(event_id: Id, body: CheckinIn, request: Request,
                   token: Annotated[str | None, Depends(oauth2_scheme)]) -> CheckinOut:
     """Check a scanned card (or, for officers, a member found by search) in. Retrying with the same
     ``client_nonce`` returns the same answer and records nothing new."""

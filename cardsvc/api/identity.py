@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field
 
 from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep
+from cardsvc.api.schemas import Id
 from cardsvc.db.models import IdentityReview
 from cardsvc.services import identity
 
@@ -34,11 +35,11 @@ def get_scheduler(request: Request) -> identity.IdentityScheduler:
 
 GatewayDep = Annotated[identity.RegistryGateway, Depends(get_gateway)]
 SchedulerDep = Annotated[identity.IdentityScheduler, Depends(get_scheduler)]
-ChapterQuery = Annotated[int | None, Query(description="root of the subtree (default: your whole scope)")]
+ChapterQuery = Annotated[Id | None, Query(description="root of the subtree (default: your whole scope)")]
 
 
 class SyncRunStart(BaseModel):
-    chapter_id: int | None = Field(default=None, description="root of the subtree (default: your whole scope)")
+    chapter_id: Id | None = Field(default=None, description="root of the subtree (default: your whole scope)")
     force: bool = Field(default=False, description="also verify members verified recently")
 
 
@@ -110,7 +111,7 @@ class CoverageOut(BaseModel):
 
 
 class PublishRequest(BaseModel):
-    chapter_id: int | None = Field(default=None, description="root of the subtree (default: your whole scope)")
+    chapter_id: Id | None = Field(default=None, description="root of the subtree (default: your whole scope)")
 
 
 class PublicationOut(BaseModel):
@@ -133,7 +134,7 @@ def start_sync_run(body: SyncRunStart, actor: OfficerDep, session: SessionDep, r
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunOut)
-def get_sync_run(run_id: int, actor: OfficerDep, session: SessionDep) -> SyncRunOut:
+def get_sync_run(run_id: Id, actor: OfficerDep, session: SessionDep) -> SyncRunOut:
     return SyncRunOut.of(identity.run_summary(session, actor, run_id))
 
 
@@ -142,7 +143,7 @@ def list_reviews(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuer
                  review_status: Annotated[Literal["open", "accepted", "kept", "flagged"], Query(alias="status")]
                  = "open",
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                 before_id: Annotated[int | None, Query(ge=1)] = None) -> list[ReviewOut]:
+                 before_id: Id | None = None) -> list[ReviewOut]:
     """Differences with the registry waiting for a decision (or decided ones, by status), newest first."""
     reviews = identity.list_reviews(session, actor, chapter_id=chapter_id, status=review_status, limit=limit,
                                     before_id=before_id)
@@ -150,7 +151,7 @@ def list_reviews(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuer
 
 
 @router.post("/reviews/{review_id}/decision", response_model=ReviewOut)
-def decide_review(review_id: int, body: ReviewDecision, actor: OfficerDep, session: SessionDep,
+def decide_review(review_id: Id, body: ReviewDecision, actor: OfficerDep, session: SessionDep,
                   cipher: CipherDep) -> ReviewOut:
     """Accept the registry's value (the member record changes, audited), keep ours, or flag for follow-up."""
     return ReviewOut.of(identity.decide_review(session, actor, cipher, review_id, decision=body.decision,

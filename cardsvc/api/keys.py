@@ -15,7 +15,7 @@ def _out(key: object) -> KeyOut:
     return KeyOut.model_validate(key, from_attributes=True)
 
 
-@router.get("/keys", response_model=list[KeyOut])
+@router.get("/keys", response_model=list[KeyOut], responses={403: {}})
 def list_keys(actor: OfficerDep, session: SessionDep) -> list[KeyOut]:
     return [_out(k) for k in keys.list_keys(session, actor)]
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from cardsvc.api.deps import CipherDep, OfficerDep, RequestIdDep, SessionDep, SettingsDep
+from cardsvc.api.schemas import Id
 from cardsvc.services import member_links
 from cardsvc.services.member_links import CardOnPhone, LoggingMessenger, Messenger
 
@@ -74,7 +75,7 @@ class MemberCardOut(BaseModel):
 
 
 @router.post("/v1/members/{member_id}/links", response_model=NewLinkOut, status_code=status.HTTP_201_CREATED)
-def create_link(member_id: int, body: LinkCreate, actor: OfficerDep, session: SessionDep, cipher: CipherDep,
+def create_link(member_id: Id, body: LinkCreate, actor: OfficerDep, session: SessionDep, cipher: CipherDep,
                 settings: SettingsDep, messenger: MessengerDep) -> NewLinkOut:
     """Create the member's card link (her previous link stops working) and send it by SMS or Zalo, or return it
     for printing (``paper``). The URL is shown only in this response."""
@@ -85,14 +86,14 @@ def create_link(member_id: int, body: LinkCreate, actor: OfficerDep, session: Se
 
 
 @router.get("/v1/members/{member_id}/links", response_model=list[LinkOut])
-def list_links(member_id: int, actor: OfficerDep, session: SessionDep) -> list[LinkOut]:
+def list_links(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[LinkOut]:
     """The member's links, newest last (never their tokens)."""
     return [LinkOut.model_validate(link, from_attributes=True)
             for link in member_links.list_links(session, actor, member_id)]
 
 
 @router.post("/v1/members/{member_id}/links/revoke", response_model=LinksRevoked)
-def revoke_links(member_id: int, actor: OfficerDep, session: SessionDep) -> LinksRevoked:
+def revoke_links(member_id: Id, actor: OfficerDep, session: SessionDep) -> LinksRevoked:
     """Revoke the member's active link, e.g. when her phone is lost; repeating it changes nothing."""
     return LinksRevoked(member_id=member_id, revoked=member_links.revoke_links(session, actor, member_id))
 

@@ -13,6 +13,7 @@ from cardsvc.api.schemas import (
     ConsentOut,
     ConsentWithdraw,
     DuplicatePairOut,
+    Id,
     ImportReportOut,
     MemberCreate,
     MemberLookup,
@@ -44,7 +45,7 @@ def search_members(
     session: SessionDep,
     cipher: CipherDep,
     q: Annotated[str | None, Query(max_length=100, description="name words, accent-insensitive")] = None,
-    chapter_id: int | None = None,
+    chapter_id: Id | None = None,
     subtree: bool = True,
     member_status: Annotated[
         str | None, Query(alias="status", pattern="^(active|suspended|left|deceased)$")
@@ -78,7 +79,7 @@ def create_member(body: MemberCreate, actor: OfficerDep, session: SessionDep, ci
     return MemberOut.of(member, masked_view(member, actor), warnings=_problems(warnings))
 
 
-@router.post("/members/import", response_model=ImportReportOut)
+@router.post("/members/import", response_model=ImportReportOut, responses={404: {}})
 def import_members(
     actor: OfficerDep,
     session: SessionDep,
@@ -105,7 +106,7 @@ def import_members(
 def probable_duplicates(
     actor: OfficerDep,
     session: SessionDep,
-    chapter_id: int | None = None,
+    chapter_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[DuplicatePairOut]:
@@ -134,9 +135,9 @@ def import_errors_file(
     return Response(download.content, media_type=download.media_type, headers=download.headers)
 
 
-@router.get("/members/{member_id}", response_model=MemberOut)
+@router.get("/members/{member_id}", response_model=MemberOut, responses={403: {}})
 def get_member(
-    member_id: int,
+    member_id: Id,
     actor: OfficerDep,
     session: SessionDep,
     cipher: CipherDep,
@@ -151,7 +152,7 @@ def get_member(
 
 
 @router.patch("/members/{member_id}", response_model=MemberOut)
-def update_member(member_id: int, body: MemberUpdate, actor: OfficerDep, session: SessionDep, cipher: CipherDep
+def update_member(member_id: Id, body: MemberUpdate, actor: OfficerDep, session: SessionDep, cipher: CipherDep
                   ) -> MemberOut:
     """Correct a member's data, or transfer her (``chapter_id``) to another chapter in your scope."""
     member, warnings = members.update_member(session, actor, cipher, member_id, body.model_dump(exclude_unset=True))
@@ -159,7 +160,7 @@ def update_member(member_id: int, body: MemberUpdate, actor: OfficerDep, session
 
 
 @router.post("/members/{member_id}/status", response_model=MemberOut)
-def change_status(member_id: int, body: MemberStatusChangeIn, actor: OfficerDep, session: SessionDep
+def change_status(member_id: Id, body: MemberStatusChangeIn, actor: OfficerDep, session: SessionDep
                   ) -> MemberOut:
     member = members.change_status(session, actor, member_id, status=body.status, reason=body.reason,
                                    effective_on=body.effective_on)
@@ -167,7 +168,7 @@ def change_status(member_id: int, body: MemberStatusChangeIn, actor: OfficerDep,
 
 
 @router.post("/members/{member_id}/merge", response_model=MemberMergeOut)
-def merge_member(member_id: int, body: MemberMergeIn, actor: OfficerDep, session: SessionDep) -> MemberMergeOut:
+def merge_member(member_id: Id, body: MemberMergeIn, actor: OfficerDep, session: SessionDep) -> MemberMergeOut:
     """Merge the record ``duplicate_id`` into this member (both in your scope; audited): her ID numbers, cards,
     check-ins, consents and links follow this member, her current card is superseded, and her record stays,
     closed, pointing here."""
@@ -179,22 +180,22 @@ def merge_member(member_id: int, body: MemberMergeIn, actor: OfficerDep, session
 
 
 @router.get("/members/{member_id}/status-history", response_model=list[StatusChangeOut])
-def status_history(member_id: int, actor: OfficerDep, session: SessionDep) -> list[StatusChangeOut]:
+def status_history(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[StatusChangeOut]:
     return [StatusChangeOut.of(c) for c in members.status_history(session, actor, member_id)]
 
 
 @router.get("/members/{member_id}/consents", response_model=list[ConsentOut])
-def list_consents(member_id: int, actor: OfficerDep, session: SessionDep) -> list[ConsentOut]:
+def list_consents(member_id: Id, actor: OfficerDep, session: SessionDep) -> list[ConsentOut]:
     return [ConsentOut.of(c) for c in consents.list_consents(session, actor, member_id)]
 
 
 @router.post("/members/{member_id}/consents", response_model=ConsentOut, status_code=status.HTTP_201_CREATED)
-def record_consent(member_id: int, body: ConsentCreate, actor: OfficerDep, session: SessionDep) -> ConsentOut:
+def record_consent(member_id: Id, body: ConsentCreate, actor: OfficerDep, session: SessionDep) -> ConsentOut:
     return ConsentOut.of(consents.record_consent(session, actor, member_id, purpose=body.purpose,
                                                  method=body.method, evidence_ref=body.evidence_ref))
 
 
 @router.post("/members/{member_id}/consents/{consent_id}/withdraw", response_model=ConsentOut)
-def withdraw_consent(member_id: int, consent_id: int, body: ConsentWithdraw, actor: OfficerDep,
+def withdraw_consent(member_id: Id, consent_id: Id, body: ConsentWithdraw, actor: OfficerDep,
                      session: SessionDep) -> ConsentOut:
     return ConsentOut.of(consents.withdraw_consent(session, actor, member_id, consent_id, note=body.note))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 
 from cardsvc.api.deps import KeyRingDep, SessionDep, SettingsDep, StatusCacheDep
+from cardsvc.api.schemas import Id
 from cardsvc.services import publication
 
 router = APIRouter(tags=["publication"])
@@ -19,7 +20,7 @@ def jwks(session: SessionDep, response: Response) -> dict[str, Any]:
     return publication.jwks(session)
 
 
-@router.get("/.well-known/cardsvc-trust-anchor.json")
+@router.get("/.well-known/cardsvc-trust-anchor.json", responses={404: {}})
 def trust_anchor(session: SessionDep) -> dict[str, Any]:
     """The key that signs trust bundles and status lists; stations pin it at provisioning."""
     return publication.trust_anchor(session)
@@ -35,7 +36,7 @@ def trust_bundle(session: SessionDep, keyring: KeyRingDep, settings: SettingsDep
 
 @router.get("/v1/status-lists/{list_id}", response_class=Response,
             responses={200: {"content": {"application/statuslist+jwt": {}}}, 304: {"description": "unchanged"}})
-def status_list(list_id: int, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
+def status_list(list_id: Id, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
                 cache: StatusCacheDep, if_none_match: Annotated[str | None, Header(max_length=200)] = None
                 ) -> Response:
     """A signed status list (2 bits per card: valid, revoked, suspended, superseded) with ETag and TTL."""

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from cardsvc.api.deps import CallerDep, KeyRingDep, OfficerDep, SessionDep, SettingsDep, StatusCacheDep
+from cardsvc.api.schemas import Id
 from cardsvc.services import bundles, reports
 
 router = APIRouter(prefix="/v1", tags=["reports"])
@@ -96,7 +97,7 @@ def _download(table: reports.Table, export: ExportFormat, name: str, *, title: s
 
 @router.get("/events/{event_id}/bundle", response_class=Response,
             responses={200: {"content": {"application/jwt": {}}}})
-def event_bundle(event_id: int, caller: CallerDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
+def event_bundle(event_id: Id, caller: CallerDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
                  status_cache: StatusCacheDep) -> Response:
     """The signed offline bundle for a door station: trust bundle, status lists, eligible roster (no ID numbers)
     and check-ins so far. For the event's own stations (device token) and officers in scope."""
@@ -106,7 +107,7 @@ def event_bundle(event_id: int, caller: CallerDep, session: SessionDep, keyring:
 
 
 @router.get("/events/{event_id}/stats", response_model=EventStatsOut, responses=DOWNLOADS)
-def event_stats(event_id: int, actor: OfficerDep, session: SessionDep, response: Response,
+def event_stats(event_id: Id, actor: OfficerDep, session: SessionDep, response: Response,
                 export: FormatQuery = "json") -> EventStatsOut | Response:
     """Live counts: eligible and checked-in members (in total and per chapter), denied scans by reason."""
     stats = reports.event_stats(session, actor, event_id)
@@ -122,7 +123,7 @@ def event_stats(event_id: int, actor: OfficerDep, session: SessionDep, response:
 
 
 @router.get("/events/{event_id}/attendance", response_model=list[AttendanceOut], responses=DOWNLOADS)
-def attendance(event_id: int, actor: OfficerDep, session: SessionDep, response: Response,
+def attendance(event_id: Id, actor: OfficerDep, session: SessionDep, response: Response,
                export: FormatQuery = "json") -> list[AttendanceOut] | Response:
     """Members who entered, by given name: first entry and its station, last exit for entry/exit events."""
     listing = reports.attendance(session, actor, event_id)
@@ -134,7 +135,7 @@ def attendance(event_id: int, actor: OfficerDep, session: SessionDep, response: 
 
 
 @router.get("/events/{event_id}/denied", response_model=list[DeniedScanOut], responses=DOWNLOADS)
-def denied_scans(event_id: int, actor: OfficerDep, session: SessionDep, response: Response,
+def denied_scans(event_id: Id, actor: OfficerDep, session: SessionDep, response: Response,
                  export: FormatQuery = "json") -> list[DeniedScanOut] | Response:
     """Every refused scan in time order: station, source, reason, the member when recognised, payload hash
     prefix (the payload itself is never stored)."""
@@ -146,7 +147,7 @@ def denied_scans(event_id: int, actor: OfficerDep, session: SessionDep, response
 
 
 @router.get("/events/{event_id}/conflicts", response_model=list[OfflineConflictOut], responses=DOWNLOADS)
-def offline_conflicts(event_id: int, actor: OfficerDep, session: SessionDep, response: Response,
+def offline_conflicts(event_id: Id, actor: OfficerDep, session: SessionDep, response: Response,
                       export: FormatQuery = "json") -> list[OfflineConflictOut] | Response:
     """Scans a station accepted offline that the server refused: a member let in at two stations
     (``accepted_at_two_stations``, with her first entry), after her card was revoked (``accepted_after_revocation``),

@@ -14,6 +14,12 @@ Text100 = Annotated[str, StringConstraints(max_length=100)]
 Text200 = Annotated[str, StringConstraints(max_length=200)]
 # Dates arrive as ISO text, "dd/mm/yyyy" or (birth dates only) a year; the service validates them.
 DateText = Annotated[str, StringConstraints(max_length=20)]
+INT64_MAX = 2**63 - 1
+# Every id a request names (path, query or body): a positive 64-bit integer, as the database stores it. A larger
+# number would overflow the driver's BIGINT parameter (a 500); this way it is a 422, or 404 in a path.
+Id = Annotated[int, Field(ge=1, le=INT64_MAX)]
+# A card's id: 8 random bytes in hex (any other path is 404, like an unknown card).
+CardId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{16}$")]
 
 
 def _refuse_nul(value: Any) -> Any:
@@ -85,7 +91,7 @@ class ChapterCreate(Strict):
     code: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     level: Annotated[str, StringConstraints(min_length=1, max_length=32)]
-    parent_id: int | None = None
+    parent_id: Id | None = None
 
 
 class ChapterUpdate(Strict):
@@ -95,11 +101,11 @@ class ChapterUpdate(Strict):
 
 
 class ChapterMove(Strict):
-    parent_id: int
+    parent_id: Id
 
 
 class ChapterMerge(Strict):
-    into_id: int
+    into_id: Id
 
 
 class MergeOut(BaseModel):
@@ -117,7 +123,7 @@ class LevelOut(BaseModel):
 
 
 class MemberCreate(Strict):
-    chapter_id: int
+    chapter_id: Id
     full_name: Text100
     birth_date: DateText
     gender: Literal["female", "male"] = "female"
@@ -143,7 +149,7 @@ class MemberLookup(Strict):
 
 
 class MemberUpdate(Strict):
-    chapter_id: int | None = None
+    chapter_id: Id | None = None
     full_name: Text100 | None = None
     birth_date: DateText | None = None
     gender: Literal["female", "male"] | None = None
@@ -220,8 +226,7 @@ class MemberOut(BaseModel):
 
 
 class MemberMergeIn(Strict):
-    # Bounded like ids in paths: the database driver cannot bind a larger number (SQLite: OverflowError, a 500).
-    duplicate_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    duplicate_id: Id
 
 
 class MemberMergeOut(BaseModel):
@@ -290,7 +295,7 @@ class OfficerCreate(Strict):
     username: Annotated[str, StringConstraints(min_length=3, max_length=64)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     role: Literal["admin", "officer", "viewer"]
-    chapter_id: int | None = None
+    chapter_id: Id | None = None
     full_name: Text100 = ""
     permissions: list[Literal["pii"]] = []
 
@@ -511,7 +516,7 @@ class RetireOut(BaseModel):
 
 
 class EventCreate(Strict):
-    chapter_id: int
+    chapter_id: Id
     title: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     venue: Text200 = ""
     starts_at: datetime
@@ -551,7 +556,7 @@ class EventOut(BaseModel):
 
 
 class InviteIn(Strict):
-    member_ids: Annotated[list[int], Field(min_length=1, max_length=10_000)]
+    member_ids: Annotated[list[Id], Field(min_length=1, max_length=10_000)]
 
 
 class InviteOut(BaseModel):
@@ -594,7 +599,7 @@ class CheckinIn(Strict):
     payload: Annotated[str, StringConstraints(max_length=4096)] | None = None
     payload_base64: Annotated[str, StringConstraints(max_length=4096)] | None = None
     scanned_at: datetime | None = None
-    member_id: int | None = None
+    member_id: Id | None = None
     manual_reason: Text200 | None = None
     # A scan the station decided offline, uploaded later, with the station's own verdict.
     offline: bool = False
@@ -630,7 +635,7 @@ class CheckinOut(BaseModel):
 
 
 class NfcWriteIn(Strict):
-    card_id: Annotated[str, StringConstraints(min_length=16, max_length=16, pattern=r"^[0-9a-fA-F]{16}$")]
+    card_id: CardId
     lock: bool = False
 
 

@@ -393,7 +393,12 @@ class Event(Base):
     """An event of a chapter with its check-in window and rules.
 
     ``eligibility``: ``subtree`` (members of the chapter and its sub-chapters), ``invite`` (an invite list) or
-    ``all`` (every active member). ``mode``: ``entry`` or ``entry_exit``; ``allow_reentry`` allows several entries.
+    ``all`` (every active member of the event's scope). ``mode``: ``entry`` or ``entry_exit``; ``allow_reentry``
+    allows several entries.
+
+    ``scope_chapter_id``: the subtree no eligible member lies outside, recorded at creation: the event's chapter for
+    ``subtree`` and ``invite``, the creating officer's scope root for ``all`` (None, the whole tree, only when the
+    creator's scope is the whole tree).
     """
 
     __tablename__ = "events"
@@ -417,8 +422,10 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(10), default="open")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    scope_chapter_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"))
 
-    chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True)
+    chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True, foreign_keys=[chapter_id])
+    scope_chapter: Mapped[Chapter | None] = relationship(lazy="joined", foreign_keys=[scope_chapter_id])
 
 
 class EventInvite(Base):

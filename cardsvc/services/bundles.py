@@ -18,10 +18,10 @@ from cardsvc.db.base import utcnow
 from cardsvc.db.models import Card, Chapter, Checkin, Event, Member
 from cardsvc.errors import Conflict, NotFound, PermissionDenied
 from cardsvc.services.checkins import CheckinCaller
-from cardsvc.services.events import get_event
+from cardsvc.services.events import EventRules, get_event, members_in_scope, restrict_to_eligible
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.publication import status_list_uri, trust_bundle
-from cardsvc.services.reports import restrict_to_eligible, scan_time
+from cardsvc.services.reports import scan_time
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
 from issuance.jws import sign_jwt
@@ -51,13 +51,13 @@ def _event_for(session: Session, caller: CheckinCaller, event_id: int) -> Event:
     return get_event(session, caller.actor, event_id)
 
 
-def _roster(session: Session, event: Event) -> tuple[list[dict[str, Any]], set[int]]:
+def _roster(session: Session, rules: EventRules) -> tuple[list[dict[str, Any]], set[int]]:
     """Eligible members by given name with their current cards, and the status lists those cards use."""
     members = session.execute(
         restrict_to_eligible(
             select(Member.id, Member.member_number, Member.full_name, Chapter.code, Chapter.name.label("chapter"))
             .select_from(Member).join(Chapter, Chapter.id == Member.chapter_id),
-            event,
+            rules,
         ).order_by(Member.sort_key, Member.id)
     ).all()
     cards: dict[int, list[str]] = {}
@@ -67,7 +67,7 @@ def _roster(session: Session, event: Event) -> tuple[list[dict[str, Any]], set[i
             select(Card.member_id, Card.card_id, Card.status_list_id)
             .select_from(Card).join(Member, Member.id == Card.member_id)
             .join(Chapter, Chapter.id == Member.chapter_id),
-            event,
+            rules,
         ).where(Card.status.in_(CURRENT_CARD_STATUSES)).order_by(Card.id)
     ).all()
     for member_id, card_id, list_id in card_rows:
@@ -81,12 +81,14 @@ def _roster(session: Session, event: Event) -> tuple[list[dict[str, Any]], set[i
     return roster, list_ids
 
 
-def _checkins(session: Session, event: Event) -> list[dict[str, Any]]:
+def _checkins(session: Session, rules: EventRules) -> list[dict[str, Any]]:
+    """The accepted scans so far, of members in the event's scope (entries recorded before the scope was enforced
+    may name others)."""
     rows = session.execute(
         select(Member.member_number, Checkin.seq, Checkin.direction, Checkin.scanned_at, Checkin.received_at,
                Checkin.station_id)
-        .join(Member, Member.id == Checkin.member_id)
-        .where(Checkin.event_id == event.id, Checkin.result == "ok")
+        .join(members_in_scope(rules), Member.id == Checkin.member_id)
+        .where(Checkin.event_id == rules.id, Checkin.result == "ok")
         .order_by(Checkin.received_at, Checkin.id)
     ).all()
     return [
@@ -125,7 +127,8 @@ def event_bundle(session: Session, caller: CheckinCaller, event_id: int, *, keyr
     if expires <= now:
         raise Conflict("check-in for this event closed more than a day ago", code="checkin_over")
     _key, signer = keyring.active_signer(session, "trust")
-    roster, list_ids = _roster(session, event)
+    rules = EventRules.of(event)
+    roster, list_ids = _roster(session, rules)
     status_lists = {
         str(list_id): status_cache.get(session, signer, list_id=list_id, uri=status_list_uri(settings, list_id),
                                        ttl=settings.status_list_ttl_seconds).token
@@ -144,7 +147,7 @@ def event_bundle(session: Session, caller: CheckinCaller, event_id: int, *, keyr
         "trust_bundle": trust_bundle(session, keyring, settings),
         "status_lists": status_lists,
         "roster": roster,
-        "checkins": _checkins(session, event),
+        "checkins": _checkins(session, rules),
     }
     token = sign_jwt(signer, payload, typ=EVENT_BUNDLE_TYP)
     session.commit()

@@ -263,13 +263,15 @@ def _card_holder(session: Session, condition: ColumnElement[bool]) -> CardHolder
 
 _GENERATION = select(Counter.value).where(Counter.name == CONFIG_COUNTER).scalar_subquery()
 _EVENT_CHAPTER = aliased(Chapter)
+_SCOPE_CHAPTER = aliased(Chapter)
 _HOLDER_CHAPTER = aliased(Chapter)
 _STATION_CONTEXT = (
     select(Station.id, Station.event_id, Station.status, Station.token_hash, Station.last_seen_at, Event.status,
            Event.checkin_opens_at, Event.checkin_closes_at, Event.eligibility, Event.mode, Event.allow_reentry,
-           _EVENT_CHAPTER.path, _GENERATION, *_holder_columns(_HOLDER_CHAPTER))
+           _EVENT_CHAPTER.path, _GENERATION, _SCOPE_CHAPTER.path, *_holder_columns(_HOLDER_CHAPTER))
     .join(Event, Event.id == Station.event_id)
     .join(_EVENT_CHAPTER, _EVENT_CHAPTER.id == Event.chapter_id)
+    .outerjoin(_SCOPE_CHAPTER, _SCOPE_CHAPTER.id == Event.scope_chapter_id)
     .outerjoin(Card, (Card.status_list_id == bindparam("slot_list")) & (Card.status_index == bindparam("slot_index")))
     .outerjoin(Member, Member.id == Card.member_id)
     .outerjoin(_HOLDER_CHAPTER, _HOLDER_CHAPTER.id == Member.chapter_id)
@@ -320,8 +322,8 @@ def station_context(session: Session, token: str, request: CheckinRequest) -> St
                                                           "slot_index": slot_index}).first()
     require_active_station(digest, row[3] if row else None, row[2] if row else None)
     assert row is not None
-    rules = EventRules(row[1], row[11], row[5], row[6], row[7], row[8], row[9], row[10])
-    return StationContext(row[0], row[1], row[4], rules, row[12], (slot_list, slot_index), _holder_of(row[13:]))
+    rules = EventRules(row[1], row[11], row[5], row[6], row[7], row[8], row[9], row[10], row[13])
+    return StationContext(row[0], row[1], row[4], rules, row[12], (slot_list, slot_index), _holder_of(row[14:]))
 
 
 class DatabaseStatus:
@@ -453,7 +455,7 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
     manual = request.source == "manual"
     if manual:
         assert actor is not None  # station_checkin refuses manual scans
-        member, verdict_reason, card_id, digest = _manual_member(session, actor, event, request)
+        member, verdict_reason, card_id, digest = _manual_member(session, actor, request)
     else:
         scanned = _scanned_input(request)
         if len(scanned) > MAX_PAYLOAD_CHARS:
@@ -464,6 +466,10 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
             verdict = verify(scanned, trust(), status, scanned_at)
             digest = verdict.payload_hash
             member, verdict_reason, card_id = _member_of(session, verdict, status.holder)
+            if member is not None and not event.in_scope(member.chapter_path):
+                # A card holder outside the event's scope is not eligible and is never named: not in the answer,
+                # not in the stored row (reports show the member of a row), whatever else is wrong with the scan.
+                member, verdict_reason = None, verdict_reason or "not_eligible"
     reason = verdict_reason or _event_rule(event, scanned_at)
     if reason is None and member is not None and not is_eligible(session, event, member.id, member.status,
                                                                  member.chapter_path):
@@ -550,12 +556,12 @@ def _member_of(session: Session, verdict: Verdict, holder: CardHolder | None
     return holder.member, verdict.reason, card_id
 
 
-def _manual_member(session: Session, actor: Actor, event: EventRules, request: CheckinRequest
-                   ) -> tuple[MemberRef, str | None, None, str]:
+def _manual_member(session: Session, actor: Actor, request: CheckinRequest) -> tuple[MemberRef, str | None, None, str]:
+    """The member an officer checks in by hand: one she sees (404 otherwise, exactly like a missing member)."""
     if request.member_id is None or not (request.manual_reason and request.manual_reason.strip()):
         raise ValidationFailed("a manual check-in needs member_id and a reason",
                                details=[{"field": "manual_reason", "code": "required"}])
     member = session.get(Member, request.member_id)
-    if member is None or (not actor.sees(member.chapter.path) and event.eligibility == "subtree"):
+    if member is None or not actor.sees(member.chapter.path):
         raise NotFound("member not found")
     return MemberRef.of(member), None, None, payload_hash_of(f"manual:{member.id}")

@@ -1,22 +1,33 @@
-"""Events of a chapter: creation, rules, invite lists, closing; eligibility of a member."""
+"""Events of a chapter: creation, rules, invite lists, closing; eligibility of a member.
+
+Every event has a scope, recorded at creation (``Event.scope_chapter_id``): the chapter subtree its eligible members
+lie in. For ``subtree`` and ``invite`` events it is the event's chapter; for ``all`` events the creating officer's
+scope root, so that "all" means "all of my scope" (the whole tree, None, only for a creator who sees the whole tree).
+An officer sees an event only when her scope holds both its chapter and its scope, so nobody reads a roster, a
+report or a check-in answer naming a member outside her own scope. One rule decides eligibility everywhere:
+:func:`is_eligible` for one member (server check-in) and :func:`restrict_to_eligible` as a filter (rosters of event
+bundles, which door stations decide with offline, and the reports).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVarTuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Join, Select, and_, join, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from cardsvc.db.models import Chapter, Event, EventInvite, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.chapters import get_chapter
-from cardsvc.services.context import Actor, subtree_condition
+from cardsvc.services.context import Actor, PathColumn, subtree_condition
 
 ELIGIBILITY = ("subtree", "invite", "all")
 MODES = ("entry", "entry_exit")
+Columns = TypeVarTuple("Columns")
 
 
 @dataclass(frozen=True)
@@ -57,10 +68,12 @@ def create_event(session: Session, actor: Actor, spec: EventSpec) -> Event:
         raise _problem("eligibility", "invalid", f"eligibility must be one of {', '.join(ELIGIBILITY)}")
     if spec.mode not in MODES:
         raise _problem("mode", "invalid", f"mode must be one of {', '.join(MODES)}")
+    scope = chapter if spec.eligibility != "all" else _scope_root(session, actor)
     event = Event(
         chapter_id=chapter.id, title=title, venue=" ".join(spec.venue.split()), starts_at=spec.starts_at,
         ends_at=spec.ends_at, checkin_opens_at=opens, checkin_closes_at=closes, eligibility=spec.eligibility,
         mode=spec.mode, allow_reentry=spec.allow_reentry, status="open", created_by_id=actor.id,
+        scope_chapter_id=scope.id if scope else None,
     )
     session.add(event)
     session.flush()
@@ -70,16 +83,34 @@ def create_event(session: Session, actor: Actor, spec: EventSpec) -> Event:
     return event
 
 
+def _scope_root(session: Session, actor: Actor) -> Chapter | None:
+    """The chapter at the root of the actor's scope (None: she sees the whole tree)."""
+    if actor.scope_path is None:
+        return None
+    root = session.scalar(select(Chapter).where(Chapter.path == actor.scope_path))
+    if root is None:  # Her chapter moved since her request began: refuse rather than guess.
+        raise NotFound("chapter not found")
+    return root
+
+
+def scope_path(event: Event) -> str | None:
+    """The materialised path of the event's scope (None: the whole tree)."""
+    return event.scope_chapter.path if event.scope_chapter is not None else None
+
+
 def get_event(session: Session, actor: Actor, event_id: int) -> Event:
+    """An event whose chapter and scope both lie in the actor's scope (404 otherwise, like a missing one)."""
     event = session.get(Event, event_id)
-    if event is None or not actor.sees(event.chapter.path):
+    if event is None or not (actor.sees(event.chapter.path) and actor.sees(scope_path(event))):
         raise NotFound("event not found")
     return event
 
 
 def list_events(session: Session, actor: Actor, *, chapter_id: int | None, limit: int, offset: int
                 ) -> Sequence[Event]:
-    stmt = select(Event).join(Event.chapter).where(actor.scope_condition(Chapter.path))
+    scope = aliased(Chapter)
+    stmt = (select(Event).join(Event.chapter).outerjoin(scope, scope.id == Event.scope_chapter_id)
+            .where(actor.scope_condition(Chapter.path), actor.scope_condition(scope.path)))
     if chapter_id is not None:
         stmt = stmt.where(subtree_condition(Chapter.path, get_chapter(session, actor, chapter_id).path))
     return session.scalars(stmt.order_by(Event.starts_at.desc(), Event.id.desc()).limit(limit).offset(offset)).all()
@@ -98,13 +129,19 @@ def close_event(session: Session, actor: Actor, event_id: int) -> Event:
 
 
 def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[int]) -> int:
-    """Add members (in scope) to an invite-list event; returns how many were newly invited."""
+    """Add members to an invite-list event; returns how many were newly invited.
+
+    Raises:
+        NotFound: The event, or members that do not exist or lie outside the officer's scope or the event's scope
+            (all named in the message, like missing ones).
+    """
     actor.require_write()
     event = get_event(session, actor, event_id)
     if event.eligibility != "invite":
         raise Conflict("this event is not by invitation", code="not_invite_event")
     members = session.scalars(
-        select(Member).join(Member.chapter).where(Member.id.in_(member_ids), actor.scope_condition(Chapter.path))
+        select(Member).join(Member.chapter).where(Member.id.in_(member_ids), actor.scope_condition(Chapter.path),
+                                                  _in_scope(Chapter.path, scope_path(event)))
     ).unique().all()
     missing = set(member_ids) - {m.id for m in members}
     if missing:
@@ -121,7 +158,8 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
 
 @dataclass(frozen=True, slots=True)
 class EventRules:
-    """What a check-in decides with: the event's state, window, eligibility and entry rules."""
+    """What a check-in decides with: the event's state, window, eligibility, scope (None: the whole tree) and entry
+    rules."""
 
     id: int
     chapter_path: str
@@ -131,29 +169,47 @@ class EventRules:
     eligibility: str
     mode: str
     allow_reentry: bool
+    scope_path: str | None
 
     @classmethod
     def of(cls, event: Event) -> EventRules:
         return cls(event.id, event.chapter.path, event.status, event.checkin_opens_at, event.checkin_closes_at,
-                   event.eligibility, event.mode, event.allow_reentry)
+                   event.eligibility, event.mode, event.allow_reentry, scope_path(event))
+
+    def in_scope(self, chapter_path: str) -> bool:
+        """Whether a chapter lies in the event's scope: a member outside it is never named to anyone at the event."""
+        return self.scope_path is None or chapter_path.startswith(self.scope_path)
 
 
 def is_eligible(session: Session, event: EventRules, member_id: int, member_status: str, chapter_path: str) -> bool:
-    """Whether a member (her status and chapter path) may check in to ``event``: the rule of
-    :func:`eligible_members` for one member."""
-    if member_status != "active":
+    """Whether a member (her status and chapter path) may check in to ``event``: active, in the event's scope, and
+    invited to an invite-list event. :func:`restrict_to_eligible` is the same rule as a filter."""
+    if member_status != "active" or not event.in_scope(chapter_path):
         return False
-    if event.eligibility == "all":
-        return True
-    if event.eligibility == "subtree":
-        return chapter_path.startswith(event.chapter_path)
-    return session.get(EventInvite, (event.id, member_id)) is not None
+    return event.eligibility != "invite" or session.get(EventInvite, (event.id, member_id)) is not None
+
+
+def _in_scope(path: PathColumn, scope: str | None) -> ColumnElement[bool]:
+    return literal(True) if scope is None else subtree_condition(path, scope)
+
+
+def members_in_scope(event: EventRules) -> Join:
+    """``Member`` joined with her ``Chapter``, only inside the event's scope (:meth:`EventRules.in_scope` as a
+    join): joined to check-in rows, a row recorded before the scope was enforced that names a member outside it
+    names nobody (an inner join drops it, an outer join leaves the member's columns empty)."""
+    return join(Member, Chapter, and_(Chapter.id == Member.chapter_id, _in_scope(Chapter.path, event.scope_path)))
+
+
+def restrict_to_eligible(stmt: Select[*Columns], event: EventRules) -> Select[*Columns]:
+    """Limit a statement over ``Member`` joined with its ``Chapter`` to the members eligible for ``event``: the rule
+    of :func:`is_eligible` as a filter, so that rosters, counts and joins run in the database."""
+    stmt = stmt.where(Member.status == "active", _in_scope(Chapter.path, event.scope_path))
+    if event.eligibility == "invite":
+        return stmt.join(EventInvite, and_(EventInvite.member_id == Member.id, EventInvite.event_id == event.id))
+    return stmt
 
 
 def eligible_members(session: Session, event: Event) -> Sequence[Member]:
-    stmt = select(Member).join(Member.chapter).where(Member.status == "active")
-    if event.eligibility == "subtree":
-        stmt = stmt.where(subtree_condition(Chapter.path, event.chapter.path))
-    elif event.eligibility == "invite":
-        stmt = stmt.join(EventInvite, (EventInvite.member_id == Member.id) & (EventInvite.event_id == event.id))
+    """The members eligible for ``event``, by given name."""
+    stmt = restrict_to_eligible(select(Member).join(Member.chapter), EventRules.of(event))
     return session.scalars(stmt.order_by(Member.sort_key, Member.id)).unique().all()

@@ -2,6 +2,7 @@
 XLSX exports.
 
 Officers read reports of events in their scope (viewers too); an event outside the scope is 404 like a missing one.
+No report names a member outside the event's scope (rows recorded before the scope was enforced may hold one).
 Exports are for Vietnamese offices: Vietnamese headers and reason labels, times in Vietnam time, CSV as UTF-8 with a
 BOM and CRLF line ends (what Excel's "CSV UTF-8" writes and opens without mangling accents), XLSX with real dates.
 """
@@ -13,24 +14,23 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVarTuple
+from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from sqlalchemy import ColumnElement, Select, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import Chapter, Checkin, Event, EventInvite, Member, Station
+from cardsvc.db.models import Chapter, Checkin, Event, Member, Station
 from cardsvc.services.checkins import MAX_CLOCK_AHEAD, MAX_SCAN_AGE, conflict_of
-from cardsvc.services.context import Actor, subtree_condition
-from cardsvc.services.events import get_event
+from cardsvc.services.context import Actor
+from cardsvc.services.events import EventRules, get_event, members_in_scope, restrict_to_eligible
 from verification.format import VIETNAM_TZ
 
 Cell = str | int | datetime | None
-Columns = TypeVarTuple("Columns")
 PAYLOAD_HASH_PREFIX = 12
 DATETIME_FORMAT_CSV = "%d/%m/%Y %H:%M:%S"
 DATETIME_FORMAT_XLSX = "dd/mm/yyyy hh:mm:ss"
@@ -64,20 +64,6 @@ SOURCE_LABELS_VI = {
     "nfc": "NFC",
     "manual": "Nhập tay",
 }
-
-
-def restrict_to_eligible(stmt: Select[*Columns], event: Event) -> Select[*Columns]:
-    """Limit a statement over ``Member`` joined with its ``Chapter`` to the members eligible for ``event``.
-
-    The same rule as :func:`cardsvc.services.events.eligible_members` (and ``is_eligible``), as a filter so that
-    counts and joins run in the database instead of loading every member.
-    """
-    stmt = stmt.where(Member.status == "active")
-    if event.eligibility == "subtree":
-        return stmt.where(subtree_condition(Chapter.path, event.chapter.path))
-    if event.eligibility == "invite":
-        return stmt.join(EventInvite, and_(EventInvite.member_id == Member.id, EventInvite.event_id == event.id))
-    return stmt
 
 
 def scan_time(scanned_at: datetime | None, received_at: datetime) -> datetime:
@@ -178,11 +164,12 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
     """Counts for the live dashboard: eligible and checked-in members in total and per chapter, denied scans by
     reason."""
     event = get_event(session, actor, event_id)
+    rules = EventRules.of(event)
     eligible_rows = session.execute(
         restrict_to_eligible(
             select(Chapter.id, Chapter.code, Chapter.name, func.count(Member.id))
             .select_from(Member).join(Chapter, Chapter.id == Member.chapter_id),
-            event,
+            rules,
         ).group_by(Chapter.id, Chapter.code, Chapter.name)
     ).all()
     entered = (
@@ -192,8 +179,7 @@ def event_stats(session: Session, actor: Actor, event_id: int) -> EventStats:
     )
     checked_rows = session.execute(
         select(Chapter.id, Chapter.code, Chapter.name, func.count(entered.c.member_id))
-        .select_from(entered).join(Member, Member.id == entered.c.member_id)
-        .join(Chapter, Chapter.id == Member.chapter_id)
+        .select_from(entered).join(members_in_scope(rules), Member.id == entered.c.member_id)
         .group_by(Chapter.id, Chapter.code, Chapter.name)
     ).all()
     per_chapter: dict[int, dict[str, Any]] = {}
@@ -246,8 +232,7 @@ def attendance(session: Session, actor: Actor, event_id: int) -> Attendance:
         select(Checkin.member_id, Checkin.direction, Checkin.scanned_at, Checkin.received_at, Checkin.station_id,
                Station.name.label("station_name"), Member.member_number, Member.full_name,
                Chapter.code.label("chapter_code"), Chapter.name.label("chapter_name"))
-        .join(Member, Member.id == Checkin.member_id)
-        .join(Chapter, Chapter.id == Member.chapter_id)
+        .join(members_in_scope(EventRules.of(event)), Member.id == Checkin.member_id)
         .outerjoin(Station, Station.id == Checkin.station_id)
         .where(Checkin.event_id == event.id, Checkin.result == "ok")
         .order_by(Member.sort_key, Member.id, Checkin.seq)
@@ -278,7 +263,7 @@ def denied_scans(session: Session, actor: Actor, event_id: int) -> list[DeniedSc
                Station.name.label("station_name"), Checkin.source, Checkin.reason, Member.member_number,
                Checkin.payload_hash)
         .outerjoin(Station, Station.id == Checkin.station_id)
-        .outerjoin(Member, Member.id == Checkin.member_id)
+        .outerjoin(members_in_scope(EventRules.of(event)), Member.id == Checkin.member_id)
         .where(Checkin.event_id == event.id, Checkin.result == "error")
         .order_by(Checkin.received_at, Checkin.id)
     ).all()
@@ -302,11 +287,11 @@ def offline_conflicts(session: Session, actor: Actor, event_id: int) -> list[Off
     event = get_event(session, actor, event_id)
     scans = session.execute(
         select(Checkin.id, Checkin.scanned_at, Checkin.received_at, Checkin.station_id,
-               Station.name.label("station_name"), Checkin.reason, Checkin.local_reason, Checkin.member_id,
-               Member.member_number, Member.full_name, Checkin.payload_hash, Checkin.offline, Checkin.local_result,
-               Checkin.result)
+               Station.name.label("station_name"), Checkin.reason, Checkin.local_reason,
+               Member.id.label("member_id"), Member.member_number, Member.full_name, Checkin.payload_hash,
+               Checkin.offline, Checkin.local_result, Checkin.result)
         .outerjoin(Station, Station.id == Checkin.station_id)
-        .outerjoin(Member, Member.id == Checkin.member_id)
+        .outerjoin(members_in_scope(EventRules.of(event)), Member.id == Checkin.member_id)
         .where(_conflict_condition(event.id))
         .order_by(Checkin.received_at, Checkin.id)
     ).all()

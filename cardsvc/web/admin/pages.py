@@ -21,6 +21,7 @@ from cardsvc.api.deps import (
     UploadKeeperDep,
     client_address,
 )
+from cardsvc.api.schemas import INT64_MAX, Id
 from cardsvc.days import VIETNAM_TZ
 from cardsvc.db.models import REVOCATION_REASONS, Job
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, ValidationFailed
@@ -61,6 +62,15 @@ PAGE_SIZE = 50
 REISSUE_REASONS = ("lost", "damaged", "name_change", "other")
 DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked", "merged"})
 Text = Annotated[str, Form(max_length=500)]
+
+
+def _chapter_id(value: str) -> int | None:
+    """The chapter id a form field or query names, or None when it names none (as :data:`Id`: no id is beyond 64
+    bits, which the database driver could not even bind)."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= INT64_MAX:
+        return None
+    return int(text)
 
 
 def _chapter_choices(session: SessionDep, page: OfficerPageDep) -> list[dict[str, Any]]:
@@ -142,7 +152,7 @@ def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
                   chapter: Annotated[str, Query(max_length=20)] = "",
                   offset: Annotated[int, Query(ge=0, le=100_000)] = 0) -> Response:
     actor = page.require_actor()
-    chapter_id = int(chapter) if chapter.isdigit() else None
+    chapter_id = _chapter_id(chapter)
     text = q.strip()
     number = text if text.isdigit() and len(text) == 10 else None
     found = None
@@ -161,7 +171,7 @@ def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
 
 
 @router.get("/members/{member_id}")
-def member_detail(member_id: int, page: OfficerPageDep, session: SessionDep,
+def member_detail(member_id: Id, page: OfficerPageDep, session: SessionDep,
                   done: Annotated[str, Query(max_length=20)] = "") -> Response:
     actor = page.require_actor()
     member = members.get_member(session, actor, member_id)
@@ -192,7 +202,7 @@ def _member_url(member_id: int, done: str) -> str:
 
 
 @router.post("/members/{member_id}/cards")
-def issue_card(member_id: int, page: PostedPageDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
+def issue_card(member_id: Id, page: PostedPageDep, session: SessionDep, keyring: KeyRingDep, settings: SettingsDep,
                reason: Text = "issue") -> Response:
     if reason not in ("issue", *REISSUE_REASONS):
         raise ValidationFailed("unknown reason", details=[{"field": "reason", "code": "invalid"}])
@@ -240,9 +250,10 @@ def print_form(page: OfficerPageDep, session: SessionDep) -> Response:
 @router.post("/print")
 def start_printing(page: PostedPageDep, session: SessionDep, scheduler: BatchSchedulerDep,
                    chapter: Text = "", subtree: Text = "") -> Response:
-    if not chapter.isdigit():
+    chapter_id = _chapter_id(chapter)
+    if chapter_id is None:
         raise ValidationFailed("choose a chapter", details=[{"field": "chapter_id", "code": "required"}])
-    job = jobs.start_batch(session, page.require_actor(), int(chapter), subtree=subtree == "yes")
+    job = jobs.start_batch(session, page.require_actor(), chapter_id, subtree=subtree == "yes")
     scheduler.submit_batch(job.id)
     return redirect(f"{PREFIX}/jobs/{job.id}")
 
@@ -253,13 +264,13 @@ def _job_state(job: Job) -> str:
 
 
 @router.get("/jobs/{job_id}")
-def job_page(job_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+def job_page(job_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
     report = jobs.job_report(session, page.require_actor(), job_id)
     return page.render("job.html", job=report.job, state=_job_state(report.job), failures=report.failures)
 
 
 @router.get("/jobs/{job_id}/progress.json")
-def job_progress(job_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+def job_progress(job_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
     job = jobs.get_job(session, page.require_actor(), job_id)
     return JSONResponse({"status": job.status, "done": job.done, "total": job.total, "failed": job.failed,
                          "label": page.t(_job_state(job)),
@@ -267,7 +278,7 @@ def job_progress(job_id: int, page: OfficerPageDep, session: SessionDep) -> Resp
 
 
 @router.get("/jobs/{job_id}/sheets.pdf")
-def job_sheets(job_id: int, page: OfficerPageDep, session: SessionDep, settings: SettingsDep) -> Response:
+def job_sheets(job_id: Id, page: OfficerPageDep, session: SessionDep, settings: SettingsDep) -> Response:
     sheets = printing.sheets_pdf_of(jobs.job_cards(session, page.require_actor(), job_id), settings)
     return Response(sheets, media_type="application/pdf",
                     headers={"Content-Disposition": f'inline; filename="cards-job-{job_id}.pdf"'})
@@ -347,10 +358,11 @@ def create_event(page: PostedPageDep, session: SessionDep, chapter: Text = "", t
     form = {"chapter": chapter, "title": title, "venue": venue, "starts_at": starts_at, "ends_at": ends_at,
             "eligibility": eligibility, "mode": mode, "allow_reentry": allow_reentry}
     try:
-        if not chapter.isdigit():
+        chapter_id = _chapter_id(chapter)
+        if chapter_id is None:
             raise ValidationFailed("choose a chapter", details=[{"field": "chapter_id", "code": "required"}])
         spec = events.EventSpec(
-            chapter_id=int(chapter), title=title, venue=venue, starts_at=_local_datetime(starts_at, "starts_at"),
+            chapter_id=chapter_id, title=title, venue=venue, starts_at=_local_datetime(starts_at, "starts_at"),
             ends_at=_local_datetime(ends_at, "ends_at"), eligibility=eligibility, mode=mode,
             allow_reentry=allow_reentry == "yes",
         )
@@ -372,12 +384,12 @@ def _event_page(page: OfficerPageDep, session: SessionDep, event_id: int, status
 
 
 @router.get("/events/{event_id}")
-def event_detail(event_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+def event_detail(event_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
     return _event_page(page, session, event_id)
 
 
 @router.post("/events/{event_id}/stations")
-def register_station(event_id: int, page: PostedPageDep, session: SessionDep, settings: SettingsDep,
+def register_station(event_id: Id, page: PostedPageDep, session: SessionDep, settings: SettingsDep,
                      name: Text = "") -> Response:
     """Shows the one-time set-up code as a QR on the answer itself: it is never stored, so there is no page to
     redirect to."""
@@ -396,7 +408,7 @@ def register_station(event_id: int, page: PostedPageDep, session: SessionDep, se
 
 
 @router.get("/events/{event_id}/stats.json")
-def event_stats(event_id: int, page: OfficerPageDep, session: SessionDep) -> Response:
+def event_stats(event_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
     """The live count for the event page's script (same-origin, cookie session; the API wants a bearer token)."""
     stats = reports.event_stats(session, page.require_actor(), event_id)
     return JSONResponse({"eligible": stats.eligible, "checked_in": stats.checked_in, "present": stats.present,

@@ -24,8 +24,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('officers', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('session_epoch', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    # A plain ALTER TABLE ADD COLUMN, on SQLite too: a batch operation would rebuild the table, which fails once other
+    # tables (events, audit) point at officers.
+    op.add_column('officers', sa.Column('session_epoch', sa.Integer(), server_default=sa.text('0'), nullable=False))
 
     op.create_table('admin_sessions',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
