@@ -28,8 +28,9 @@ def alembic_config(database_url: str | None = None, connection: Connection | Non
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply all migrations up to ``revision`` in one transaction."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Apply all migrations up to ``revision`` in one transaction (default: every head, so that branches developed
+    side by side, each revising the same parent until they are chained, migrate too)."""
     with engine.begin() as connection:
         command.upgrade(alembic_config(connection=connection), revision)
 
