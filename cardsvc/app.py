@@ -308,7 +308,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = make_registry(settings)
     app.state.wallet = load_setup(settings)
     app.state.metrics = Metrics(lambda: app.state.session_factory)
-    app.state.metrics.add_collector(WalletCollector(lambda: app.state.session_factory, app.state.wallet))
+    app.state.metrics.add_collector(WalletCollector(lambda: app.state.session_factory, lambda: app.state.wallet))
     app.state.rate_limits = RateLimits.from_settings(settings)
     install_error_handlers(app)
     app.add_middleware(
@@ -330,11 +330,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     def readyz() -> JSONResponse:
-        """The database answers and the signing keys can be loaded (503 otherwise, with what is missing); the wallet
-        passes' state and certificate days left come along without deciding readiness."""
+        """The database answers and the signing keys can be loaded (503 otherwise, with what is missing); with wallet
+        passes configured, their certificates' days left come along without deciding readiness."""
         problems = readiness_problems(app)
-        body = {"status": "ready" if not problems else "not_ready", "problems": problems,
-                "wallet": readiness(app.state.wallet, datetime.now(UTC))}
+        body: dict[str, object] = {"status": "ready" if not problems else "not_ready", "problems": problems}
+        if app.state.wallet.apple is not None or app.state.wallet.google is not None:
+            body["wallet"] = readiness(app.state.wallet, datetime.now(UTC))
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     # Routes are matched one by one in registration order: the health checks, then events (with check-in, the

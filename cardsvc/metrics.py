@@ -99,7 +99,9 @@ class JobProgressCollector(Collector):
 class WalletCollector(Collector):
     """Days left of the wallet's certificates, and wallet updates waiting, retried or given up (by channel)."""
 
-    def __init__(self, session_factory: Callable[[], Callable[[], Session]], setup: WalletSetup) -> None:
+    def __init__(self, session_factory: Callable[[], Callable[[], Session]],
+                 setup: Callable[[], WalletSetup]) -> None:
+        # Callables returning the current objects, as for the job collector: tests swap them after start-up.
         self._session_factory = session_factory
         self._setup = setup
 
@@ -120,7 +122,7 @@ class WalletCollector(Collector):
         from cardsvc.services.wallet import certificate_expiry
 
         days, updates = self._families()
-        for expiry in certificate_expiry(self._setup, datetime.now(UTC)):
+        for expiry in certificate_expiry(self._setup(), datetime.now(UTC)):
             days.add_metric([expiry.name], expiry.days_left)
         try:
             with self._session_factory()() as session:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class SendSummary:
 def make_senders(setup: WalletSetup, settings: Settings) -> WalletSenders:
     """The real adapters for the configured services (none for development credentials)."""
     ca_file = str(settings.wallet_ca_file) if settings.wallet_ca_file else None
+    trusted = ssl.create_default_context(cafile=ca_file)
     pusher: PassPusher | None = None
     apple = setup.apple
     if apple is not None and not apple.development:
@@ -90,7 +92,7 @@ def make_senders(setup: WalletSetup, settings: Settings) -> WalletSenders:
     objects: WalletObjects | None = None
     google = setup.google
     if google is not None and not google.account.development:
-        http = httpx.Client(timeout=10.0, verify=ca_file or True)
+        http = httpx.Client(timeout=10.0, verify=trusted)
         objects = GoogleWalletClient(http, ServiceAccountTokens(http, google.account),
                                      base_url=settings.wallet_google_api_url)
     return WalletSenders(pusher, objects)
@@ -120,7 +122,9 @@ def _next_tag(session: Session) -> int:
 def _send_apple(session: Session, pusher: PassPusher, item: WalletUpdate, now: datetime) -> None:
     wallet_pass = session.get_one(WalletPass, item.pass_id)
     wallet_pass.update_tag = _next_tag(session)
-    wallet_pass.modified_at = now
+    # Last-Modified has whole seconds: it moves on by at least one, or a device that fetched the pass in the same
+    # second would be told "304 not modified".
+    wallet_pass.modified_at = max(now, wallet_pass.modified_at.replace(microsecond=0) + timedelta(seconds=1))
     session.commit()
     registrations = session.scalars(select(WalletRegistration).where(WalletRegistration.pass_id == item.pass_id)
                                     .order_by(WalletRegistration.id)).all()
