@@ -40,7 +40,8 @@ def pass_response(pass_file: PassFile, *, filename: str | None = None) -> Respon
     return Response(pass_file.content, media_type=PKPASS, headers=headers)
 
 
-@router.post("/devices/{device}/registrations/{pass_type}/{serial}", status_code=201)
+@router.post("/devices/{device}/registrations/{pass_type}/{serial}", status_code=201, response_class=Response,
+             responses={200: {"description": "Already registered"}, 201: {"description": "Registered"}})
 def register(request: Request, device: Segment, pass_type: Segment, serial: Segment, session: SessionDep,
              authorization: Authorization = None, body: Annotated[dict[str, Any] | None, Body()] = None) -> Response:
     """Register a device for a pass's updates: 201 when new, 200 when it was registered already."""
@@ -50,7 +51,8 @@ def register(request: Request, device: Segment, pass_type: Segment, serial: Segm
     return Response(status_code=201 if created else 200)
 
 
-@router.delete("/devices/{device}/registrations/{pass_type}/{serial}")
+@router.delete("/devices/{device}/registrations/{pass_type}/{serial}", response_class=Response,
+               responses={200: {"description": "Unregistered"}})
 def unregister(request: Request, device: Segment, pass_type: Segment, serial: Segment, session: SessionDep,
                authorization: Authorization = None) -> Response:
     """Forget a device's registration (the pass was removed from it)."""
@@ -59,7 +61,8 @@ def unregister(request: Request, device: Segment, pass_type: Segment, serial: Se
     return Response(status_code=200)
 
 
-@router.get("/devices/{device}/registrations/{pass_type}")
+@router.get("/devices/{device}/registrations/{pass_type}", response_class=Response,
+            responses={200: {"content": {"application/json": {}}}, 204: {"description": "Nothing updated"}})
 def updated(request: Request, device: Segment, pass_type: Segment, session: SessionDep,
             passes_updated_since: Annotated[str | None, Query(alias="passesUpdatedSince", max_length=40)] = None
             ) -> Response:
@@ -72,7 +75,8 @@ def updated(request: Request, device: Segment, pass_type: Segment, session: Sess
     return Response(json.dumps({"serialNumbers": serials, "lastUpdated": tag}), media_type="application/json")
 
 
-@router.get("/passes/{pass_type}/{serial}")
+@router.get("/passes/{pass_type}/{serial}", response_class=Response,
+            responses={200: {"content": {PKPASS: {}}}, 304: {"description": "Not modified"}})
 def latest(request: Request, pass_type: Segment, serial: Segment, session: SessionDep,
            authorization: Authorization = None,
            if_modified_since: Annotated[str | None, Header(max_length=100)] = None) -> Response:
@@ -82,7 +86,7 @@ def latest(request: Request, pass_type: Segment, serial: Segment, session: Sessi
     return Response(status_code=304) if found is None else pass_response(found)
 
 
-@router.post("/log")
+@router.post("/log", response_class=Response, responses={200: {"description": "Logged"}})
 def device_log(body: Annotated[dict[str, Any], Body()]) -> Response:
     """Wallet's reports of problems it had with this service: logged (capped)."""
     wallet.record_device_log(body.get("logs"))

@@ -10,7 +10,6 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
