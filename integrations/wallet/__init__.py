@@ -7,7 +7,7 @@ errors are translated at the edge into :mod:`integrations.wallet.errors`.
 from integrations.wallet.apns import APNS_PRODUCTION, ApnsClient, ApnsTokenAuth, make_apns_http_client
 from integrations.wallet.errors import WalletAuthFailure, WalletRejected, WalletServiceError, WalletUnavailable
 from integrations.wallet.google_api import WALLET_API, GoogleWalletClient, ServiceAccount, ServiceAccountTokens
-from integrations.wallet.protocol import PassPusher, PushResult, RecordingObjects, RecordingPusher, WalletObjects
+from integrations.wallet.protocol import PassPusher, PushResult, WalletObjects
 
 __all__ = [
     "APNS_PRODUCTION",
@@ -17,8 +17,6 @@ __all__ = [
     "GoogleWalletClient",
     "PassPusher",
     "PushResult",
-    "RecordingObjects",
-    "RecordingPusher",
     "ServiceAccount",
     "ServiceAccountTokens",
     "WalletAuthFailure",

@@ -1,8 +1,8 @@
 """The two wallet services as the card service sees them, each behind a small Protocol.
 
 :class:`PassPusher` tells a device that a pass changed (Apple's push service); :class:`WalletObjects` replaces a
-saved Google Wallet object. Both may raise any :class:`~integrations.wallet.errors.WalletServiceError`. In-memory
-implementations for tests and development ship here too (:class:`RecordingPusher`, :class:`RecordingObjects`).
+saved Google Wallet object. Both may raise any :class:`~integrations.wallet.errors.WalletServiceError`. The tests
+run the real adapters against fake servers (``tests/wallet/fakes.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Protocol
 
-__all__ = ["PassPusher", "PushResult", "RecordingObjects", "RecordingPusher", "WalletObjects"]
+__all__ = ["PassPusher", "PushResult", "WalletObjects"]
 
 
 class PushResult(StrEnum):
@@ -51,27 +51,3 @@ class WalletObjects(Protocol):
         """
         ...
 
-
-class RecordingPusher:
-    """A :class:`PassPusher` that records the tokens it was given; tokens in ``gone`` answer ``GONE``."""
-
-    def __init__(self, gone: frozenset[str] = frozenset()) -> None:
-        self.pushed: list[str] = []
-        self.gone = gone
-
-    def push(self, push_token: str) -> PushResult:
-        self.pushed.append(push_token)
-        return PushResult.GONE if push_token in self.gone else PushResult.DELIVERED
-
-
-class RecordingObjects:
-    """A :class:`WalletObjects` that keeps saved objects in a dict; only objects in it can be updated."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-
-    def update_object(self, object_id: str, body: Mapping[str, Any]) -> bool:
-        if object_id not in self.objects:
-            return False
-        self.objects[object_id] = dict(body)
-        return True
