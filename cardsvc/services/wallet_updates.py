@@ -87,7 +87,8 @@ def make_senders(setup: WalletSetup, settings: Settings) -> WalletSenders:
     if apple is not None and not apple.development:
         client_cert = None if apple.apns_auth is not None else settings.wallet_certificate_file
         http = make_apns_http_client(ca_file=ca_file, client_cert_file=str(client_cert) if client_cert else None,
-                                     client_key_file=str(settings.wallet_key_file) if client_cert else None)
+                                     client_key_file=str(settings.wallet_key_file) if client_cert else None,
+                                     client_key_password=settings.wallet_key_password)
         pusher = ApnsClient(http, topic=apple.pass_type_id, auth=apple.apns_auth, base_url=settings.wallet_apns_url)
     objects: WalletObjects | None = None
     google = setup.google

@@ -60,12 +60,13 @@ class ApnsTokenAuth:
 
 
 def make_apns_http_client(*, timeout: float = 10.0, ca_file: str | None = None,
-                          client_cert_file: str | None = None, client_key_file: str | None = None) -> httpx.Client:
+                          client_cert_file: str | None = None, client_key_file: str | None = None,
+                          client_key_password: str | None = None) -> httpx.Client:
     """An HTTP/2 client for APNs. ``ca_file`` replaces the system CAs (tests); a client certificate is presented
     when given (certificate-based authentication with the Pass Type ID certificate)."""
     context = ssl.create_default_context(cafile=ca_file)
     if client_cert_file:
-        context.load_cert_chain(client_cert_file, client_key_file)
+        context.load_cert_chain(client_cert_file, client_key_file, client_key_password)
     return httpx.Client(http2=True, verify=context, timeout=timeout)
 
 
