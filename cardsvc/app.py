@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 from anyio import CapacityLimiter
@@ -28,11 +29,12 @@ from cardsvc.api import data_subject as data_subject_api
 from cardsvc.api import identity as identity_api
 from cardsvc.api import keys as keys_api
 from cardsvc.api import nfc_writes as nfc_writes_api
+from cardsvc.api import wallet as wallet_api
 from cardsvc.api.openapi import install_openapi
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.logs import request_id_var
-from cardsvc.metrics import Metrics, MetricsMiddleware, metrics_endpoint
+from cardsvc.metrics import Metrics, MetricsMiddleware, WalletCollector, metrics_endpoint
 from cardsvc.ratelimit import RateLimits
 from cardsvc.security import OfficerTokens, PiiCipher
 from cardsvc.services.checkins import TrustCache
@@ -41,6 +43,8 @@ from cardsvc.services.jobs import ThreadJobRunner
 from cardsvc.services.kept_uploads import UploadKeeper
 from cardsvc.services.keys import KeyRing, active_key
 from cardsvc.services.status_lists import StatusListCache
+from cardsvc.services.wallet import load_setup, readiness
+from cardsvc.services.wallet_updates import start_worker
 from cardsvc.settings import Settings
 from cardsvc.web import install_web
 
@@ -264,6 +268,7 @@ def server_app() -> FastAPI:
     that walked them all stalled requests by tens of milliseconds under load.
     """
     app = create_app()
+    start_worker(app.state.wallet, app.state.session_factory, app.state.settings)
     gc.collect()
     gc.freeze()
     return app
@@ -291,7 +296,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.checkin_limiter = CapacityLimiter(settings.checkin_concurrency)
     app.state.job_runner = ThreadJobRunner()
     app.state.registry = make_registry(settings)
+    app.state.wallet = load_setup(settings)
     app.state.metrics = Metrics(lambda: app.state.session_factory)
+    app.state.metrics.add_collector(WalletCollector(lambda: app.state.session_factory, lambda: app.state.wallet))
     app.state.rate_limits = RateLimits.from_settings(settings)
     install_error_handlers(app)
     app.add_middleware(
@@ -313,16 +320,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     def readyz() -> JSONResponse:
-        """The database answers and the signing keys can be loaded (503 otherwise, with what is missing)."""
+        """The database answers and the signing keys can be loaded (503 otherwise, with what is missing); with wallet
+        passes configured, their certificates' days left come along without deciding readiness."""
         problems = readiness_problems(app)
-        body = {"status": "ready" if not problems else "not_ready", "problems": problems}
+        body: dict[str, object] = {"status": "ready" if not problems else "not_ready", "problems": problems}
+        if app.state.wallet.apple is not None or app.state.wallet.google is not None:
+            body["wallet"] = readiness(app.state.wallet, datetime.now(UTC))
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     # Routes are matched one by one in registration order: the health checks, then events (with check-in, the
     # door-rush route), then the rest.
     for module in (events, auth, chapters, members, member_links, cards, keys_api, officers, audit, publication,
-                   reports, identity_api, data_subject_api, nfc_writes_api):
+                   reports, identity_api, data_subject_api, nfc_writes_api, wallet_api):
         app.include_router(module.router)
+    app.include_router(wallet_api.logo_router)
 
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     install_web(app)

@@ -1,9 +1,10 @@
-"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks."""
+"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks, wallet."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +52,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     with _session(settings) as session:
         logins, created = load_demo(session, PiiCipher.from_settings(settings), settings.kek, Path(args.var_dir))
     print("demo data loaded" if created else "demo data already present; nothing added")
+    from cardsvc.demo.wallet import make_development_credentials
+
+    if make_development_credentials():
+        print("development wallet credentials written to var/wallet-dev/ (NOT APPLE'S, development only)")
     print("demo logins (also in var/demo-logins.txt):")
     for login in logins:
         scope = login.chapter_code or "whole tree"
@@ -342,6 +347,37 @@ def cmd_nfc(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wallet(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from cardsvc.services import wallet, wallet_updates
+
+    setup = wallet.load_setup(settings)
+    if args.wallet_command == "process":
+        engine = make_engine(settings.database_url)
+        summary = wallet_updates.process_updates(
+            make_session_factory(engine), setup, wallet_updates.make_senders(setup, settings),
+            worker=f"cli-{os.getpid()}", max_attempts=settings.wallet_max_attempts)
+        engine.dispose()
+        print(f"wallet updates: {summary.sent} sent, {summary.retried} to retry later, {summary.failed} given up")
+        return 1 if summary.failed else 0
+    now = datetime.now(UTC)
+    for service, on in (("Apple Wallet", setup.apple is not None), ("Google Wallet", setup.google is not None)):
+        print(f"{service}: {'configured' if on else 'NOT configured'}")
+    if setup.apple is not None and setup.apple.development:
+        print("Apple Wallet: development credentials (NOT APPLE'S): passes are signed but no iPhone installs them")
+    if setup.google is not None and setup.google.account.development:
+        print("Google Wallet: development service account: save links are signed but Google does not know the key")
+    expiring = False
+    for expiry in wallet.certificate_expiry(setup, now):
+        expiring = expiring or expiry.days_left <= wallet.EXPIRY_WARNING_DAYS
+        print(f"certificate {expiry.name}: {expiry.days_left} days left (until {expiry.not_after:%Y-%m-%d}) "
+              f"{expiry.subject}")
+    for problem in setup.problems:
+        print(f"problem: {problem}")
+    return 0 if setup.apple is not None and setup.google is not None and not expiring else 1
+
+
 def cmd_init_secret(_settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     if path.exists():
@@ -422,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--reader", help="reader index, name or part of a name (when several are connected)")
         command.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a tag to be tapped")
     nfc_cmd.set_defaults(func=cmd_nfc)
+    wallet = sub.add_parser("wallet", help="Apple and Google Wallet passes")
+    wallet_sub = wallet.add_subparsers(dest="wallet_command", required=True)
+    wallet_sub.add_parser("check", help="what is configured, what is missing, days left of the certificates "
+                          "(exit 1 unless both wallets work and no certificate expires within 30 days)")
+    wallet_sub.add_parser("process", help="send the pass updates that are due (the server's worker does it too)")
+    wallet.set_defaults(func=cmd_wallet)
     add_station_commands(sub)
     secret = sub.add_parser("init-secret", help="create the service secret file (production setup)")
     secret.add_argument("--file", required=True)

@@ -16,7 +16,8 @@ import hmac
 import os
 import time
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -31,6 +32,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc.errors import AuthenticationFailed
 from verification.errors import REASONS as VERIFICATION_REASONS
+
+if TYPE_CHECKING:
+    from cardsvc.services.wallet import WalletSetup
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 UNMATCHED_ROUTE = "<unmatched>"
@@ -92,6 +96,47 @@ class JobProgressCollector(Collector):
         yield items
 
 
+class WalletCollector(Collector):
+    """Days left of the wallet's certificates, and wallet updates waiting, retried or given up (by channel)."""
+
+    def __init__(self, session_factory: Callable[[], Callable[[], Session]],
+                 setup: Callable[[], WalletSetup]) -> None:
+        # Callables returning the current objects, as for the job collector: tests swap them after start-up.
+        self._session_factory = session_factory
+        self._setup = setup
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("cardsvc_wallet_certificate_days_left", "Days until a wallet certificate expires "
+                                  "(pass: the Pass Type ID certificate; wwdr: Apple's intermediate)",
+                                  labels=["certificate"]),
+                GaugeMetricFamily("cardsvc_wallet_updates", "Wallet pass updates not yet sent (pending, claimed) "
+                                  "or given up (failed), by channel", labels=["channel", "status"]))
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric names without reading the database."""
+        yield from self._families()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from cardsvc.db.models import WalletUpdate
+        from cardsvc.services.wallet import certificate_expiry
+
+        days, updates = self._families()
+        for expiry in certificate_expiry(self._setup(), datetime.now(UTC)):
+            days.add_metric([expiry.name], expiry.days_left)
+        try:
+            with self._session_factory()() as session:
+                for channel, status, count in session.execute(
+                        select(WalletUpdate.channel, WalletUpdate.status, func.count())
+                        .where(WalletUpdate.status.in_(("pending", "claimed", "failed")))
+                        .group_by(WalletUpdate.channel, WalletUpdate.status)):
+                    updates.add_metric([channel, status], count)
+        except SQLAlchemyError:
+            pass
+        yield days
+        yield updates
+
+
 class Metrics:
     """The service's metrics, registered in one application's registry."""
 
@@ -112,8 +157,14 @@ class Metrics:
         self.rate_limited = Counter("cardsvc_rate_limited", "Requests refused by a rate limit", ["route"],
                                     registry=self.registry)
         self._session_factory = session_factory
+        self._collectors: list[Collector] = []
         if session_factory is not None:
             self.registry.register(JobProgressCollector(session_factory))
+
+    def add_collector(self, collector: Collector) -> None:
+        """Expose another collector's metrics too (in multiprocess mode as well)."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
 
     def observe_checkin(self, *, result: str, reason: str | None, source: str) -> None:
         """Count a check-in; scanned ones also count as a verification (manual ones verify no card)."""
@@ -130,6 +181,8 @@ class Metrics:
         MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
         if self._session_factory is not None:
             registry.register(JobProgressCollector(self._session_factory))
+        for collector in self._collectors:
+            registry.register(collector)
         return generate_latest(registry)
 
 

@@ -22,6 +22,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///var/cardsvc.sqlite3"
 DEFAULT_SECRET_KEY_FILE = "var/secret.key"
 DEFAULT_KEK_FILE = "var/key-encryption.key"
+DEV_WALLET_DIR = Path("var/wallet-dev")
+# Made by `cardsvc demo` (cardsvc/demo/wallet.py): a self-made CA and pass certificate, an APNs key and a Google
+# service-account key, none of them known to Apple or Google.
+DEV_WALLET_DEFAULTS: dict[str, str | Path] = {
+    "wallet_pass_type_id": "pass.vn.hoilhpn.cardsvc.development",
+    "wallet_team_id": "DEVTEAM000",
+    "wallet_certificate_file": DEV_WALLET_DIR / "pass-certificate.pem",
+    "wallet_key_file": DEV_WALLET_DIR / "pass-key.pem",
+    "wallet_wwdr_file": DEV_WALLET_DIR / "development-ca.pem",
+    "wallet_apns_key_file": DEV_WALLET_DIR / "apns-key.p8",
+    "wallet_apns_key_id": "DEVKEY0000",
+    "wallet_google_issuer_id": "3388000000000000000",
+    "wallet_google_key_file": DEV_WALLET_DIR / "google-service-account.json",
+}
 # A well-known development value: refused in production so a copied .env cannot reach a real deployment.
 INSECURE_DEV_SECRET = "insecure-development-secret-change-me"
 
@@ -109,10 +123,45 @@ class Settings(BaseSettings):
     checkin_rate_per_second: int = Field(default=20, ge=0)
     # Origins allowed to call the API from a browser (comma list). Empty: no cross-origin request is allowed.
     cors_origins: str = ""
+    # Wallet passes (docs/operations.md, "Wallet passes"). Apple: the Pass Type ID certificate and its key (PEM),
+    # Apple's WWDR intermediate, the pass type id and team id, and an APNs auth key (.p8) for update pushes. Google:
+    # the issuer id and the service account's JSON key. Without them the wallet buttons are hidden. In development,
+    # unset values default to the credentials `cardsvc demo` makes under var/wallet-dev/ (marked "NOT APPLE'S";
+    # production refuses them).
+    wallet_pass_type_id: str | None = None
+    wallet_team_id: str | None = None
+    wallet_certificate_file: Path | None = None
+    wallet_key_file: Path | None = None
+    wallet_key_password: str | None = Field(default=None, repr=False)
+    wallet_wwdr_file: Path | None = None
+    wallet_apns_key_file: Path | None = None
+    wallet_apns_key_id: str | None = None
+    wallet_apns_url: str = "https://api.push.apple.com"
+    wallet_google_issuer_id: str | None = None
+    wallet_google_key_file: Path | None = None
+    wallet_google_api_url: str = "https://walletobjects.googleapis.com"
+    wallet_google_class_suffix: str = Field(default="member_card", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # A square PNG of the union's logo for the passes (default: the member page's icon); Google loads the logo from
+    # the public address, so it is served at /wallet/logo.png.
+    wallet_logo_file: Path | None = None
+    # CA bundle trusted instead of the system's for APNs and Google (a TLS-inspecting proxy; the tests' fakes).
+    wallet_ca_file: Path | None = None
+    # Attempts of one pass update before it is given up (pauses double from 30 seconds up to 6 hours), and how often
+    # a server worker looks for updates to send.
+    wallet_max_attempts: int = Field(default=12, ge=1, le=50)
+    wallet_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @model_validator(mode="after")
+    def _development_wallet_credentials(self) -> Settings:
+        if self.environment == "development":
+            for name, value in DEV_WALLET_DEFAULTS.items():
+                if getattr(self, name) is None and (not name.endswith("_file") or Path(str(value)).is_file()):
+                    setattr(self, name, value)
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

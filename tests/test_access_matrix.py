@@ -258,6 +258,11 @@ PUBLIC = {
     ("GET", "/v1/status-lists/{list_id}"), ("POST", "/v1/devices/provision"),
     # The member's card page data: the link's random token is the credential (tests/test_member_links.py).
     ("GET", "/m/{token}/card.json"),
+    # Apple's PassKit web service: a request about a pass bears the pass's own token (tests/wallet/test_wallet.py).
+    ("POST", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}/{serial}"),
+    ("DELETE", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}/{serial}"),
+    ("GET", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}"),
+    ("GET", "/wallet/apple/v1/passes/{pass_type}/{serial}"), ("POST", "/wallet/apple/v1/log"),
 }
 ROLES = ("admin", "officer_a", "viewer_a", "device_a", "anonymous")
 USERS = {"admin": "t.admin", "officer_a": "t.officer.a", "viewer_a": "t.viewer.a"}

@@ -666,3 +666,74 @@ class MemberLink(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)
+
+
+WALLET_CHANNELS = ("apple", "google")
+WALLET_UPDATE_STATUSES = ("pending", "claimed", "done", "failed")
+
+
+class WalletPass(Base):
+    """A member's wallet pass (Apple and Google share it): one per member, following her current card.
+
+    ``serial`` is random (the Apple serial number and the Google object id's suffix), never a member or ID number.
+    Devices authenticate with a token derived from the serial and the service secret; only its SHA-256 is stored.
+    ``apple_issued_at`` / ``google_issued_at``: when a ``.pkpass`` or a save link was first handed out, i.e. which
+    services must hear of changes. ``update_tag`` (from the ``wallet_tag`` counter, in commit order) and
+    ``modified_at`` are the PassKit web service's update tag and ``Last-Modified``.
+    """
+
+    __tablename__ = "wallet_passes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), unique=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    auth_token_hash: Mapped[str] = mapped_column(String(64))
+    apple_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    google_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    update_tag: Mapped[int] = mapped_column(BigId, default=0)
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)
+
+
+class WalletRegistration(Base):
+    """An Apple device that asked for updates of a pass, with its push token (PassKit web service)."""
+
+    __tablename__ = "wallet_registrations"
+    __table_args__ = (UniqueConstraint("device_id", "pass_id", name="uq_wallet_registrations_device_pass"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pass_id: Mapped[int] = mapped_column(ForeignKey("wallet_passes.id"), index=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    push_token: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WalletUpdate(Base):
+    """The outbox of pass changes to send: written in the transaction that changed the card, sent by a worker.
+
+    One pending row per pass and channel (a partial unique index: further changes before it is sent ride along,
+    since the worker always sends the pass as it is then). A worker claims a row for a lease, then marks it done, or
+    pending again after a growing pause, or failed after the last attempt.
+    """
+
+    __tablename__ = "wallet_updates"
+    __table_args__ = (
+        CheckConstraint("channel IN ('apple', 'google')", name="channel"),
+        CheckConstraint("status IN ('pending', 'claimed', 'done', 'failed')", name="status"),
+        Index("uq_wallet_updates_pending", "pass_id", "channel", unique=True,
+              sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
+        Index("ix_wallet_updates_status_due", "status", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pass_id: Mapped[int] = mapped_column(ForeignKey("wallet_passes.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -14,7 +14,7 @@ from cardsvc.days import vietnam_today
 from cardsvc.db.models import REVOCATION_REASONS, Card, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.normalize import NormalizeError, normalize_name
-from cardsvc.services import audit, status_lists
+from cardsvc.services import audit, status_lists, wallet_outbox
 from cardsvc.services.chapters import CHAPTER_CODE_RE
 from cardsvc.services.context import Actor
 from cardsvc.services.keys import KeyRing
@@ -124,6 +124,7 @@ def issue_in_transaction(
     )
     session.add(card)
     session.flush()
+    wallet_outbox.card_changed(session, member.id)
     audit.record(session, actor, "card.issue", target_type="card", target_id=card.card_id,
                  chapter_path=member.chapter.path,
                  details={"member_id": member.id, "version": version, "kid": key.kid, "reason": reason,

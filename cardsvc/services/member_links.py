@@ -233,6 +233,21 @@ def _latest_card(session: Session, member_id: int) -> Card | None:
     return session.scalar(select(Card).where(Card.member_id == member_id).order_by(Card.version.desc()).limit(1))
 
 
+def shown_card(session: Session, member_id: int, today: date) -> tuple[Card | None, CardState]:
+    """The card a member's page and wallet pass show (the current one, else the latest) and its state."""
+    card = cards.current_card(session, member_id) or _latest_card(session, member_id)
+    state: CardState
+    if card is None:
+        state = "no_card"
+    elif card.status not in cards.CURRENT:
+        state = "revoked"
+    elif card.expires_on < today:
+        state = "expired"
+    else:
+        state = "active" if card.status == "active" else "suspended"
+    return card, state
+
+
 def card_on_phone(session: Session, token: str, *, request_id: str | None = None,
                   today: date | None = None) -> CardOnPhone:
     """The member's current card for her link, or a clear state when there is none to show.
@@ -244,17 +259,7 @@ def card_on_phone(session: Session, token: str, *, request_id: str | None = None
     """
     link = resolve(session, token, request_id=request_id)
     member = link.member
-    today = today or vietnam_today()
-    card = cards.current_card(session, member.id) or _latest_card(session, member.id)
-    state: CardState
-    if card is None:
-        state = "no_card"
-    elif card.status not in cards.CURRENT:
-        state = "revoked"
-    elif card.expires_on < today:
-        state = "expired"
-    else:
-        state = "active" if card.status == "active" else "suspended"
+    card, state = shown_card(session, member.id, today or vietnam_today())
     qr_text = credential_qr_text(card.credential) if card is not None and state in ("active", "suspended") else None
     return CardOnPhone(
         state=state, full_name=member.full_name, member_number=member.member_number,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import Card, StatusList
 from cardsvc.errors import NotFound
+from cardsvc.services import wallet_outbox
 from issuance.keys import Signer
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
 from verification.status import STATUS_REVOKED, STATUS_SUPERSEDED, STATUS_SUSPENDED, STATUS_VALID
@@ -49,7 +50,8 @@ def allocate_slot(session: Session, size: int) -> tuple[StatusList, int]:
 
 
 def set_card_status(session: Session, card: Card, status: str, *, reason: str | None, note: str | None) -> None:
-    """Change a card's status and bump its list's version (the ETag stations revalidate against)."""
+    """Change a card's status, bump its list's version (the ETag stations revalidate against) and queue the update
+    of the holder's wallet pass."""
     card.status = status
     card.status_reason = reason
     card.status_note = note
@@ -58,6 +60,7 @@ def set_card_status(session: Session, card: Card, status: str, *, reason: str | 
         update(StatusList).where(StatusList.id == card.status_list_id)
         .values(version=StatusList.version + 1, updated_at=utcnow())
     )
+    wallet_outbox.card_changed(session, card.member_id)
 
 
 @dataclass(frozen=True)

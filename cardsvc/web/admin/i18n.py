@@ -36,6 +36,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "home.sign_out_everywhere": "Đăng xuất trên mọi thiết bị",
         "home.sign_out_everywhere_hint": "Khi mất điện thoại hoặc máy tính, hay nghi có người khác dùng tài khoản: "
                                          "mọi nơi đang đăng nhập (kể cả máy này) đều phải đăng nhập lại.",
+        "home.wallet_expiring": "Chứng chỉ Apple Wallet hết hạn sau {days} ngày ({date}). Gia hạn ngay (xem "
+                                "docs/operations.md), nếu không hội viên sẽ không thêm được thẻ vào ví.",
+        "home.wallet_expired": "Chứng chỉ Apple Wallet đã hết hạn ngày {date}: hội viên không thêm được thẻ vào ví. "
+                               "Gia hạn ngay (xem docs/operations.md).",
         "search.title": "Tìm hội viên",
         "search.query": "Họ tên hoặc mã hội viên",
         "search.chapter": "Chi hội",
@@ -268,6 +272,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "home.sign_out_everywhere": "Sign out on every device",
         "home.sign_out_everywhere_hint": "If a phone or computer is lost, or someone else may be using the account: "
                                          "everywhere it is signed in (this device too) must sign in again.",
+        "home.wallet_expiring": "The Apple Wallet certificate expires in {days} days ({date}). Renew it now (see "
+                                "docs/operations.md), or members cannot add their card to a wallet.",
+        "home.wallet_expired": "The Apple Wallet certificate expired on {date}: members cannot add their card to a "
+                               "wallet. Renew it now (see docs/operations.md).",
         "search.title": "Find a member",
         "search.query": "Name or member number",
         "search.chapter": "Chapter",

@@ -23,6 +23,7 @@ from cardsvc.api.deps import (
 )
 from cardsvc.api.schemas import INT64_MAX, Id
 from cardsvc.days import VIETNAM_TZ
+from cardsvc.db.base import utcnow
 from cardsvc.db.models import REVOCATION_REASONS, Job
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, ValidationFailed
 from cardsvc.services import (
@@ -38,6 +39,7 @@ from cardsvc.services import (
     printing,
     reports,
     stations,
+    wallet,
 )
 from cardsvc.services.members import MemberSearch
 from cardsvc.services.pii import masked_view
@@ -143,7 +145,9 @@ def home(page: OfficerPageDep, session: SessionDep) -> Response:
     scope = None
     if actor.scope_path is not None:
         scope = chapters.list_chapters(session, actor, limit=1)
-    return page.render("home.html", scope=scope[0] if scope else None)
+    # Administrators renew the wallet certificates: they are warned a month ahead.
+    expiring = wallet.expiry_warning(page.request.app.state.wallet, utcnow()) if actor.role == "admin" else None
+    return page.render("home.html", scope=scope[0] if scope else None, wallet_expiry=expiring)
 
 
 @router.get("/members")

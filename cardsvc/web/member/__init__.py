@@ -16,13 +16,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from cardsvc.api.deps import RequestIdDep, SessionDep, SettingsDep
 from cardsvc.api.member_links import MemberCardOut
+from cardsvc.api.wallet import pass_response, wallet_setup
 from cardsvc.errors import NotFound
-from cardsvc.services import member_links
+from cardsvc.services import member_links, wallet
 
 HERE = Path(__file__).parent
 CONTENT_SECURITY_POLICY = (
@@ -52,7 +53,11 @@ def card_page(request: Request, token: Token, session: SessionDep, req_id: Reque
         card = MemberCardOut.of(member_links.card_on_phone(session, token, request_id=req_id))
     except NotFound:
         return templates.TemplateResponse(request, "gone.html", {}, status_code=404, headers=PAGE_HEADERS)
-    context = {"card": card, "card_json": card.model_dump(mode="json"), "page_path": _page_path(token)}
+    setup = wallet_setup(request)
+    addable = card.state in wallet.ADDABLE
+    context = {"card": card, "card_json": card.model_dump(mode="json"), "page_path": _page_path(token),
+               "apple_wallet": addable and setup.apple is not None,
+               "google_wallet": addable and setup.google is not None}
     return templates.TemplateResponse(request, "card.html", context, headers=PAGE_HEADERS)
 
 
@@ -81,3 +86,17 @@ def service_worker(token: Token, session: SessionDep, req_id: RequestIdDep) -> R
     return Response(SERVICE_WORKER, media_type="text/javascript",
                     headers={"Service-Worker-Allowed": _page_path(token), "Cache-Control": "no-cache",
                              "Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+
+@router.get("/m/{token}/wallet.pkpass")
+def apple_wallet_pass(request: Request, token: Token, session: SessionDep, req_id: RequestIdDep) -> Response:
+    """The card as an Apple Wallet pass; the link authorises it (unknown or revoked: 404, like the page)."""
+    pass_file = wallet.apple_pass_for_link(session, wallet_setup(request), token, request_id=req_id)
+    return pass_response(pass_file, filename="the-hoi-vien.pkpass")
+
+
+@router.get("/m/{token}/wallet/google")
+def google_wallet_pass(request: Request, token: Token, session: SessionDep, req_id: RequestIdDep) -> Response:
+    """To Google Wallet's "save" page with a freshly signed save link."""
+    url = wallet.google_save_link(session, wallet_setup(request), token, request_id=req_id)
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})

@@ -6,7 +6,7 @@ passwords per officer and client address (and remembers the addresses she signed
 whole account after a few failures.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-14 10:00:00
 """
 

@@ -6,7 +6,7 @@ that every member-keyed table references, which SQLite refuses once those tables
 SQLite downgrade (a batch rebuild) only works on a database whose member-keyed tables are empty.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 Create Date: 2026-12-08 10:00:00
 """
 

@@ -10,7 +10,7 @@ the cipher derived from ``CARDSVC_SECRET_KEY(_FILE)`` to Alembic (``config.attri
 it over a table holding phone numbers, the migration stops and changes nothing. Going down decrypts them back.
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0011
 Create Date: 2026-12-04 10:00:00
 """
 

@@ -12,7 +12,7 @@ configuration triggers of migration 0007 on ``events`` stay in place; the downgr
 them again.
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0012
 Create Date: 2026-12-14 10:00:00
 """
 

@@ -17,7 +17,8 @@
       reissued: "Đã cấp thẻ mới (lần {v}). Mã QR cũ không còn dùng được.",
       offline: "Không có mạng: đang hiện thẻ đã lưu lúc {t}.",
       updated: "Cập nhật lúc {t}.",
-      gone: "Đường link này không còn hiệu lực. Liên hệ chi hội để nhận đường link mới."
+      gone: "Đường link này không còn hiệu lực. Liên hệ chi hội để nhận đường link mới.",
+      apple_wallet: "Thêm vào Apple Wallet", google_wallet: "Lưu vào Google Wallet"
     },
     en: {
       union: "Vietnam Women's Union", toggle: "Tiếng Việt", member_number: "Member number", chapter: "Chapter",
@@ -32,7 +33,8 @@
       reissued: "A new card was issued (version {v}). The old QR code no longer works.",
       offline: "No connection: showing the card saved at {t}.",
       updated: "Updated at {t}.",
-      gone: "This link is no longer valid. Ask your chapter for a new link."
+      gone: "This link is no longer valid. Ask your chapter for a new link.",
+      apple_wallet: "Add to Apple Wallet", google_wallet: "Save to Google Wallet"
     }
   };
 
