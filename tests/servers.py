@@ -43,7 +43,15 @@ def fresh_postgres(test_url: str, database: str) -> tuple[str, Engine]:
 @contextmanager
 def uvicorn_server(database_url: str, log_dir: Path, *, workers: int = 2,
                    env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """``cardsvc serve`` (uvicorn workers) on ``database_url`` with the test secrets; yields the base URL.
+    """``cardsvc serve`` (uvicorn workers) on ``database_url`` with the test secrets; yields the base URL."""
+    with serving_process(database_url, log_dir, workers=workers, env=env) as (_server, base):
+        yield base
+
+
+@contextmanager
+def serving_process(database_url: str, log_dir: Path, *, workers: int = 2, env: Mapping[str, str] | None = None
+                    ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The same, yielding the ``cardsvc serve`` process too (to signal it).
 
     The log goes to a file, never a pipe: a server that logs a lot must not block on a pipe nobody reads.
     """
@@ -60,7 +68,7 @@ def uvicorn_server(database_url: str, log_dir: Path, *, workers: int = 2,
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # Two workers importing everything on a loaded 2-core machine.
         while True:
             if server.poll() is not None:
                 pytest.fail(f"uvicorn exited with {server.returncode}: {log_path.read_text(errors='replace')[-2000:]}")
@@ -72,7 +80,7 @@ def uvicorn_server(database_url: str, log_dir: Path, *, workers: int = 2,
             if time.monotonic() > deadline:
                 pytest.fail(f"uvicorn did not answer /healthz: {log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
-        yield base
+        yield server, base
     finally:
         server.terminate()
         try:

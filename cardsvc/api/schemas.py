@@ -385,6 +385,7 @@ class JobOut(BaseModel):
     failed: int
     error: str | None
     params: dict[str, Any]
+    result: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
 

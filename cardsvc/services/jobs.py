@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Protocol
 
@@ -23,29 +25,89 @@ from cardsvc.services.officers import actor_for
 
 log = logging.getLogger("cardsvc.jobs")
 CHUNK = 200
+STOPPED_MESSAGE = ("Máy chủ đã dừng giữa chừng; chạy lại để làm tiếp — the server stopped before the job finished; "
+                   "start it again to resume")
 ProgressCallback = Callable[[int, int], None]
 
 
+class JobStopped(Exception):
+    """Raised inside a job when its runner is stopping: the job ends at this step and can be started again."""
+
+
 class JobRunner(Protocol):
-    """Where jobs run: a worker thread in the server, inline in the CLI and in tests."""
+    """Where jobs run: worker threads in the server, inline in the CLI and in tests.
+
+    ``stopping`` is set when the runner stops (the server got SIGTERM); long jobs look at it between steps.
+    """
+
+    stopping: threading.Event
 
     def submit(self, work: Callable[[], object]) -> None: ...
 
+    def stop(self, wait: float) -> None: ...
+
 
 class ThreadJobRunner:
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardsvc-job")
+    """Runs jobs in the order submitted, at most ``workers`` at a time, on daemon threads started on first use.
+
+    Daemon threads: a job in the middle of a network call never holds up the process's exit. :meth:`stop` sets
+    ``stopping``, drops the jobs not started (their rows stay queued) and waits a little for the running ones to end
+    their step.
+    """
+
+    def __init__(self, workers: int = 1, name: str = "cardsvc-job") -> None:
+        self.stopping = threading.Event()
+        self._workers = workers
+        self._name = name
+        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     def submit(self, work: Callable[[], object]) -> None:
-        self._pool.submit(work)
+        if self.stopping.is_set():
+            log.warning("job not started: the server is stopping")
+            return
+        with self._lock:
+            if not self._threads:
+                self._threads = [threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
+                                 for n in range(self._workers)]
+                for thread in self._threads:
+                    thread.start()
+        self._queue.put(work)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def _work(self) -> None:
+        while True:
+            work = self._queue.get()
+            if self.stopping.is_set():
+                return
+            try:
+                work()
+            except Exception:  # A job's failure must not end the thread that runs the next jobs.
+                log.exception("background job failed")
+
+    def stop(self, wait: float) -> None:
+        """Ask running jobs to stop and wait up to ``wait`` seconds for them."""
+        self.stopping.set()
+        with self._lock:
+            threads = list(self._threads)
+        for _thread in threads:
+            self._queue.put(lambda: None)  # Wakes an idle thread, which then sees ``stopping``.
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class InlineJobRunner:
+    """Runs a job at once in the caller's thread (the CLI, tests)."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+
     def submit(self, work: Callable[[], object]) -> None:
         work()
+
+    def stop(self, wait: float) -> None:
+        self.stopping.set()
 
 
 class BatchScheduler:
@@ -61,7 +123,8 @@ class BatchScheduler:
 
     def submit_batch(self, job_id: int) -> None:
         self._runner.submit(lambda: run_batch(self._session_factory, self._keyring, job_id,
-                                              validity_years=self._validity_years, list_size=self._list_size))
+                                              validity_years=self._validity_years, list_size=self._list_size,
+                                              stopping=self._runner.stopping))
 
 
 def start_batch(session: Session, actor: Actor, chapter_id: int, *, subtree: bool) -> Job:
@@ -111,9 +174,11 @@ def run_batch(
     list_size: int,
     today: date | None = None,
     progress: ProgressCallback | None = None,
+    stopping: threading.Event | None = None,
 ) -> None:
     """Issue the job's cards in chunks, committing each chunk with the progress, so that an interrupted job
-    resumes where it stopped and a finished one issues nothing when run again."""
+    resumes where it stopped and a finished one issues nothing when run again. When ``stopping`` is set the job
+    fails after the chunk in hand, saying that it was interrupted."""
     day = today or date.today()
     with session_factory() as session:
         job = session.get_one(Job, job_id)
@@ -124,6 +189,8 @@ def run_batch(
         session.commit()
         try:
             for start in range(0, len(members), CHUNK):
+                if stopping is not None and stopping.is_set():
+                    raise JobStopped
                 for member_id in members[start:start + CHUNK]:
                     issue_in_transaction(session, actor, keyring, session.get_one(Member, member_id),
                                          validity_years=validity_years, list_size=list_size, today=day,
@@ -136,14 +203,18 @@ def run_batch(
             audit.record(session, actor, "card.batch_done", target_type="job", target_id=job.id,
                          chapter_path=job.chapter_path, details={"issued": job.done})
             session.commit()
-        except (CardsvcError, SQLAlchemyError) as exc:
+        except (CardsvcError, SQLAlchemyError, JobStopped) as exc:
             # A database error (e.g. an officer issued a card for one of the job's members at the same moment) fails
             # the job too, instead of leaving it "running": starting it again resumes where it stopped.
             session.rollback()
             job = session.get_one(Job, job_id)
             job.status = "failed"
-            job.error = (exc.message if isinstance(exc, CardsvcError)
-                         else "the database refused a change made at the same time; start the batch again")[:500]
+            if isinstance(exc, CardsvcError):
+                job.error = exc.message[:500]
+            elif isinstance(exc, JobStopped):
+                job.error = STOPPED_MESSAGE
+            else:
+                job.error = "the database refused a change made at the same time; start the batch again"
             session.commit()
             log.warning("batch job %s failed: %s", job_id, getattr(exc, "code", None) or type(exc).__name__)
 
