@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,13 @@ from sqlalchemy.orm import Session
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.session import make_engine
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, chapters, consents, events, keys, members, officers, stations
+from cardsvc.services import cards, chapters, consents, keys, members, officers
 from cardsvc.services.context import system_actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, PASSWORD, TEST_KEK, TEST_SECRET
-from tests.servers import REPO, fresh_postgres, serving_process
+from tests.servers import REPO, event_with_stations, fresh_postgres, serving_process
 
 # Generous on a loaded 2-core machine, and still far below every wait that would mean "blocked": the registry's
 # read timeout here (REGISTRY_HOLD_SECONDS), the pool's and SQLite's 30 s.
@@ -135,12 +135,8 @@ def _seed(engine: Engine, settings: Settings) -> Seeded:
                                         evidence_ref="PHIEU-1")
             card = cards.issue_card(session, SYSTEM, keyring, member.id, validity_years=5, list_size=4096)
             qr_texts.append(credential_of(card).qr_text)
-        now = datetime.now(UTC)
-        event = events.create_event(session, SYSTEM, events.EventSpec(
-            chapter_id=root.id, title="Đại hội", venue="Hội trường", starts_at=now, ends_at=now + timedelta(hours=4)))
-        code = stations.register_station(session, SYSTEM, event.id, "Cửa 1").provisioning_code
-        token = stations.provision(session, code).device_token
-        return Seeded("", engine, chapter_a.id, chapter_b.code, event.id, token, qr_texts)
+        event_id, tokens = event_with_stations(session, SYSTEM, root.id, 1)
+        return Seeded("", engine, chapter_a.id, chapter_b.code, event_id, tokens[0], qr_texts)
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,10 @@ This test runs its own SQLite file whatever the test backend is: it is about SQL
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import date
 
 import httpx
 import pytest
@@ -28,13 +26,13 @@ from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import Checkin, Member
 from cardsvc.db.session import make_engine
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, chapters, events, keys, members, officers, stations
+from cardsvc.services import cards, chapters, keys, members, officers
 from cardsvc.services.context import system_actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import PASSWORD, TEST_KEK, TEST_SECRET
-from tests.servers import uvicorn_server
+from tests.servers import Call, all_at_once, event_with_stations, uvicorn_server
 
 CARDS = 25
 STATIONS = 10
@@ -73,14 +71,8 @@ def _seed(engine: Engine, settings: Settings) -> tuple[int, list[str], list[str]
             if number < CARDS:
                 card = cards.issue_card(session, SYSTEM, keyring, member.id, validity_years=5, list_size=4096)
                 qr_texts.append(credential_of(card).qr_text)
-        now = datetime.now(UTC)
-        event = events.create_event(session, SYSTEM, events.EventSpec(
-            chapter_id=root.id, title="Đại hội", venue="Hội trường", starts_at=now, ends_at=now + timedelta(hours=2)))
-        tokens = []
-        for index in range(STATIONS):
-            code = stations.register_station(session, SYSTEM, event.id, f"Cửa {index + 1}").provisioning_code
-            tokens.append(stations.provision(session, code).device_token)
-        return event.id, tokens, qr_texts, member_ids
+        event_id, tokens = event_with_stations(session, SYSTEM, root.id, STATIONS)
+        return event_id, tokens, qr_texts, member_ids
 
 
 @pytest.fixture(scope="module")
@@ -105,41 +97,16 @@ def _officer_token(base: str) -> str:
     return str(response.json()["access_token"])
 
 
-def _all_at_once(base: str, calls: list[tuple[str, str, str, dict[str, Any]]]) -> list[httpx.Response]:
-    """Send every ``(method, path, token, json)`` from its own thread and connection, released together."""
-    barrier = threading.Barrier(len(calls))
-    results: list[httpx.Response | BaseException | None] = [None] * len(calls)
-
-    def caller(index: int) -> None:
-        method, path, token, body = calls[index]
-        with httpx.Client(base_url=base, timeout=60, headers={"Authorization": f"Bearer {token}"}) as client:
-            client.get("/healthz")  # Open the connection before the start signal.
-            barrier.wait(timeout=60)
-            try:
-                results[index] = client.request(method, path, json=body)
-            except BaseException as exc:  # Reported below: one failed thread must not hang the others.
-                results[index] = exc
-
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    failures = [r for r in results if not isinstance(r, httpx.Response)]
-    assert not failures, failures[:3]
-    return [r for r in results if isinstance(r, httpx.Response)]
-
-
 def test_scans_and_edits_at_once_all_succeed_and_each_card_enters_once(sqlite_server: Seeded) -> None:
     server = sqlite_server
     officer = _officer_token(server.url)
-    scans = [("POST", f"/v1/events/{server.event_id}/checkins", server.tokens[(card + rush) % STATIONS],
+    scans: list[Call] = [("POST", f"/v1/events/{server.event_id}/checkins", server.tokens[(card + rush) % STATIONS],
               {"source": "qr_scanner", "client_nonce": f"sq-{card:03d}-{rush}", "payload": server.qr_texts[card]})
              for card in range(CARDS) for rush in (0, 1)]
-    edits = [("PATCH", f"/v1/members/{member_id}", officer, {"phone": f"09123456{index:02d}"})
+    edits: list[Call] = [("PATCH", f"/v1/members/{member_id}", officer, {"phone": f"09123456{index:02d}"})
              for index, member_id in enumerate(server.member_ids[:EDITS])]
 
-    answers = _all_at_once(server.url, scans + edits)
+    answers = all_at_once(server.url, scans + edits)
 
     server_errors = [(a.status_code, a.text[:200]) for a in answers if a.status_code >= 500]
     assert server_errors == []
