@@ -332,7 +332,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.status_list_cache = StatusListCache()
     app.state.trust_cache = TrustCache()
     app.state.checkin_limiter = CapacityLimiter(settings.checkin_concurrency)
-    app.state.job_runner = ThreadJobRunner(name="cardsvc-job")
+    app.state.job_runner = ThreadJobRunner()
     # Registry work runs on threads of its own, a few at a time: a registry that does not answer holds these
     # threads, never a request's thread or a database connection.
     app.state.registry_runner = ThreadJobRunner(settings.registry_job_concurrency, name="cardsvc-registry")

@@ -46,7 +46,7 @@ def make_engine(database_url: str, *, statement_timeout_ms: int = 0, **kwargs: A
             # committed in between SQLite refuses the upgrade at once, without waiting out the busy timeout: under
             # concurrent writes a third of the requests failed with "database is locked". Taken at BEGIN, the
             # lock is waited for like any other. Reads pay for it: a read-only transaction now waits while another
-            # one writes, where WAL would have let it read beside the writer (docs/operations.md, SQLite).
+            # one writes, where WAL would have let it read beside the writer (docs/architecture.md, Databases).
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
