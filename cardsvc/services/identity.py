@@ -1005,8 +1005,8 @@ def run_publication(session_factory: sessionmaker[Session] | Callable[[], Sessio
         job.total, job.done, job.failed = len(withdrawals) + len(candidates), 0, 0
         session.commit()
     summary = PublicationSummary()
-    steps = [partial(_prepare_withdrawal, member_id=member_id) for member_id in withdrawals] + \
-        [partial(_prepare_publication, member_id=member_id) for member_id in candidates]
+    steps = ([partial(_prepare_withdrawal, member_id=member_id) for member_id in withdrawals]
+             + [partial(_prepare_publication, member_id=member_id) for member_id in candidates])
     error: str | None = None
     looked_at = 0
     try:
@@ -1019,9 +1019,9 @@ def run_publication(session_factory: sessionmaker[Session] | Callable[[], Sessio
                 looked_at += 1
                 continue
             answer = _ask(gateway, send.operation)
+            if isinstance(answer, RegistryError) and _stops_the_run(answer):
+                raise _RunAborted(registry_failure_message(answer))
             with session_factory() as session:
-                if isinstance(answer, RegistryError) and _stops_the_run(answer):
-                    raise _RunAborted(registry_failure_message(answer))
                 if isinstance(answer, RegistryError):
                     summary.fail(answer.code if isinstance(answer, RejectedRequest) else type(answer).__name__)
                 else:
