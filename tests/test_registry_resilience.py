@@ -108,7 +108,7 @@ class Seeded:
     qr_texts: list[str]
 
 
-def _seed(engine: Engine, settings: Settings) -> Seeded:
+def _seed(url: str, engine: Engine, settings: Settings) -> Seeded:
     """Two chapters of consenting members with cards (A for the servers, B for the CLI), an event with a station,
     an administrator."""
     cipher = PiiCipher.from_settings(settings)
@@ -136,7 +136,7 @@ def _seed(engine: Engine, settings: Settings) -> Seeded:
             card = cards.issue_card(session, SYSTEM, keyring, member.id, validity_years=5, list_size=4096)
             qr_texts.append(credential_of(card).qr_text)
         event_id, tokens = event_with_stations(session, SYSTEM, root.id, 1)
-        return Seeded("", engine, chapter_a.id, chapter_b.code, event_id, tokens[0], qr_texts)
+        return Seeded(url, engine, chapter_a.id, chapter_b.code, event_id, tokens[0], qr_texts)
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +149,8 @@ def seeded(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         upgrade(engine)
     settings = Settings(environment="test", database_url=url, secret_key=TEST_SECRET, key_encryption_key=TEST_KEK,
                         _env_file=None)  # type: ignore[call-arg]
-    data = _seed(engine, settings)
-    data.url = url
     try:
-        yield data
+        yield _seed(url, engine, settings)
     finally:
         engine.dispose()
 
