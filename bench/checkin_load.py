@@ -1,4 +1,4 @@
-"""Bench: check-in throughput and latency of the real server (uvicorn, 2 workers, PostgreSQL).
+"""Bench: check-in throughput and latency of the real server (uvicorn, 2 workers, PostgreSQL or SQLite).
 
 Seeds N members with one card each (members and cards inserted in bulk, credentials signed with the real signer),
 an event and a few provisioned stations; starts ``cardsvc serve --workers 2`` (uvicorn workers, cardsvc/serve.py),
@@ -17,7 +17,8 @@ machine's cores with the server, costs as little CPU as possible; it is the same
     .venv/bin/python bench/checkin_load.py [--requests 5000] [--concurrency 32] [--stations 8] [--workers 2]
 
 The database comes from ``CARDSVC_BENCH_CHECKIN_DATABASE_URL`` (default below); it is created if missing and its
-``public`` schema is dropped and migrated afresh on every run.
+``public`` schema is dropped and migrated afresh on every run. A ``sqlite:///…`` URL benches the embedded default
+(the file is replaced).
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ class Seeded:
 
 def prepare_database(url: str) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{parsed.database}{suffix}").unlink(missing_ok=True)
+        engine = make_engine(url)
+        upgrade(engine)
+        return engine
     admin = make_engine(str(parsed.set(database="postgres")), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}) is None:
@@ -260,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         _env_file=None)
     seeded = seed(engine, settings, args.requests, args.stations)
     print(f"seeded {len(seeded.qr_texts)} members and cards, {len(seeded.tokens)} stations "
-          f"in {time.perf_counter() - started:.1f} s; server: uvicorn, {args.workers} workers, PostgreSQL; "
+          f"in {time.perf_counter() - started:.1f} s; server: uvicorn, {args.workers} workers, "
+          f"{engine.dialect.name}; "
           f"client: {args.concurrency} keep-alive connections, {os.cpu_count()} CPUs")
 
     port = free_port()

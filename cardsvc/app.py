@@ -9,17 +9,19 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from anyio import CapacityLimiter
+from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -231,8 +233,19 @@ def install_error_handlers(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in ("40P01", "40001"):
             log.warning("transaction conflict: %s", type(exc.orig).__name__)
             return _error(409, "conflict", "the change conflicts with data written at the same time; retry")
+        if getattr(exc.orig, "sqlstate", None) == "57014":
+            # CARDSVC_DB_STATEMENT_TIMEOUT_MS cancelled the statement: its connection and thread are free again.
+            log.error("database statement cancelled after the statement timeout")
+            return _error(503, "database_timeout", "the database took too long to answer; retry shortly", None,
+                          {"Retry-After": "5"})
         log.error("database error: %s", type(exc.orig).__name__)
         return _error(503, "database_unavailable", "the database is not answering; retry shortly", None,
+                      {"Retry-After": "5"})
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+        log.error("no database connection became free in time")
+        return _error(503, "database_busy", "every database connection is busy; retry shortly", None,
                       {"Retry-After": "5"})
 
     @app.exception_handler(IntegrityError)
@@ -260,6 +273,25 @@ def readiness_problems(app: FastAPI) -> list[str]:
     return problems
 
 
+# How long shutdown waits for background jobs to end their step once asked to stop (a registry call in flight is not
+# waited for: the jobs' threads are daemon threads, and the call's item is taken over after its lease).
+JOB_STOP_WAIT_SECONDS = 3.0
+
+
+@asynccontextmanager
+async def _stop_jobs_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    yield
+
+    def stop() -> None:
+        runners = (app.state.registry_runner, app.state.job_runner)
+        for runner in runners:
+            runner.stopping.set()
+        for runner in runners:
+            runner.stop(JOB_STOP_WAIT_SECONDS)
+
+    await to_thread.run_sync(stop)
+
+
 def server_app() -> FastAPI:
     """The application as a server process runs it (``cardsvc serve``; ``uvicorn cardsvc.app:server_app --factory``).
 
@@ -278,11 +310,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI application. Nothing is created at import time; tests pass their own settings."""
     settings = settings or Settings()
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
-                         max_overflow=settings.db_max_overflow)
+                         max_overflow=settings.db_max_overflow, statement_timeout_ms=settings.db_statement_timeout_ms)
     app = FastAPI(
         title="cardsvc",
         version=__version__,
         description="Smart member cards and identity for the Vietnam Women's Union.",
+        lifespan=_stop_jobs_on_shutdown,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -295,6 +328,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.trust_cache = TrustCache()
     app.state.checkin_limiter = CapacityLimiter(settings.checkin_concurrency)
     app.state.job_runner = ThreadJobRunner()
+    # Registry work runs on threads of its own, a few at a time: a registry that does not answer holds these
+    # threads, never a request's thread or a database connection.
+    app.state.registry_runner = ThreadJobRunner(settings.registry_job_concurrency, name="cardsvc-registry")
     app.state.registry = make_registry(settings)
     app.state.wallet = load_setup(settings)
     app.state.metrics = Metrics(lambda: app.state.session_factory)

@@ -35,12 +35,12 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(_settings: Settings, args: argparse.Namespace) -> int:
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from cardsvc.serve import serve
 
     print(f"cardsvc serving at http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)",
           flush=True)
-    return serve(args.host, args.port, args.workers)
+    return serve(args.host, args.port, args.workers, settings.shutdown_grace_seconds)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -255,8 +255,11 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     print(f"identity sync run {summary.run_id}: {summary.status}; {summary.total} members queued; outcomes: "
           f"{outcomes}; {summary.failed} failed; {summary.pending + summary.claimed} left")
     print(f"not queued: {summary.skipped_no_consent} without consent, {summary.skipped_recent} verified recently")
-    if errors or summary.error:
-        print(f"error: {summary.error or type(errors[0]).__name__}; run the command again to resume",
+    if summary.error:
+        print(f"error: {summary.error}", file=sys.stderr)
+        return 1
+    if errors:
+        print(f"error: {type(errors[0]).__name__}; chạy lại lệnh để làm tiếp — run the command again to resume",
               file=sys.stderr)
         return 1
     return 0
@@ -277,29 +280,44 @@ def cmd_fake_registry(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) -> int:
     from cardsvc.services import identity
     from cardsvc.services.context import system_actor
+    from integrations.population import RegistryError
 
     gateway = identity.gateway_for(settings)
-    with _session(settings) as session:
-        summary = identity.pull_notifications(session, gateway, PiiCipher.from_settings(settings),
-                                              system_actor("cli"))
+    engine = make_engine(settings.database_url)
+    try:
+        summary = identity.pull_notifications(make_session_factory(engine), gateway,
+                                              PiiCipher.from_settings(settings), system_actor("cli"))
+    except RegistryError as exc:
+        print(f"error: {identity.registry_failure_message(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     print(f"{summary.received} registry notifications read: {summary.reviews_opened} reviews opened, "
           f"{summary.ignored} not about a consenting member, {summary.duplicates} already seen")
     return 0
 
 
 def cmd_registry_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.db.models import Job
     from cardsvc.services import chapters, identity
     from cardsvc.services.context import system_actor
 
     actor = system_actor("cli")
     gateway = identity.gateway_for(settings)
-    with _session(settings) as session:
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    with factory() as session:
         chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
-        summary = identity.publish_pending(session, gateway, PiiCipher.from_settings(settings), actor,
-                                           chapter_id=chapter_id)
+        job_id = identity.start_publication(session, actor, chapter_id=chapter_id).id
+    summary = identity.run_publication(factory, gateway, PiiCipher.from_settings(settings), job_id)
+    with factory() as session:
+        error = session.get_one(Job, job_id).error
+    engine.dispose()
     print(f"membership facts: {summary.published} published, {summary.withdrawn} withdrawn, "
           f"{summary.unchanged} unchanged, {summary.failed} failed {summary.errors or ''}".rstrip())
-    return 1 if summary.failed else 0
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if summary.failed or error else 0
 
 
 def _print_verdict(verdict: object) -> None:

@@ -7,6 +7,10 @@ worker here binds its own socket to the same address with ``SO_REUSEPORT``, and 
 over them by a hash of the client's address and port. The parent only supervises: it restarts a worker that dies
 and stops them all on SIGTERM or SIGINT. One worker, or a system without ``SO_REUSEPORT``, runs plain uvicorn.
 uvicorn's own access log is off: the service writes one JSON access line per request itself (cardsvc.access).
+
+Stopping is bounded whatever is in flight: requests get ``grace`` seconds (``CARDSVC_SHUTDOWN_GRACE_SECONDS``,
+uvicorn's graceful-shutdown timeout), background jobs are told to stop (cardsvc/app.py), and a worker that has not
+exited ``STOP_MARGIN_SECONDS`` after that is killed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # A worker that exits by itself with an error this soon after it started failed to start (port taken, bad settings):
 # restarting it would only loop, so the server stops with an error instead. One killed by a signal is restarted.
 START_GRACE_SECONDS = 10.0
+# After the requests' grace period: time for the application's shutdown (jobs wind down for up to 3 s) and the exit.
+STOP_MARGIN_SECONDS = 10.0
 
 log = logging.getLogger("cardsvc.serve")
 
@@ -52,23 +58,25 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker(host: str, port: int, parent: int) -> None:
+def _worker(host: str, port: int, parent: int, grace: int) -> None:
     import uvicorn
 
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before the line above took effect
         return
     sock = _listen(host, port)
-    config = uvicorn.Config(APP, factory=True, host=host, port=port, backlog=BACKLOG, access_log=False)
+    config = uvicorn.Config(APP, factory=True, host=host, port=port, backlog=BACKLOG, access_log=False,
+                            timeout_graceful_shutdown=grace)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve(host: str, port: int, workers: int) -> int:
-    """Serve until SIGTERM or SIGINT; returns the process exit status."""
+def serve(host: str, port: int, workers: int, grace: int) -> int:
+    """Serve until SIGTERM or SIGINT, giving requests in flight ``grace`` seconds; returns the exit status."""
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
         import uvicorn
 
-        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False)
+        uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False,
+                    timeout_graceful_shutdown=grace)
         return 0
     # Bind once here first, without SO_REUSEPORT: a port that anything listens on (another cardsvc serve included,
     # which the workers' sockets would otherwise silently join) fails now, with a clear message.
@@ -89,7 +97,7 @@ def serve(host: str, port: int, workers: int) -> int:
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def start() -> tuple[BaseProcess, float]:
-        process = context.Process(target=_worker, args=(host, port, os.getpid()), name="cardsvc-worker")
+        process = context.Process(target=_worker, args=(host, port, os.getpid(), grace), name="cardsvc-worker")
         process.start()
         return process, time.monotonic()
 
@@ -112,7 +120,7 @@ def serve(host: str, port: int, workers: int) -> int:
         for process, _ in running:
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn finishes the requests in flight, then exits.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace + STOP_MARGIN_SECONDS
         for process, _ in running:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():

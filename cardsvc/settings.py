@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # the request. Keep workers × (size + overflow) under the server's max_connections (100 by default).
     db_pool_size: int = Field(default=20, ge=1, le=500)
     db_max_overflow: int = Field(default=10, ge=0, le=500)
+    # PostgreSQL: a server statement running longer than this is cancelled and its request answered 503, so a slow
+    # statement (a lock held elsewhere, a runaway query) frees its connection and thread (0: no limit).
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # SIGTERM: requests in flight get this long to finish, then the server stops whatever still runs.
+    shutdown_grace_seconds: int = Field(default=20, ge=1, le=600)
     # Check-ins worked on at once by one server process; more wait their turn. A few at a time keep the queue moving
     # (more threads only fight over the interpreter lock: 4 beat 8 and 16 in bench/checkin_load.py) and leave the
     # rest of the thread pool to other requests. Raise it when the database is far away (each scan waits longer).
@@ -104,6 +109,10 @@ class Settings(BaseSettings):
     registry_procedure_code: str = "HLHPN-XTHV"
     registry_organisation_code: str = "HLHPN"
     registry_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    registry_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    # Registry jobs (sync runs, publications) a server process works on at once; more wait their turn. They run on
+    # their own threads, never on a request's.
+    registry_job_concurrency: int = Field(default=2, ge=1, le=32)
     registry_max_retries: int = Field(default=3, ge=0, le=10)
     # Calls a second the union agreed with the exchange (0: no client-side limit).
     registry_rate_limit_per_second: float = Field(default=10.0, ge=0)

@@ -143,6 +143,7 @@ def client(app: FastAPI, connection: Connection) -> Iterator[TestClient]:
     app.state.session_factory = lambda: _session_for(connection)
     # Jobs run inside the request in tests, on the test's connection (the server uses a worker thread).
     app.state.job_runner = InlineJobRunner()
+    app.state.registry_runner = InlineJobRunner()
     # Caches keyed by ids that a rolled-back test may reuse start empty for every test.
     app.state.status_list_cache = StatusListCache()
     app.state.trust_cache = TrustCache()

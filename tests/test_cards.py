@@ -1,5 +1,6 @@
 """Card lifecycle through the API: issue, supersede, suspend, reinstate, revoke, renew, renderings, batch jobs."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from cardsvc.services import cards, jobs
 from cardsvc.services.context import Actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.settings import Settings
-from tests.conftest import NAME_TOO_LONG_FOR_CARD, Tree, login, make_member
+from tests.conftest import NAME_TOO_LONG_FOR_CARD, SYSTEM, Tree, _session_for, login, make_member
 from verification.crypto import key_from_jwk, verify_signature
 from verification.format import credential_from_text, parse_credential
 from verification.status import STATUS_REVOKED, STATUS_SUPERSEDED, STATUS_SUSPENDED, STATUS_VALID, verify_status_list
@@ -308,6 +309,25 @@ def test_a_batch_job_always_ends(client: TestClient, tree: Tree, db: Session, ci
     job = client.get(f"/v1/jobs/{started.json()['id']}", headers=headers).json()
     assert job["status"] == "failed"
     assert job["error"] == "an error stopped the job (ValueError); start the batch again"
+
+
+def test_a_batch_stopped_by_the_server_fails_saying_so_and_resumes(db: Session, tree: Tree, cipher: PiiCipher,
+                                                                   settings: Settings,
+                                                                   signing_keys: dict[str, SigningKey]) -> None:
+    for given in ("Hoa", "Mai"):
+        make_member(db, cipher, tree.branch_a, full_name=f"Lê Thị {given}")
+    keyring, factory = KeyRing(settings.kek), (lambda: _session_for(db.connection()))
+    issue = {"validity_years": 5, "list_size": 4096}
+    stopping = threading.Event()
+    stopping.set()  # SIGTERM came before the first chunk.
+    job = jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False)
+    jobs.run_batch(factory, keyring, job.id, stopping=stopping, **issue)
+    db.refresh(job)
+    assert (job.status, job.done, job.error) == ("failed", 0, jobs.STOPPED_MESSAGE)
+    again = jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False)
+    jobs.run_batch(factory, keyring, again.id, **issue)
+    db.refresh(again)
+    assert (again.status, again.done) == ("done", 2)
 
 
 def test_compromised_key_revokes_its_cards(client: TestClient, tree: Tree, db: Session, cipher: PiiCipher,

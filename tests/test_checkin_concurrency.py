@@ -10,27 +10,25 @@ that it never touches the rolled-back test transactions or the shared test datab
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Checkin
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, chapters, events, keys, members, stations
+from cardsvc.services import cards, chapters, keys, members
 from cardsvc.services.context import system_actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, TEST_KEK, TEST_SECRET
-from tests.servers import fresh_postgres, uvicorn_server
+from tests.servers import all_at_once, event_with_stations, fresh_postgres, uvicorn_server
 
 pytestmark = pytest.mark.postgres_only
 
@@ -64,14 +62,8 @@ def _seed(engine: Engine, settings: Settings) -> tuple[int, list[str], list[str]
                 "id_number": f"00118512345{number}", "join_date": date(2010, 3, 8)})
             card = cards.issue_card(session, SYSTEM, keyring, member.id, validity_years=5, list_size=4096)
             qr_texts.append(credential_of(card).qr_text)
-        now = datetime.now(UTC)
-        event = events.create_event(session, SYSTEM, events.EventSpec(
-            chapter_id=root.id, title="Đại hội", venue="Hội trường", starts_at=now, ends_at=now + timedelta(hours=2)))
-        tokens = []
-        for index in range(STATIONS):
-            code = stations.register_station(session, SYSTEM, event.id, f"Cửa {index + 1}").provisioning_code
-            tokens.append(stations.provision(session, code).device_token)
-        return event.id, tokens, qr_texts
+        event_id, tokens = event_with_stations(session, SYSTEM, root.id, STATIONS)
+        return event_id, tokens, qr_texts
 
 
 @pytest.fixture(scope="module")
@@ -92,29 +84,10 @@ def race_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 def _race(server: RaceServer, payload: str, nonces: list[str]) -> list[dict[str, Any]]:
     """POST one check-in per nonce, each from its own thread and connection, all released at the same instant."""
-    barrier = threading.Barrier(len(nonces))
-    results: list[dict[str, Any] | BaseException | None] = [None] * len(nonces)
-
-    def racer(index: int) -> None:
-        token = server.tokens[index % len(server.tokens)]
-        with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as client:
-            client.get("/healthz")  # Open the connection before the start signal.
-            body = {"source": "qr_scanner", "client_nonce": nonces[index], "payload": payload}
-            barrier.wait(timeout=30)
-            try:
-                response = client.post(f"/v1/events/{server.event_id}/checkins", json=body)
-                results[index] = {"status": response.status_code, **response.json()}
-            except BaseException as exc:  # Reported below: one failed thread must not hang the others.
-                results[index] = exc
-
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(len(nonces))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    failures = [r for r in results if not isinstance(r, dict)]
-    assert not failures, failures[:3]
-    return [r for r in results if isinstance(r, dict)]
+    answers = all_at_once(server.url, [
+        ("POST", f"/v1/events/{server.event_id}/checkins", server.tokens[index % len(server.tokens)],
+         {"source": "qr_scanner", "client_nonce": nonce, "payload": payload}) for index, nonce in enumerate(nonces)])
+    return [{"status": answer.status_code, **answer.json()} for answer in answers]
 
 
 def _rows(server: RaceServer, *where: Any) -> int:

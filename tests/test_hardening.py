@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from cardsvc.app import create_app
@@ -290,6 +291,24 @@ def test_deadlock_is_a_409_and_an_outage_a_503(settings: Settings) -> None:
         outage = client.get("/test-only/db-error/08006")
         assert (outage.status_code, outage.json()["code"]) == (503, "database_unavailable")
         assert outage.headers["Retry-After"] == "5"
+
+
+def test_a_cancelled_statement_and_a_busy_pool_are_503_not_500(settings: Settings) -> None:
+    app = create_app(settings)
+
+    @app.get("/test-only/statement-timeout")
+    def cancelled() -> None:
+        raise OperationalError("SELECT …", {}, _DriverError("57014"))
+
+    @app.get("/test-only/pool-timeout")
+    def pool_exhausted() -> None:
+        raise PoolTimeout("QueuePool limit of size 3 overflow 0 reached")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        slow = client.get("/test-only/statement-timeout")
+        assert (slow.status_code, slow.json()["code"], slow.headers["Retry-After"]) == (503, "database_timeout", "5")
+        busy = client.get("/test-only/pool-timeout")
+        assert (busy.status_code, busy.json()["code"], busy.headers["Retry-After"]) == (503, "database_busy", "5")
 
 
 def test_numbers_beyond_64_bits_are_404_or_422(client: TestClient, tree: Tree) -> None:

@@ -23,11 +23,14 @@ from cardsvc.db.models import AuditEntry, IdentityReview, IdentitySyncItem, Memb
 from cardsvc.errors import Conflict, NotFound, PermissionDenied
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards, consents, identity, members
+from cardsvc.services.context import Actor
 from cardsvc.services.identity import RegistryGateway, SyncOptions
 from cardsvc.settings import Settings, SettingsError
 from integrations.population import (
+    AuthFailure,
     BatchStatus,
     CallContext,
+    CircuitOpen,
     HttpRegistry,
     LookupRequest,
     MembershipFact,
@@ -36,7 +39,9 @@ from integrations.population import (
     PersonName,
     PersonRecord,
     PopulationRegistry,
+    RegistryTimeout,
     StubRegistry,
+    Unavailable,
     VerifyRequest,
     VerifyResult,
 )
@@ -96,6 +101,61 @@ class CountingRegistry:
         return self.inner.notifications(context, since_cursor, limit)
 
 
+class WatchedFactory:
+    """Worker sessions on the test's connection that are remembered, so that a registry call can check that none of
+    them is in a transaction (which is what holds a database connection)."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+        self.sessions: list[Session] = []
+
+    def __call__(self) -> Session:
+        session = _session_for(self.db.connection())
+        self.sessions.append(session)
+        return session
+
+    def any_in_transaction(self) -> bool:
+        return any(session.in_transaction() for session in self.sessions)
+
+
+class GuardedRegistry(CountingRegistry):
+    """Fails every call with ``error`` (None: answers like ``inner``); on every call, checks that no worker session
+    holds a transaction while the registry is asked."""
+
+    def __init__(self, inner: PopulationRegistry, factory: WatchedFactory, error: Exception | None = None,
+                 after_call: Callable[[], None] | None = None) -> None:
+        super().__init__(inner)
+        self.factory = factory
+        self.error = error
+        self.after_call = after_call
+        self.calls = 0
+
+    def _enter(self) -> None:
+        assert not self.factory.any_in_transaction(), "a database transaction is open during a registry call"
+        self.calls += 1
+        if self.after_call is not None:
+            self.after_call()
+        if self.error is not None:
+            raise self.error
+
+    def verify_identity(self, context: CallContext, request: VerifyRequest) -> VerifyResult:
+        self._enter()
+        return super().verify_identity(context, request)
+
+    def publish_membership(self, context: CallContext, fact: MembershipFact) -> None:
+        self._enter()
+        super().publish_membership(context, fact)
+
+    def withdraw_membership(self, context: CallContext, id_number: str, organisation_code: str) -> None:
+        self._enter()
+        super().withdraw_membership(context, id_number, organisation_code)
+
+    def notifications(self, context: CallContext, since_cursor: str | None, limit: int = 100
+                      ) -> tuple[list[Notification], str]:
+        self._enter()
+        return super().notifications(context, since_cursor, limit)
+
+
 def gateway_for(registry: PopulationRegistry, sleep: Callable[[float], None] | None = None) -> RegistryGateway:
     return RegistryGateway(registry, "HLHPN-TW", "CARDSVC-DANCU", "HLHPN-XTHV", ORG, sleep or _no_sleep)
 
@@ -133,6 +193,12 @@ def sync(db: Session, factory: Callable[[], Session], registry: PopulationRegist
         run_id = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=force, reverify_days=180).id
     return identity.run_sync(factory, gateway_for(registry, sleep), cipher, run_id,
                              SyncOptions(worker=worker, **options))
+
+
+def publish(db: Session, factory: Callable[[], Session], gateway: RegistryGateway, cipher: PiiCipher,
+            actor: Actor, chapter_id: int | None = None) -> identity.PublicationSummary:
+    job = identity.start_publication(db, actor, chapter_id=chapter_id)
+    return identity.run_publication(factory, gateway, cipher, job.id)
 
 
 def items_of(db: Session, run_id: int) -> dict[int, IdentitySyncItem]:
@@ -321,6 +387,51 @@ def test_claims_of_a_dead_worker_are_taken_over_after_the_lease(
     assert sum(counting.sent.values()) == 3
 
 
+REGISTRY_DOWN = [Unavailable("cannot reach the population registry (ConnectError)"),
+                 RegistryTimeout("no answer within 10 s", unanswered=True), CircuitOpen(30.0),
+                 AuthFailure("the population registry refused our credentials (401)")]
+
+
+@pytest.mark.parametrize("error", REGISTRY_DOWN, ids=lambda e: type(e).__name__)
+def test_a_registry_that_cannot_serve_stops_the_run_at_once_and_a_later_run_resumes(
+        db: Session, cipher: PiiCipher, tree: Tree, people: dict[str, Member], stub: StubRegistry,
+        error: Exception) -> None:
+    watched = WatchedFactory(db)
+    down = GuardedRegistry(stub, watched, error)
+    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+    # No wait either (gateway_for's sleep fails the test): an open circuit is not waited out.
+    stopped = identity.run_sync(watched, gateway_for(down), cipher, run.id, SyncOptions(worker="w1"))
+
+    assert down.calls == 1  # One member was asked; the three others were not sent to a registry that is down.
+    assert stopped.status == "failed" and stopped.error is not None
+    assert "Cơ sở dữ liệu quốc gia về dân cư" in stopped.error and "population registry" in stopped.error
+    assert Counter(i.status for i in items_of(db, run.id).values()) == {"pending": 4}
+    asked = db.scalars(select(AuditEntry).where(AuditEntry.action == "identity.verify")).all()
+    assert [e.details["error"] for e in asked] == [type(error).__name__]
+
+    resumed = identity.run_sync(watched, gateway_for(GuardedRegistry(stub, watched)), cipher, run.id,
+                                SyncOptions(worker="w2"))
+    assert resumed.status == "done" and resumed.error is None
+    assert resumed.outcomes == {"matched": 1, "mismatch": 2, "deceased": 1}
+
+
+def test_a_stopping_runner_ends_the_run_and_releases_its_claims(
+        db: Session, cipher: PiiCipher, tree: Tree, people: dict[str, Member], stub: StubRegistry) -> None:
+    watched = WatchedFactory(db)
+    stop = threading.Event()
+    registry = GuardedRegistry(stub, watched, after_call=stop.set)  # The server gets SIGTERM during the first call.
+    gateway = replace(gateway_for(registry), stop=stop)
+    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+
+    stopped = identity.run_sync(watched, gateway, cipher, run.id, SyncOptions(worker="w1", batch_size=10))
+    assert registry.calls == 1
+    assert (stopped.status, stopped.done, stopped.pending, stopped.claimed) == ("failed", 1, 3, 0)
+    assert stopped.error is not None and "the server stopped" in stopped.error
+
+    resumed = identity.run_sync(watched, gateway_for(stub), cipher, run.id, SyncOptions(worker="w2"))
+    assert (resumed.status, resumed.done) == ("done", 4)
+
+
 def test_rerunning_is_idempotent_and_recent_members_are_skipped(
         db: Session, cipher: PiiCipher, tree: Tree, factory: Callable[[], Session], people: dict[str, Member],
         stub: StubRegistry) -> None:
@@ -367,7 +478,8 @@ def test_scope_of_runs(db: Session, cipher: PiiCipher, tree: Tree, people: dict[
 
 
 def test_membership_is_published_then_withdrawn(db: Session, cipher: PiiCipher, tree: Tree,
-                                                people: dict[str, Member], stub: StubRegistry,
+                                                factory: Callable[[], Session], people: dict[str, Member],
+                                                stub: StubRegistry,
                                                 signing_keys: dict[str, SigningKey], app: FastAPI) -> None:
     lan, thuy, refuser = people["lan"], people["thuy"], people["refuser"]
     for member in (lan, thuy):
@@ -376,42 +488,69 @@ def test_membership_is_published_then_withdrawn(db: Session, cipher: PiiCipher, 
     gateway = gateway_for(stub)
     officer = tree.actor("t.officer.a")
 
-    first = identity.publish_pending(db, gateway, cipher, officer, chapter_id=None)
+    first = publish(db, factory, gateway, cipher, officer)
     assert (first.published, first.withdrawn) == (2, 0)
     fact = stub.published_membership(id_number_of(cipher, lan), ORG)
     assert fact is not None
     assert (fact.card_id, fact.chapter_code, fact.status.value) == (card.card_id, tree.branch_a.code, "active")
     assert fact.card_valid_until == card.expires_on
     assert stub.published_membership(id_number_of(cipher, refuser), ORG) is None
-    assert identity.publish_pending(db, gateway, cipher, officer, chapter_id=None).unchanged == 2
+    assert publish(db, factory, gateway, cipher, officer).unchanged == 2
 
     # Consent withdrawn: the fact is withdrawn, and no further call is made for her.
     lan_publication = next(c for c in consents.list_consents(db, SYSTEM, lan.id)
                            if c.purpose == "registry_publication")
     consents.withdraw_consent(db, SYSTEM, lan.id, lan_publication.id, note=None)
     members.change_status(db, SYSTEM, thuy.id, status="left", reason="chuyển đi", effective_on=None)
-    second = identity.publish_pending(db, gateway, cipher, officer, chapter_id=None)
+    second = publish(db, factory, gateway, cipher, officer)
     assert (second.published, second.withdrawn) == (0, 2)
     assert stub.published_membership(id_number_of(cipher, lan), ORG) is None
     assert stub.published_membership(id_number_of(cipher, thuy), ORG) is None
-    third = identity.publish_pending(db, gateway, cipher, officer, chapter_id=None)
+    third = publish(db, factory, gateway, cipher, officer)
     assert (third.published, third.withdrawn, third.unchanged) == (0, 0, 0)
     reasons = {e.target_id: e.details["reason"] for e in db.scalars(
         select(AuditEntry).where(AuditEntry.action == "identity.membership_withdraw"))}
     assert reasons == {str(lan.id): "consent_withdrawn", str(thuy.id): "member_left"}
 
 
+def test_publication_is_a_job_that_stops_when_the_registry_is_down_and_resumes(
+        db: Session, cipher: PiiCipher, tree: Tree, people: dict[str, Member], stub: StubRegistry) -> None:
+    for member in (people["lan"], people["thuy"]):
+        consent(db, member, "registry_publication")
+    watched = WatchedFactory(db)
+    officer = tree.actor("t.officer.a")
+    down = GuardedRegistry(stub, watched, Unavailable("cannot reach the population registry (ConnectError)"))
+    job = identity.start_publication(db, officer, chapter_id=None)
+    assert (job.kind, job.status, job.chapter_path) == ("registry_publication", "queued", tree.prov_a.path)
+
+    summary = identity.run_publication(watched, gateway_for(down), cipher, job.id)
+    db.refresh(job)
+    assert down.calls == 1 and summary.published == 0
+    assert job.status == "failed" and job.error is not None and "population registry" in job.error
+    assert job.result is not None and job.result["published"] == 0
+
+    again = identity.start_publication(db, officer, chapter_id=None)
+    summary = identity.run_publication(watched, gateway_for(GuardedRegistry(stub, watched)), cipher, again.id)
+    db.refresh(again)
+    assert summary.published == 2
+    assert (again.status, again.total, again.done, again.failed, again.error) == ("done", 2, 2, 0, None)
+    assert again.result == {"published": 2, "withdrawn": 0, "unchanged": 0, "failed": 0, "no_id_number": 0,
+                            "errors": {}}
+
+
 def test_notifications_open_reviews_and_store_the_cursor(db: Session, cipher: PiiCipher, tree: Tree,
-                                                         people: dict[str, Member], stub: StubRegistry) -> None:
+                                                         factory: Callable[[], Session], people: dict[str, Member],
+                                                         stub: StubRegistry) -> None:
     lan, thuy, refuser = people["lan"], people["thuy"], people["refuser"]
     stub.inject_notification(NotificationKind.NAME_CHANGE, id_number_of(cipher, lan), occurred_on=date(2025, 6, 1),
                              new_name=PersonName("Nguyễn", "Thị Ngọc", "Lan"))
     stub.inject_notification(NotificationKind.DEATH, id_number_of(cipher, thuy), occurred_on=date(2025, 7, 2))
     stub.inject_notification(NotificationKind.DEATH, id_number_of(cipher, refuser), occurred_on=date(2025, 7, 3))
     stub.inject_notification(NotificationKind.DEATH, stub.unknown_id_number(), occurred_on=date(2025, 7, 4))
-    gateway = gateway_for(stub)
+    watched = WatchedFactory(db)
+    gateway = gateway_for(GuardedRegistry(stub, watched))
 
-    summary = identity.pull_notifications(db, gateway, cipher, SYSTEM, page_size=2)
+    summary = identity.pull_notifications(watched, gateway, cipher, SYSTEM, page_size=2)
     assert (summary.received, summary.reviews_opened, summary.ignored) == (4, 2, 2)
     stored = db.get(RegistryCursor, identity.NOTIFICATIONS_CURSOR)
     assert stored is not None and stored.cursor == "4" == summary.cursor
@@ -422,9 +561,9 @@ def test_notifications_open_reviews_and_store_the_cursor(db: Session, cipher: Pi
     db.refresh(lan)
     assert lan.full_name == "Nguyễn Thị Lan"
 
-    assert identity.pull_notifications(db, gateway, cipher, SYSTEM).received == 0
+    assert identity.pull_notifications(factory, gateway, cipher, SYSTEM).received == 0
     with pytest.raises(PermissionDenied):
-        identity.pull_notifications(db, gateway, cipher, tree.actor("t.officer.a"))
+        identity.pull_notifications(factory, gateway, cipher, tree.actor("t.officer.a"))
 
     identity.decide_review(db, tree.actor("t.officer.a"), cipher, reviews[lan.id].id, decision="accept", note=None)
     identity.decide_review(db, tree.actor("t.officer.a"), cipher, reviews[thuy.id].id, decision="accept", note=None)
@@ -443,11 +582,11 @@ def test_notifications_open_reviews_and_store_the_cursor(db: Session, cipher: Pi
 )
 def test_a_registry_name_the_card_cannot_carry_is_refused_on_accept(
         client: TestClient, db: Session, cipher: PiiCipher, tree: Tree, people: dict[str, Member],
-        stub: StubRegistry, new_name: PersonName, code: str, vietnamese: str) -> None:
+        stub: StubRegistry, factory: Callable[[], Session], new_name: PersonName, code: str, vietnamese: str) -> None:
     lan = people["lan"]
     stub.inject_notification(NotificationKind.NAME_CHANGE, id_number_of(cipher, lan), occurred_on=date(2025, 6, 1),
                              new_name=new_name)
-    identity.pull_notifications(db, gateway_for(stub), cipher, SYSTEM)
+    identity.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
     review = open_reviews(db)[lan.id]
     headers = login(client, "t.officer.a")
     accepted = client.post(f"/v1/identity/reviews/{review.id}/decision", json={"decision": "accept"},
@@ -465,13 +604,14 @@ def test_a_registry_name_the_card_cannot_carry_is_refused_on_accept(
 
 
 def test_id_number_change_is_kept_encrypted_until_accepted(db: Session, cipher: PiiCipher, tree: Tree,
+                                                           factory: Callable[[], Session],
                                                            people: dict[str, Member], stub: StubRegistry) -> None:
     lan = people["lan"]
     old_number = id_number_of(cipher, lan)
     new_number = old_number[:6] + "987654"
     stub.inject_notification(NotificationKind.ID_NUMBER_CHANGE, old_number, occurred_on=date(2025, 8, 1),
                              new_id_number=new_number)
-    identity.pull_notifications(db, gateway_for(stub), cipher, SYSTEM)
+    identity.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
     review = open_reviews(db)[lan.id]
     assert review.kind == "id_number_change" and review.differing_fields == ["id_number"]
     assert new_number not in json.dumps(review.registry_values) and old_number not in json.dumps(review.registry_values)
@@ -491,8 +631,8 @@ def test_no_id_number_in_audit_details_or_logs(db: Session, cipher: PiiCipher, t
     throttled = StubRegistry([record_of(cipher, m) for m in people.values()], synthetic=0, throttle_per_second=2)
     with caplog.at_level(logging.DEBUG):
         sync(db, factory, throttled, cipher, tree, sleep=lambda _s: None)
-        identity.publish_pending(db, gateway_for(stub), cipher, SYSTEM, chapter_id=None)
-        identity.pull_notifications(db, gateway_for(stub), cipher, SYSTEM)
+        publish(db, factory, gateway_for(stub), cipher, SYSTEM)
+        identity.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
     entries = db.scalars(select(AuditEntry).where(AuditEntry.action.startswith("identity."))).all()
     actions = {e.action for e in entries}
     assert {"identity.verify", "identity.membership_publish", "identity.notifications_pull",
@@ -571,4 +711,6 @@ def test_api_run_reviews_decision_coverage_publish(client: TestClient, api_stub:
     coverage = {row["code"]: row for row in client.get("/v1/identity/coverage", headers=headers).json()}
     assert coverage[tree.branch_a.code]["verified"] == 1
     published = client.post("/v1/identity/publish", json={}, headers=headers)
-    assert published.status_code == 200 and published.json()["published"] == 0
+    assert published.status_code == 202, published.text
+    job = client.get(f"/v1/jobs/{published.json()['id']}", headers=headers).json()
+    assert (job["kind"], job["status"], job["result"]["published"]) == ("registry_publication", "done", 0)

@@ -13,28 +13,26 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field
 
 from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep
-from cardsvc.api.schemas import Id
+from cardsvc.api.schemas import Id, JobOut
 from cardsvc.db.models import IdentityReview
 from cardsvc.services import identity
 
 router = APIRouter(prefix="/v1/identity", tags=["identity"])
 
 
-def get_gateway(request: Request) -> identity.RegistryGateway:
-    """The registry of the application (``app.state.registry``) with the codes from the settings."""
-    return identity.RegistryGateway.from_settings(request.app.state.settings, request.app.state.registry)
-
-
-def get_scheduler(request: Request) -> identity.IdentityScheduler:
+def get_registry_jobs(request: Request) -> identity.RegistryJobs:
+    """The application's registry (``app.state.registry``) behind its own job runner (``app.state.registry_runner``):
+    no request waits on the registry."""
     state = request.app.state
-    return identity.IdentityScheduler(
-        state.session_factory, get_gateway(request), state.cipher, state.job_runner,
+    runner = state.registry_runner
+    gateway = identity.RegistryGateway.from_settings(state.settings, state.registry, stop=runner.stopping)
+    return identity.RegistryJobs(
+        state.session_factory, gateway, state.cipher, runner,
         batch_size=state.settings.registry_claim_batch_size, lease_seconds=state.settings.registry_claim_lease_seconds,
     )
 
 
-GatewayDep = Annotated[identity.RegistryGateway, Depends(get_gateway)]
-SchedulerDep = Annotated[identity.IdentityScheduler, Depends(get_scheduler)]
+RegistryJobsDep = Annotated[identity.RegistryJobs, Depends(get_registry_jobs)]
 ChapterQuery = Annotated[Id | None, Query(description="root of the subtree (default: your whole scope)")]
 
 
@@ -114,22 +112,13 @@ class PublishRequest(BaseModel):
     chapter_id: Id | None = Field(default=None, description="root of the subtree (default: your whole scope)")
 
 
-class PublicationOut(BaseModel):
-    published: int
-    withdrawn: int
-    unchanged: int
-    failed: int
-    no_id_number: int
-    errors: dict[str, int]
-
-
 @router.post("/sync-runs", response_model=SyncRunOut, status_code=status.HTTP_202_ACCEPTED)
 def start_sync_run(body: SyncRunStart, actor: OfficerDep, session: SessionDep, request: Request,
-                   scheduler: SchedulerDep) -> SyncRunOut:
+                   registry_jobs: RegistryJobsDep) -> SyncRunOut:
     """Verify the consenting members of a subtree with the registry, as a background job; poll the run."""
     run = identity.start_sync(session, actor, chapter_id=body.chapter_id, force=body.force,
                               reverify_days=request.app.state.settings.registry_reverify_days)
-    scheduler.submit(run.id)
+    registry_jobs.submit_sync(run.id)
     return SyncRunOut.of(identity.run_summary(session, actor, run.id))
 
 
@@ -165,10 +154,13 @@ def coverage(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuery = 
             for row in identity.coverage(session, actor, chapter_id)]
 
 
-@router.post("/publish", response_model=PublicationOut)
-def publish(body: PublishRequest, actor: OfficerDep, session: SessionDep, cipher: CipherDep,
-            gateway: GatewayDep) -> PublicationOut:
-    """Publish new or changed membership facts of consenting members; withdraw those of members who left, died or
-    withdrew consent."""
-    summary = identity.publish_pending(session, gateway, cipher, actor, chapter_id=body.chapter_id)
-    return PublicationOut.model_validate(summary, from_attributes=True)
+@router.post("/publish", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED)
+def publish(body: PublishRequest, actor: OfficerDep, session: SessionDep, registry_jobs: RegistryJobsDep
+            ) -> JobOut:
+    """Publish new or changed membership facts of consenting members and withdraw those of members who left, died or
+    withdrew consent, as a background job: poll ``GET /v1/jobs/{id}``; its ``result`` counts what was published,
+    withdrawn, unchanged and refused."""
+    job = identity.start_publication(session, actor, chapter_id=body.chapter_id)
+    registry_jobs.submit_publication(job.id)
+    session.refresh(job)
+    return JobOut.model_validate(job, from_attributes=True)

@@ -481,6 +481,7 @@ class JobOut(BaseModel):
     failed: int = Field(description="members who got no card; the job went on without them (see failures)")
     error: str | None
     params: dict[str, Any]
+    result: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
     failures: list[JobFailureOut] = Field(default=[], description="the first 200 members who got no card, and why")

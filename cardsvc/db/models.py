@@ -347,7 +347,8 @@ class Card(Base):
 
 
 class Job(Base):
-    """A long-running job (batch issuance) with progress; re-running it is safe (it skips finished work).
+    """A long-running job (batch issuance, registry publication) with progress; re-running it is safe (it skips
+    finished work).
 
     It ends ``done`` (``failed`` counts the members who got no card, ``job_failures`` says why) or ``failed`` (stopped
     by an error that is not about one member, in ``error``).
@@ -366,6 +367,8 @@ class Job(Base):
     done: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(500))
+    # What a finished (or stopped) job reports beyond its counts, e.g. a registry publication's summary.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     officer_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
     chapter_path: Mapped[str | None] = mapped_column(PathString)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
+import os
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, case, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, true, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -39,6 +40,7 @@ from cardsvc.db.models import (
     IdentityReview,
     IdentitySyncItem,
     IdentitySyncRun,
+    Job,
     Member,
     MembershipPublication,
     Officer,
@@ -52,12 +54,12 @@ from cardsvc.services.cards import current_card
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.consents import has_active_consent
 from cardsvc.services.context import Actor, subtree_condition, system_actor
+from cardsvc.services.jobs import STOPPED_MESSAGE, JobRunner, JobStopped
 from cardsvc.services.officers import actor_for
 from cardsvc.settings import Settings, SettingsError
 from integrations.population import (
     BirthDate,
     CallContext,
-    CircuitOpen,
     FieldMatch,
     Gender,
     HttpRegistry,
@@ -76,6 +78,7 @@ from integrations.population import (
     StubRegistry,
     Throttled,
     VerifyRequest,
+    VerifyResult,
     make_http_client,
 )
 from integrations.population.fake_server import DEFAULT_CREDENTIALS
@@ -123,6 +126,7 @@ def registry_settings(settings: Settings) -> RegistrySettings:
         agency_code=settings.registry_agency_code,
         service_code=settings.registry_service_code,
         timeout=settings.registry_timeout_seconds,
+        connect_timeout=settings.registry_connect_timeout_seconds,
         max_retries=settings.registry_max_retries,
         rate_limit_per_second=settings.registry_rate_limit_per_second or None,
         client_cert_file=str(settings.registry_client_cert_file) if settings.registry_client_cert_file else None,
@@ -181,22 +185,30 @@ def member_person_record(member: Member, cipher: PiiCipher) -> PersonRecord | No
 
 @dataclass(frozen=True)
 class RegistryGateway:
-    """The registry with the codes every call carries and the throttling policy: a ``Throttled`` (or an open
-    circuit) makes the caller sleep ``retry_after`` seconds and repeat the call with the same request id."""
+    """The registry with the codes every call carries and the waiting policy.
+
+    A ``Throttled`` makes the caller wait ``retry_after`` seconds and repeat the call with the same request id, at
+    most ``max_waits`` times. Nothing else is waited for: an open circuit, a timeout or an unreachable registry
+    reaches the caller at once, and the caller's run stops and can be resumed later. Once ``stop`` is set (the
+    server is stopping), a wait ends at once and no further call is made (:class:`JobStopped`). ``sleep`` is
+    injected by tests; by default a wait is a wait on ``stop``.
+    """
 
     registry: PopulationRegistry
     agency_code: str
     service_code: str
     procedure_code: str
     organisation_code: str
-    sleep: Sleep = time.sleep
+    sleep: Sleep | None = None
     max_waits: int = 50
+    stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def from_settings(cls, settings: Settings, registry: PopulationRegistry, *, sleep: Sleep = time.sleep
+    def from_settings(cls, settings: Settings, registry: PopulationRegistry, *, stop: threading.Event | None = None
                       ) -> RegistryGateway:
         return cls(registry, settings.registry_agency_code, settings.registry_service_code,
-                   settings.registry_procedure_code, settings.registry_organisation_code, sleep)
+                   settings.registry_procedure_code, settings.registry_organisation_code,
+                   stop=stop if stop is not None else threading.Event())
 
     def context(self, actor: Actor, purpose: Purpose) -> CallContext:
         """A fresh call context naming the officer (or system actor) responsible and the purpose."""
@@ -209,23 +221,61 @@ class RegistryGateway:
 
         Raises:
             RegistryError: anything else, or still throttled after ``max_waits`` waits.
+            JobStopped: ``stop`` is set.
         """
         waits = 0
         while True:
+            if self.stop.is_set():
+                raise JobStopped
             try:
                 return operation()
-            except (Throttled, CircuitOpen) as exc:
+            except Throttled as exc:
                 waits += 1
                 if waits > self.max_waits:
                     raise
-                log.info("registry asked to wait %.1f s (%s)", exc.retry_after, type(exc).__name__)
-                self.sleep(exc.retry_after)
+                log.info("registry asked to wait %.1f s", exc.retry_after)
+                if self.sleep is not None:
+                    self.sleep(exc.retry_after)
+                else:
+                    self.stop.wait(exc.retry_after)
 
 
 def gateway_for(settings: Settings) -> RegistryGateway:
     """The registry named by the settings, behind a :class:`RegistryGateway` (for commands that run outside the
     server; the server keeps its registry in ``app.state.registry``)."""
     return RegistryGateway.from_settings(settings, make_registry(settings))
+
+
+def registry_failure_message(exc: RegistryError) -> str:
+    """What a run or job that the registry cannot serve stops with, for officers (Vietnamese, then English).
+
+    Registry errors never carry an ID number, so their text may be shown.
+    """
+    if exc.retryable:
+        return (f"Cơ sở dữ liệu quốc gia về dân cư không trả lời ({type(exc).__name__}); chạy lại sau để làm tiếp — "
+                f"the population registry is not answering: {exc}; run again later to resume")[:500]
+    return (f"Cơ sở dữ liệu quốc gia về dân cư từ chối dịch vụ ({type(exc).__name__}) — "
+            f"the population registry refused the service: {exc}")[:500]
+
+
+def _stops_the_run(exc: RegistryError) -> bool:
+    """Whether a failed call says that the registry cannot serve us now (down, unreachable, an open circuit, our
+    credentials refused, answers we cannot read) rather than something about this one request (refused, or still
+    throttled after the waits)."""
+    return not isinstance(exc, (RejectedRequest, Throttled))
+
+
+def _ask(gateway: RegistryGateway, operation: Callable[[], _T]) -> _T | RegistryError:
+    """The registry's answer, or the registry error it ended with (the caller decides what the error means)."""
+    try:
+        return gateway.call(operation)
+    except RegistryError as exc:
+        return exc
+
+
+class _RunAborted(Exception):
+    """The run or job cannot go on: the registry cannot serve us now (down, refusing the service). The message says
+    why, for officers."""
 
 
 # -- sync runs --------------------------------------------------------------------------------------------------
@@ -389,10 +439,6 @@ def _release(session: Session, item_ids: Sequence[int], worker: str) -> None:
         session.commit()
 
 
-class _RunAborted(Exception):
-    """The registry refused us as a whole (credentials, unreadable answers): no further item can succeed."""
-
-
 def verify_request(member: Member, cipher: PiiCipher) -> VerifyRequest | None:
     """What identity verification sends: the ID number (12 digits, else the old 9), name, birth date, gender."""
     if member.id_number_ciphertext is not None:
@@ -427,59 +473,86 @@ def _open_review(session: Session, actor: Actor, member: Member, *, source: str,
     return review
 
 
-def _process_item(session: Session, gateway: RegistryGateway, cipher: PiiCipher, actor: Actor, run_id: int,
-                  item_id: int, worker: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class _Verification:
+    """One item's call, prepared in a transaction and sent after it ended."""
+
+    item_id: int
+    member_id: int
+    chapter_path: str
+    request: VerifyRequest
+    context: CallContext
+
+
+def _finish(item: IdentitySyncItem, outcome: str | None, now: datetime, *, status: str = "done",
+            error: str | None = None) -> None:
+    item.status, item.outcome, item.error = status, outcome, error
+    item.checked_at, item.claimed_by, item.claimed_at = now, None, None
+
+
+def _prepare_item(session: Session, gateway: RegistryGateway, cipher: PiiCipher, actor: Actor, item_id: int,
+                  worker: str, now: datetime) -> _Verification | None:
+    """Check the claim, the member and her consent (again, just before the call); finish the item at once when
+    nothing is to be sent."""
     item = session.get_one(IdentitySyncItem, item_id)
     if item.status != "claimed" or item.claimed_by != worker:
-        return  # Our claim expired and another worker took the item over.
+        return None  # Our claim expired and another worker took the item over.
     member = session.get_one(Member, item.member_id)
-
-    def finish(outcome: str | None, *, status: str = "done", error: str | None = None) -> None:
-        item.status, item.outcome, item.error = status, outcome, error
-        item.checked_at, item.claimed_by, item.claimed_at = now, None, None
-
     if member.status not in VERIFIABLE_STATUSES:
-        finish("inactive")
+        outcome = "inactive"
     elif not has_active_consent(session, member.id, IDENTITY_CONSENT):
         # Consent withdrawn after the run started: nothing about her leaves the service.
-        finish("no_consent")
+        outcome = "no_consent"
     elif (request := verify_request(member, cipher)) is None:
-        finish("no_id_number")
+        outcome = "no_id_number"
     else:
-        context = gateway.context(actor, Purpose.IDENTITY_VERIFICATION)
-        details: dict[str, Any] = {"run_id": run_id, "purpose": IDENTITY_CONSENT,
-                                   "registry_request_id": context.request_id}
-        try:
-            result = gateway.call(partial(gateway.registry.verify_identity, context, request))
-        except RejectedRequest as exc:
-            finish(None, status="failed", error=exc.code)
-            details["error"] = exc.code
-        except RegistryError as exc:
-            if not exc.retryable:
-                raise _RunAborted(type(exc).__name__) from exc
-            if item.attempts < MAX_ATTEMPTS:
-                item.status, item.claimed_by, item.claimed_at = "pending", None, None
-                item.error = type(exc).__name__
-            else:
-                finish(None, status="failed", error=type(exc).__name__)
-            details["error"] = type(exc).__name__
-        else:
-            differing = [name for name, match in (("full_name", result.name), ("birth_date", result.birth_date),
-                                                  ("gender", result.gender)) if match is FieldMatch.MISMATCH]
-            finish(result.outcome.value)
-            item.differing_fields = differing
-            item.registry_request_id = context.request_id
-            details["outcome"] = result.outcome.value
-            if result.outcome is Outcome.MISMATCH:
-                kind = "name_diacritics" if result.name_diacritics_only and differing == ["full_name"] else "mismatch"
-                _open_review(session, actor, member, source="sync", kind=kind, differing=differing,
-                             values={}, item_id=item.id)
-            elif result.outcome is Outcome.DECEASED:
-                _open_review(session, actor, member, source="sync", kind="deceased", differing=["status"],
-                             values={"deceased": True}, item_id=item.id)
-        audit.record(session, actor, "identity.verify", target_type="member", target_id=member.id,
-                     chapter_path=member.chapter.path, details=details)
+        return _Verification(item.id, member.id, member.chapter.path, request,
+                             gateway.context(actor, Purpose.IDENTITY_VERIFICATION))
+    _finish(item, outcome, now)
     session.commit()
+    return None
+
+
+def _record_answer(session: Session, actor: Actor, run_id: int, call: _Verification,
+                   answer: VerifyResult | RegistryError, worker: str, now: datetime) -> None:
+    """Store the registry's answer (or how the call failed) with the call's audit entry. A refusal of this request
+    fails the item; any other failure puts it back to pending, until its attempts are used up. If another worker
+    took the item over meanwhile, only the audit entry is written."""
+    item = session.get_one(IdentitySyncItem, call.item_id, populate_existing=True)
+    ours = item.status == "claimed" and item.claimed_by == worker
+    details: dict[str, Any] = {"run_id": run_id, "purpose": IDENTITY_CONSENT,
+                               "registry_request_id": call.context.request_id}
+    if isinstance(answer, RegistryError):
+        error = answer.code if isinstance(answer, RejectedRequest) else type(answer).__name__
+        details["error"] = error
+        if ours and (isinstance(answer, RejectedRequest) or item.attempts >= MAX_ATTEMPTS):
+            _finish(item, None, now, status="failed", error=error)
+        elif ours:
+            item.status, item.claimed_by, item.claimed_at, item.error = "pending", None, None, error
+    else:
+        details["outcome"] = answer.outcome.value
+        if ours:
+            _record_result(session, actor, item, answer, call.context, now)
+    audit.record(session, actor, "identity.verify", target_type="member", target_id=call.member_id,
+                 chapter_path=call.chapter_path, details=details)
+    session.commit()
+
+
+def _record_result(session: Session, actor: Actor, item: IdentitySyncItem, result: VerifyResult,
+                   context: CallContext, now: datetime) -> None:
+    differing = [name for name, match in (("full_name", result.name), ("birth_date", result.birth_date),
+                                          ("gender", result.gender)) if match is FieldMatch.MISMATCH]
+    _finish(item, result.outcome.value, now)
+    item.differing_fields = differing
+    item.registry_request_id = context.request_id
+    member = session.get_one(Member, item.member_id)
+    if result.outcome is Outcome.MISMATCH:
+        kind = "name_diacritics" if result.name_diacritics_only and differing == ["full_name"] else "mismatch"
+        _open_review(session, actor, member, source="sync", kind=kind, differing=differing, values={},
+                     item_id=item.id)
+    elif result.outcome is Outcome.DECEASED:
+        _open_review(session, actor, member, source="sync", kind="deceased", differing=["status"],
+                     values={"deceased": True}, item_id=item.id)
 
 
 @dataclass(frozen=True)
@@ -497,9 +570,13 @@ def run_sync(session_factory: sessionmaker[Session] | Callable[[], Session], gat
              cipher: PiiCipher, run_id: int, options: SyncOptions) -> RunSummary:
     """Work on a run until no item is left to claim; the worker that sees the last item finished closes the run.
 
-    Each item is committed with its audit entry before the next is sent. If anything escapes (a crash), the
-    worker's unfinished claims are released first, so a rerun continues without sending done items again. A
-    registry that refuses us as a whole (credentials) fails the run; running it again resumes it.
+    No transaction is open while the registry is asked: each item is prepared in one session and its answer
+    committed with its audit entry in the next, before the next item is sent. The run stops at the first failure
+    that is not about one request (see :func:`_stops_the_run`) — the registry is down (timeouts, connection errors,
+    an open circuit) or refuses the service (credentials) — and when the gateway's ``stop`` is set: the worker's
+    unfinished claims are released and the run is marked failed with the reason; running it again resumes it. If
+    anything else escapes (a crash), the claims are released first, so a rerun continues without sending done items
+    again.
     """
     with session_factory() as session:
         run = session.get_one(IdentitySyncRun, run_id)
@@ -520,24 +597,50 @@ def run_sync(session_factory: sessionmaker[Session] | Callable[[], Session], gat
         if not claimed:
             break
         finished = 0
+        error: str | None = None
         try:
             for item_id in claimed:
-                with session_factory() as session:
-                    _process_item(session, gateway, cipher, actor, run_id, item_id, options.worker, options.clock())
+                _verify_item(session_factory, gateway, cipher, actor, run_id, item_id, options)
                 finished += 1
                 if options.progress:
                     options.progress()
         except _RunAborted as exc:
-            with session_factory() as session:
-                _release(session, claimed[finished:], options.worker)
-                _fail_run(session, actor, run_id, f"the registry refused the service ({exc})")
-                return summarize(session, session.get_one(IdentitySyncRun, run_id))
+            finished += 1  # The item that stopped the run was recorded: it is not among the claims to release.
+            error = str(exc)
+        except JobStopped:
+            error = STOPPED_MESSAGE
         except BaseException:
             with session_factory() as session:
                 _release(session, claimed[finished:], options.worker)
             raise
+        if error is not None:
+            with session_factory() as session:
+                _release(session, claimed[finished:], options.worker)
+                _fail_run(session, actor, run_id, error)
+                return summarize(session, session.get_one(IdentitySyncRun, run_id))
     with session_factory() as session:
         return _close_run(session, actor, run_id, options.clock())
+
+
+def _verify_item(session_factory: sessionmaker[Session] | Callable[[], Session], gateway: RegistryGateway,
+                 cipher: PiiCipher, actor: Actor, run_id: int, item_id: int, options: SyncOptions) -> None:
+    """Prepare, send and record one item.
+
+    Raises:
+        JobStopped: the gateway's ``stop`` is set (the item is not recorded).
+        _RunAborted: the item's call failed in a way that stops the run (recorded; see :func:`_stops_the_run`).
+    """
+    if gateway.stop.is_set():
+        raise JobStopped
+    with session_factory() as session:
+        call = _prepare_item(session, gateway, cipher, actor, item_id, options.worker, options.clock())
+    if call is None:
+        return
+    answer = _ask(gateway, partial(gateway.registry.verify_identity, call.context, call.request))
+    with session_factory() as session:
+        _record_answer(session, actor, run_id, call, answer, options.worker, options.clock())
+    if isinstance(answer, RegistryError) and _stops_the_run(answer):
+        raise _RunAborted(registry_failure_message(answer))
 
 
 def _fail_run(session: Session, actor: Actor, run_id: int, error: str) -> None:
@@ -571,20 +674,27 @@ def _close_run(session: Session, actor: Actor, run_id: int, now: datetime) -> Ru
     return summarize(session, session.get_one(IdentitySyncRun, run_id, populate_existing=True))
 
 
-class IdentityScheduler:
-    """Hands sync runs to the job runner (a worker thread in the server, inline in tests)."""
+class RegistryJobs:
+    """Hands registry work — sync runs and publications — to the registry's job runner: in the server a few threads
+    of their own (``CARDSVC_REGISTRY_JOB_CONCURRENCY``), never a request's thread; inline in tests. The gateway
+    stops when the runner does."""
 
     def __init__(self, session_factory: sessionmaker[Session] | Callable[[], Session], gateway: RegistryGateway,
-                 cipher: PiiCipher, runner: Any, *, batch_size: int, lease_seconds: int) -> None:
+                 cipher: PiiCipher, runner: JobRunner, *, batch_size: int, lease_seconds: int) -> None:
         self._session_factory = session_factory
         self._gateway = gateway
         self._cipher = cipher
         self._runner = runner
-        self._options = SyncOptions(worker="server", batch_size=batch_size, lease_seconds=lease_seconds)
+        # Unique among live workers: several server processes may share a run's items.
+        self._options = SyncOptions(worker=f"server-{os.getpid()}", batch_size=batch_size,
+                                    lease_seconds=lease_seconds)
 
-    def submit(self, run_id: int) -> None:
+    def submit_sync(self, run_id: int) -> None:
         self._runner.submit(lambda: run_sync(self._session_factory, self._gateway, self._cipher, run_id,
                                              self._options))
+
+    def submit_publication(self, job_id: int) -> None:
+        self._runner.submit(lambda: run_publication(self._session_factory, self._gateway, self._cipher, job_id))
 
 
 # -- coverage ---------------------------------------------------------------------------------------------------
@@ -770,36 +880,48 @@ def _notification_review(session: Session, cipher: PiiCipher, actor: Actor, noti
     summary.reviews_opened += 1
 
 
-def pull_notifications(session: Session, gateway: RegistryGateway, cipher: PiiCipher, actor: Actor, *,
-                       page_size: int = 100, max_pages: int = 1000) -> NotificationSummary:
+def pull_notifications(session_factory: sessionmaker[Session] | Callable[[], Session], gateway: RegistryGateway,
+                       cipher: PiiCipher, actor: Actor, *, page_size: int = 100, max_pages: int = 1000
+                       ) -> NotificationSummary:
     """Read the registry's change feed from the stored cursor; each page's reviews and the new cursor are committed
-    together, so a crash reads at most one page again (and duplicates are recognised by notification id)."""
+    together, so a crash reads at most one page again (and duplicates are recognised by notification id). No
+    transaction is open while a page is asked for.
+
+    Raises:
+        RegistryError: the registry could not serve a page (the pages before it are kept).
+    """
     actor.require_admin()
-    stored = session.get(RegistryCursor, NOTIFICATIONS_CURSOR)
-    if stored is None:
-        stored = RegistryCursor(name=NOTIFICATIONS_CURSOR, cursor=None, updated_at=utcnow())
-        session.add(stored)
-    summary = NotificationSummary(cursor=stored.cursor)
+    with session_factory() as session:
+        cursor = session.scalar(select(RegistryCursor.cursor).where(RegistryCursor.name == NOTIFICATIONS_CURSOR))
+    summary = NotificationSummary(cursor=cursor)
     for _page in range(max_pages):
         context = gateway.context(actor, Purpose.CHANGE_MONITORING)
-        cursor = stored.cursor
         page, next_cursor = gateway.call(partial(gateway.registry.notifications, context, cursor, page_size))
-        audit.record(session, actor, "identity.notifications_pull", target_type="registry_feed",
-                     target_id=NOTIFICATIONS_CURSOR, chapter_path=None,
-                     details={"purpose": Purpose.CHANGE_MONITORING.value, "received": len(page),
-                              "registry_request_id": context.request_id})
-        summary.received += len(page)
-        for notification in page:
-            _notification_review(session, cipher, actor, notification, summary)
-        stored.cursor, stored.updated_at = next_cursor, utcnow()
-        session.commit()
+        with session_factory() as session:
+            audit.record(session, actor, "identity.notifications_pull", target_type="registry_feed",
+                         target_id=NOTIFICATIONS_CURSOR, chapter_path=None,
+                         details={"purpose": Purpose.CHANGE_MONITORING.value, "received": len(page),
+                                  "registry_request_id": context.request_id})
+            summary.received += len(page)
+            for notification in page:
+                _notification_review(session, cipher, actor, notification, summary)
+            stored = session.get(RegistryCursor, NOTIFICATIONS_CURSOR)
+            if stored is None:
+                stored = RegistryCursor(name=NOTIFICATIONS_CURSOR)
+                session.add(stored)
+            stored.cursor, stored.updated_at = next_cursor, utcnow()
+            session.commit()
         summary.cursor = next_cursor
         if not page or next_cursor == cursor:
             break
+        cursor = next_cursor
     return summary
 
 
 # -- membership publication -------------------------------------------------------------------------------------
+
+
+PUBLICATION_JOB = "registry_publication"
 
 
 @dataclass
@@ -846,68 +968,159 @@ def _withdraw_reason(session: Session, member: Member) -> str | None:
     return None
 
 
-def publish_pending(session: Session, gateway: RegistryGateway, cipher: PiiCipher, actor: Actor, *,
-                    chapter_id: int | None) -> PublicationSummary:
-    """Bring the registry in line with our members in the subtree: withdraw the facts of members who left, died or
-    withdrew consent; publish new or changed facts of members who consent. One commit per member."""
+def start_publication(session: Session, actor: Actor, *, chapter_id: int | None) -> Job:
+    """Record a publication job over a chapter's subtree (default: the actor's whole scope), to run in the
+    background (:func:`run_publication`); its progress and summary are on the job row."""
     actor.require_write()
-    _chapter, path = _scope_path(session, actor, chapter_id)
-    scope = subtree_condition(Chapter.path, path) if path is not None else Chapter.id.is_not(None)
+    chapter, path = _scope_path(session, actor, chapter_id)
+    job = Job(kind=PUBLICATION_JOB, status="queued", params={"chapter_id": chapter.id if chapter else None},
+              officer_id=actor.id, chapter_path=path, total=0, done=0, failed=0)
+    session.add(job)
+    session.flush()
+    audit.record(session, actor, "identity.publish_start", target_type="job", target_id=job.id, chapter_path=path,
+                 details={"chapter_id": job.params["chapter_id"]})
+    session.commit()
+    return job
+
+
+@dataclass(frozen=True)
+class _Send:
+    """One publication call, prepared in a transaction: what to send, and what to write once it succeeded."""
+
+    operation: Callable[[], None]
+    record: Callable[[Session], None]
+
+
+def run_publication(session_factory: sessionmaker[Session] | Callable[[], Session], gateway: RegistryGateway,
+                    cipher: PiiCipher, job_id: int) -> PublicationSummary:
+    """Bring the registry in line with our members in the job's subtree: withdraw the facts of members who left,
+    died or withdrew consent; publish new or changed facts of members who consent.
+
+    Each member is prepared in one session (status and consent are checked again), sent with no transaction open,
+    and recorded with its audit entry and the job's progress in the next. A refused (or still throttled) call is
+    counted; a registry that cannot serve us (down, refusing the service), or a stopping runner, ends the job as
+    failed with the reason. Running a publication again is safe: facts already published unchanged are not sent.
+    """
+    with session_factory() as session:
+        job = session.get_one(Job, job_id)
+        officer = session.get(Officer, job.officer_id) if job.officer_id is not None else None
+        actor = actor_for(officer) if officer is not None else system_actor("registry-publication")
+        scope = subtree_condition(Chapter.path, job.chapter_path) if job.chapter_path is not None else true()
+        withdrawals = list(session.scalars(
+            select(Member.id).join(MembershipPublication, MembershipPublication.member_id == Member.id)
+            .join(Member.chapter)
+            .where(MembershipPublication.withdrawn_at.is_(None), scope,
+                   or_(Member.status.in_(("left", "deceased")), ~_consenting(PUBLICATION_CONSENT)))
+            .order_by(MembershipPublication.id)
+        ))
+        candidates = list(session.scalars(
+            select(Member.id).join(Member.chapter)
+            .where(scope, Member.status.in_(VERIFIABLE_STATUSES), _consenting(PUBLICATION_CONSENT))
+            .order_by(Member.id)
+        ))
+        job.status, job.error, job.result = "running", None, None
+        job.total, job.done, job.failed = len(withdrawals) + len(candidates), 0, 0
+        session.commit()
     summary = PublicationSummary()
-    published = session.execute(
-        select(MembershipPublication, Member).join(Member, Member.id == MembershipPublication.member_id)
-        .join(Member.chapter).where(MembershipPublication.withdrawn_at.is_(None), scope)
-        .order_by(MembershipPublication.id)
-    ).all()
-    for publication, member in published:
-        reason = _withdraw_reason(session, member)
-        if reason is None or member.id_number_ciphertext is None:
-            continue
-        id_number = cipher.decrypt("id_number", member.id_number_ciphertext)
-        context = gateway.context(actor, Purpose.MEMBERSHIP_PUBLICATION)
-        try:
-            gateway.call(partial(gateway.registry.withdraw_membership, context, id_number, gateway.organisation_code))
-        except RegistryError as exc:
-            summary.fail(getattr(exc, "code", type(exc).__name__))
-            continue
-        publication.withdrawn_at = utcnow()
-        audit.record(session, actor, "identity.membership_withdraw", target_type="member", target_id=member.id,
-                     chapter_path=member.chapter.path,
+    steps = ([partial(_prepare_withdrawal, member_id=member_id) for member_id in withdrawals]
+             + [partial(_prepare_publication, member_id=member_id) for member_id in candidates])
+    error: str | None = None
+    looked_at = 0
+    try:
+        for prepare in steps:
+            if gateway.stop.is_set():
+                raise JobStopped
+            with session_factory() as session:
+                send = prepare(session, gateway, cipher, actor, summary)
+            if send is None:
+                looked_at += 1
+                continue
+            answer = _ask(gateway, send.operation)
+            if isinstance(answer, RegistryError) and _stops_the_run(answer):
+                raise _RunAborted(registry_failure_message(answer))
+            with session_factory() as session:
+                if isinstance(answer, RegistryError):
+                    summary.fail(answer.code if isinstance(answer, RejectedRequest) else type(answer).__name__)
+                else:
+                    send.record(session)
+                looked_at += 1
+                _save_progress(session, job_id, looked_at, summary)
+                session.commit()
+    except _RunAborted as exc:
+        error = str(exc)
+    except JobStopped:
+        error = STOPPED_MESSAGE
+    with session_factory() as session:
+        job = session.get_one(Job, job_id, populate_existing=True)
+        job.status, job.error = ("failed", error) if error else ("done", None)
+        _save_progress(session, job_id, looked_at, summary)
+        session.commit()
+    if error:
+        log.warning("registry publication job %s failed: %s", job_id, error)
+    return summary
+
+
+def _save_progress(session: Session, job_id: int, looked_at: int, summary: PublicationSummary) -> None:
+    session.execute(update(Job).where(Job.id == job_id)
+                    .values(done=looked_at - summary.failed, failed=summary.failed, result=asdict(summary))
+                    .execution_options(synchronize_session=False))
+
+
+def _prepare_withdrawal(session: Session, gateway: RegistryGateway, cipher: PiiCipher, actor: Actor,
+                        summary: PublicationSummary, *, member_id: int) -> _Send | None:
+    member = session.get_one(Member, member_id)
+    reason = _withdraw_reason(session, member)
+    if reason is None or member.id_number_ciphertext is None:
+        return None
+    id_number = cipher.decrypt("id_number", member.id_number_ciphertext)
+    context = gateway.context(actor, Purpose.MEMBERSHIP_PUBLICATION)
+    chapter_path = member.chapter.path
+
+    def record(session: Session) -> None:
+        session.execute(update(MembershipPublication)
+                        .where(MembershipPublication.member_id == member_id,
+                               MembershipPublication.withdrawn_at.is_(None))
+                        .values(withdrawn_at=utcnow()).execution_options(synchronize_session=False))
+        audit.record(session, actor, "identity.membership_withdraw", target_type="member", target_id=member_id,
+                     chapter_path=chapter_path,
                      details={"purpose": PUBLICATION_CONSENT, "reason": reason,
                               "registry_request_id": context.request_id})
-        session.commit()
         summary.withdrawn += 1
-    candidates = session.scalars(
-        select(Member).join(Member.chapter)
-        .where(scope, Member.status.in_(VERIFIABLE_STATUSES), _consenting(PUBLICATION_CONSENT))
-        .order_by(Member.id)
-    ).all()
-    for member in candidates:
-        if member.id_number_ciphertext is None:
-            summary.no_id_number += 1
-            continue
-        fact = membership_fact(session, member, cipher.decrypt("id_number", member.id_number_ciphertext),
-                               gateway.organisation_code)
-        digest = _fact_digest(fact)
-        existing = session.scalar(select(MembershipPublication).where(MembershipPublication.member_id == member.id))
-        if existing is not None and existing.withdrawn_at is None and existing.fact_digest == digest:
-            summary.unchanged += 1
-            continue
-        context = gateway.context(actor, Purpose.MEMBERSHIP_PUBLICATION)
-        try:
-            gateway.call(partial(gateway.registry.publish_membership, context, fact))
-        except RegistryError as exc:
-            summary.fail(getattr(exc, "code", type(exc).__name__))
-            continue
-        if existing is None:
-            existing = MembershipPublication(member_id=member.id)
-            session.add(existing)
-        existing.published_at, existing.withdrawn_at = utcnow(), None
-        existing.card_id, existing.fact_digest = fact.card_id, digest
-        audit.record(session, actor, "identity.membership_publish", target_type="member", target_id=member.id,
-                     chapter_path=member.chapter.path,
+
+    return _Send(partial(gateway.registry.withdraw_membership, context, id_number, gateway.organisation_code),
+                 record)
+
+
+def _prepare_publication(session: Session, gateway: RegistryGateway, cipher: PiiCipher, actor: Actor,
+                         summary: PublicationSummary, *, member_id: int) -> _Send | None:
+    member = session.get_one(Member, member_id)
+    if member.status not in VERIFIABLE_STATUSES or not has_active_consent(session, member_id, PUBLICATION_CONSENT):
+        return None  # Changed since the job started; the next publication withdraws what is published.
+    if member.id_number_ciphertext is None:
+        summary.no_id_number += 1
+        return None
+    fact = membership_fact(session, member, cipher.decrypt("id_number", member.id_number_ciphertext),
+                           gateway.organisation_code)
+    digest = _fact_digest(fact)
+    existing = session.scalar(select(MembershipPublication).where(MembershipPublication.member_id == member_id))
+    if existing is not None and existing.withdrawn_at is None and existing.fact_digest == digest:
+        summary.unchanged += 1
+        return None
+    context = gateway.context(actor, Purpose.MEMBERSHIP_PUBLICATION)
+    chapter_path = member.chapter.path
+
+    def record(session: Session) -> None:
+        publication = session.scalar(select(MembershipPublication)
+                                     .where(MembershipPublication.member_id == member_id))
+        if publication is None:
+            publication = MembershipPublication(member_id=member_id)
+            session.add(publication)
+        publication.published_at, publication.withdrawn_at = utcnow(), None
+        publication.card_id, publication.fact_digest = fact.card_id, digest
+        audit.record(session, actor, "identity.membership_publish", target_type="member", target_id=member_id,
+                     chapter_path=chapter_path,
                      details={"purpose": PUBLICATION_CONSENT, "card_id": fact.card_id, "status": fact.status.value,
                               "registry_request_id": context.request_id})
-        session.commit()
         summary.published += 1
-    return summary
+
+    return _Send(partial(gateway.registry.publish_membership, context, fact), record)

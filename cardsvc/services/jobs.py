@@ -4,8 +4,10 @@ to and goes on: a job always ends, ``done`` (with or without such members) or ``
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
@@ -31,29 +33,89 @@ MEMBER_REFUSALS = frozenset({"card_data_invalid", "member_not_active"})
 FAILURES_SHOWN = 200
 CONCURRENT_ISSUE = ("concurrent_issue", "Another card was issued to this member at the same moment; check her cards.",
                     "Hội viên vừa được cấp một thẻ khác cùng lúc; hãy kiểm tra thẻ của hội viên.")
+STOPPED_MESSAGE = ("Máy chủ đã dừng giữa chừng; chạy lại để làm tiếp — the server stopped before the job finished; "
+                   "start it again to resume")
 ProgressCallback = Callable[[int, int], None]
 
 
+class JobStopped(Exception):
+    """Raised inside a job when its runner is stopping: the job ends at this step and can be started again."""
+
+
 class JobRunner(Protocol):
-    """Where jobs run: a worker thread in the server, inline in the CLI and in tests."""
+    """Where jobs run: worker threads in the server, inline in the CLI and in tests.
+
+    ``stopping`` is set when the runner stops (the server got SIGTERM); long jobs look at it between steps.
+    """
+
+    stopping: threading.Event
 
     def submit(self, work: Callable[[], object]) -> None: ...
 
+    def stop(self, wait: float) -> None: ...
+
 
 class ThreadJobRunner:
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cardsvc-job")
+    """Runs jobs in the order submitted, at most ``workers`` at a time, on daemon threads started on first use.
+
+    Daemon threads: a job in the middle of a network call never holds up the process's exit. :meth:`stop` sets
+    ``stopping``, drops the jobs not started (their rows stay queued) and waits a little for the running ones to end
+    their step.
+    """
+
+    def __init__(self, workers: int = 1, name: str = "cardsvc-job") -> None:
+        self.stopping = threading.Event()
+        self._workers = workers
+        self._name = name
+        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     def submit(self, work: Callable[[], object]) -> None:
-        self._pool.submit(work)
+        if self.stopping.is_set():
+            log.warning("job not started: the server is stopping")
+            return
+        with self._lock:
+            if not self._threads:
+                self._threads = [threading.Thread(target=self._work, name=f"{self._name}-{n}", daemon=True)
+                                 for n in range(self._workers)]
+                for thread in self._threads:
+                    thread.start()
+        self._queue.put(work)
 
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def _work(self) -> None:
+        while True:
+            work = self._queue.get()
+            if self.stopping.is_set():
+                return
+            try:
+                work()
+            except Exception:  # A job's failure must not end the thread that runs the next jobs.
+                log.exception("background job failed")
+
+    def stop(self, wait: float) -> None:
+        """Ask running jobs to stop and wait up to ``wait`` seconds for them."""
+        self.stopping.set()
+        with self._lock:
+            threads = list(self._threads)
+        for _thread in threads:
+            self._queue.put(lambda: None)  # Wakes an idle thread, which then sees ``stopping``.
+        deadline = time.monotonic() + wait
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class InlineJobRunner:
+    """Runs a job at once in the caller's thread (the CLI, tests)."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+
     def submit(self, work: Callable[[], object]) -> None:
         work()
+
+    def stop(self, wait: float) -> None:
+        self.stopping.set()
 
 
 class BatchScheduler:
@@ -69,7 +131,8 @@ class BatchScheduler:
 
     def submit_batch(self, job_id: int) -> None:
         self._runner.submit(lambda: run_batch(self._session_factory, self._keyring, job_id,
-                                              validity_years=self._validity_years, list_size=self._list_size))
+                                              validity_years=self._validity_years, list_size=self._list_size,
+                                              stopping=self._runner.stopping))
 
 
 def start_batch(session: Session, actor: Actor, chapter_id: int, *, subtree: bool) -> Job:
@@ -146,12 +209,14 @@ def run_batch(
     list_size: int,
     today: date | None = None,
     progress: ProgressCallback | None = None,
+    stopping: threading.Event | None = None,
 ) -> None:
     """Issue the job's cards, dated ``today`` (default: today in Vietnam), in chunks, committing each chunk with the
     progress, so that an interrupted job resumes where it stopped and a finished one issues nothing when run again.
 
     A member the card cannot be issued to is recorded (``job_failures``, counted in ``failed``) and the job goes on to
     end ``done``. Any other error ends it ``failed`` with the error: it never raises and never stays ``running``.
+    When ``stopping`` is set the job fails after the chunk in hand, saying that it was interrupted.
     """
     day = today or vietnam_today()
     with session_factory() as session:
@@ -163,6 +228,8 @@ def run_batch(
             job.total = job.done + job.failed + len(members)
             session.commit()
             for start in range(0, len(members), CHUNK):
+                if stopping is not None and stopping.is_set():
+                    raise JobStopped
                 for member_id in members[start:start + CHUNK]:
                     _issue_one(session, actor, keyring, job, member_id, validity_years=validity_years,
                                list_size=list_size, today=day)
@@ -178,8 +245,11 @@ def run_batch(
             session.rollback()
             failed = session.get_one(Job, job_id)
             failed.status = "failed"
-            failed.error = (exc.message if isinstance(exc, CardsvcError)
-                            else f"an error stopped the job ({type(exc).__name__}); start the batch again")[:500]
+            if isinstance(exc, JobStopped):
+                failed.error = STOPPED_MESSAGE
+            else:
+                failed.error = (exc.message if isinstance(exc, CardsvcError)
+                                else f"an error stopped the job ({type(exc).__name__}); start the batch again")[:500]
             session.commit()
             log.warning("batch job %s failed: %s", job_id, getattr(exc, "code", None) or type(exc).__name__,
                         exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)

@@ -6,7 +6,8 @@ Callers catch these types only; third-party exceptions (httpx, sockets, JSON) ar
 ::
 
     RegistryError                 base class; .retryable says whether the same call may succeed later
-    ├── RegistryTimeout           retryable: no answer in time (connect, read or write timeout)
+    ├── RegistryTimeout           retryable: no answer in time (connect, read or write timeout);
+    │                             .unanswered: the request was sent and no answer came (read timeout)
     ├── Throttled                 retryable: the registry asked us to slow down; .retry_after seconds
     ├── Unavailable               retryable: 5xx, connection refused or reset, maintenance
     │   └── CircuitOpen           retryable later: the adapter stopped calling after repeated failures;
@@ -40,9 +41,19 @@ class RegistryError(Exception):
 
 
 class RegistryTimeout(RegistryError):
-    """The registry did not answer in time."""
+    """The registry did not answer in time.
+
+    Args:
+        unanswered: the request reached the registry and no answer came within the read timeout (False: the
+            connection could not be made, or the gateway gave up). Adapters do not repeat such a call at once:
+            a registry that holds requests would only hold the repeat as long again.
+    """
 
     retryable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, unanswered: bool = False) -> None:
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
 class Throttled(RegistryError):

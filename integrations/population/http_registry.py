@@ -3,8 +3,12 @@
 Policy lives here, transport in the injected ``httpx.Client`` (build it with :func:`make_http_client`):
 
 * retries with exponential backoff and full jitter (delay = random() × min(cap, base × 2^attempt)) on retryable
-  errors only — timeouts, 429 (honouring ``Retry-After``), 502/503/504 and connection errors — never on 400, 401,
-  403 or a refused request. Every retry reuses the same ``MaYeuCau``, so the registry can de-duplicate.
+  errors only — connect timeouts, 429 (honouring ``Retry-After``), 502/503/504 and connection errors — never on
+  400, 401, 403 or a refused request, and never on a read timeout: a registry that took the request and did not
+  answer within ``timeout`` would hold each repeat as long again, and a caller must learn that it is down in seconds,
+  not after (1 + max_retries) × timeout. Every retry reuses the same ``MaYeuCau``, so the registry can de-duplicate.
+* separate timeouts: ``connect_timeout`` (short: a registry that does not accept a connection in a few seconds is
+  down) and ``timeout`` for reading the answer, writing the request and waiting for a pooled connection.
 * a circuit breaker: closed → open after ``breaker_threshold`` consecutive failures → half-open after
   ``breaker_reset_seconds`` (one trial call) → closed on success, open again on failure. Throttling (429) and
   refused requests are not failures of the registry and do not count.
@@ -84,7 +88,7 @@ class RegistrySettings:
         base_url: e.g. ``https://lgsp.example.gov.vn``.
         access_key, secret_key, app_name, partner_code: the LGSP credentials (secret_key also keys the officer hash).
         agency_code, service_code: ``MaDonVi`` and ``MaTichHop`` used by :meth:`context`.
-        timeout: seconds for connect, read, write and pool each.
+        timeout: seconds for read, write and pool each; connect_timeout: seconds to open a connection.
         max_retries: retries after the first attempt (0: no retry).
         backoff_base, backoff_cap: seconds; the n-th retry waits random() × min(cap, base × 2^n).
         max_retry_after: a ``Retry-After`` longer than this is not waited for: ``Throttled`` is raised at once.
@@ -102,6 +106,7 @@ class RegistrySettings:
     agency_code: str
     service_code: str
     timeout: float = 10.0
+    connect_timeout: float = 3.0
     max_retries: int = 3
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
@@ -152,7 +157,7 @@ def make_http_client(settings: RegistrySettings, **options: Any) -> httpx.Client
     """
     return httpx.Client(
         base_url=settings.base_url,
-        timeout=httpx.Timeout(settings.timeout),
+        timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
         verify=make_ssl_context(settings),
         follow_redirects=False,
         headers={"User-Agent": "cardsvc-population-registry/1"},
@@ -386,6 +391,8 @@ class HttpRegistry:
         """Seconds to wait before retrying, or None to give up."""
         if not exc.retryable or attempt >= self._settings.max_retries:
             return None
+        if isinstance(exc, RegistryTimeout) and exc.unanswered:
+            return None
         if isinstance(exc, Throttled) and exc.retry_after > 0:
             return exc.retry_after if exc.retry_after <= self._settings.max_retry_after else None
         ceiling = min(self._settings.backoff_cap, self._settings.backoff_base * 2.0**attempt)
@@ -426,6 +433,9 @@ class HttpRegistry:
         """POST JSON, translating httpx exceptions into registry errors."""
         try:
             return self._client.post(path, json=body, headers=headers)
+        except httpx.ReadTimeout as exc:
+            raise RegistryTimeout(f"the population registry took the request and did not answer within "
+                                  f"{self._settings.timeout:g} s", unanswered=True) from exc
         except httpx.TimeoutException as exc:
             raise RegistryTimeout(f"the population registry did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:

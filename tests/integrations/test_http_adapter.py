@@ -308,15 +308,42 @@ def test_rejected_requests_do_not_open_the_circuit(rig: Any) -> None:
 # -- timeouts and connection errors --------------------------------------------------------------------------------
 
 
-def test_slow_registry_raises_registry_timeout(rig: Any) -> None:
-    r = rig(timeout=0.15, max_retries=1)
+def test_slow_registry_raises_registry_timeout_without_repeating_the_call(rig: Any) -> None:
+    r = rig(timeout=0.15, max_retries=3)
     r.registry.verify_identity(context(), REQUEST)  # Fetches the access token while the registry is fast.
     r.stub.latency = 0.6
     with pytest.raises(RegistryTimeout) as caught:
         r.registry.verify_identity(context(), REQUEST)
-    assert isinstance(caught.value.__cause__, httpx.TimeoutException)
-    assert r.operation_calls() == 3
-    assert len(r.time.sleeps) == 1
+    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    assert caught.value.unanswered and caught.value.retryable
+    # The registry has the request and holds it: sending it again would only be held as long again.
+    assert r.operation_calls() == 2
+    assert r.time.sleeps == []
+
+
+@pytest.fixture
+def unaccepting_port() -> Iterator[int]:
+    """A port whose accept queue is full: the kernel drops further connection attempts, which time out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        with socket.create_connection(("127.0.0.1", port)):  # takes the only place in the queue
+            yield port
+
+
+def test_connect_timeout_is_short_and_retried(server: RunningFakeRegistry, unaccepting_port: int) -> None:
+    settings = replace(base_settings(server), base_url=f"http://127.0.0.1:{unaccepting_port}", timeout=60.0,
+                       connect_timeout=0.2, max_retries=2)
+    fake_time = FakeTime()
+    with make_http_client(settings) as client:
+        assert (client.timeout.connect, client.timeout.read) == (0.2, 60.0)
+        registry = HttpRegistry(client, settings, sleep=fake_time.sleep, clock=fake_time.clock, random=lambda: 0.5)
+        with pytest.raises(RegistryTimeout) as caught:
+            registry.verify_identity(context(), REQUEST)
+    assert isinstance(caught.value.__cause__, httpx.ConnectTimeout)
+    assert not caught.value.unanswered
+    assert fake_time.sleeps == [0.25, 0.5]  # Nothing was sent: trying again is cheap and safe.
 
 
 def test_connection_refused_raises_unavailable(server: RunningFakeRegistry) -> None:

@@ -6,7 +6,7 @@ keeps its statuses (a finished job is 'done', its 'failed' count says how many m
 need not rebuild a table that cards refer to.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-04 10:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 import cardsvc.db.base
 
 revision: str = '0009'
-down_revision: str | None = '0007'
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
