@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Chapter, Event, EventInvite, Member
@@ -16,6 +16,7 @@ from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, subtree_condition
 
 ELIGIBILITY = ("subtree", "invite", "all")
+MAX_INVITE_NUMBERS = 5000
 MODES = ("entry", "entry_exit")
 
 
@@ -97,12 +98,17 @@ def close_event(session: Session, actor: Actor, event_id: int) -> Event:
     return event
 
 
-def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[int]) -> int:
-    """Add members (in scope) to an invite-list event; returns how many were newly invited."""
+def _invite_event(session: Session, actor: Actor, event_id: int) -> Event:
     actor.require_write()
     event = get_event(session, actor, event_id)
     if event.eligibility != "invite":
         raise Conflict("this event is not by invitation", code="not_invite_event")
+    return event
+
+
+def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[int]) -> int:
+    """Add members (in scope) to an invite-list event; returns how many were newly invited."""
+    event = _invite_event(session, actor, event_id)
     members = session.scalars(
         select(Member).join(Member.chapter).where(Member.id.in_(member_ids), actor.scope_condition(Chapter.path))
     ).unique().all()
@@ -117,6 +123,47 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
                  chapter_path=event.chapter.path, details={"member_ids": new})
     session.commit()
     return len(new)
+
+
+@dataclass(frozen=True)
+class InviteReport:
+    """What inviting a list of member numbers did: ``invited`` new, ``already`` on the list, ``not_found`` (numbers
+    of no member the officer may see, in the list's order)."""
+
+    invited: int
+    already: int
+    not_found: list[str]
+
+
+def invite_member_numbers(session: Session, actor: Actor, event_id: int, numbers: Sequence[str]) -> InviteReport:
+    """Invite the members with these numbers (pasted or from a file) that the officer may see; a merged record's
+    number invites the member it was merged into. Numbers of nobody in scope are reported, not refused.
+
+    Raises:
+        ValidationFailed: No number, or more than :data:`MAX_INVITE_NUMBERS`.
+        Conflict: ``not_invite_event``. NotFound: the event is outside the scope.
+    """
+    event = _invite_event(session, actor, event_id)
+    wanted = list(dict.fromkeys(number.strip() for number in numbers if number.strip()))
+    if not wanted or len(wanted) > MAX_INVITE_NUMBERS:
+        code = "required" if not wanted else "too_many"
+        raise ValidationFailed(f"give between 1 and {MAX_INVITE_NUMBERS} member numbers",
+                               details=[{"field": "member_numbers", "code": code}])
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(Member.member_number, func.coalesce(Member.merged_into_id, Member.id))
+            .where(Member.member_number.in_(wanted[start:start + 500]))
+        ).all()
+        found.update((number, member_id) for number, member_id in rows)
+    visible = set(session.scalars(
+        select(Member.id).join(Member.chapter)
+        .where(Member.id.in_(set(found.values())), actor.scope_condition(Chapter.path))
+    )) if found else set()
+    ids = list(dict.fromkeys(member_id for member_id in found.values() if member_id in visible))
+    invited = invite(session, actor, event.id, ids) if ids else 0
+    return InviteReport(invited, len(ids) - invited,
+                        [number for number in wanted if found.get(number) not in visible])
 
 
 @dataclass(frozen=True, slots=True)
