@@ -161,7 +161,7 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
     screenshot(browser, "admin-09-station-qr")
     image = Image.open(io.BytesIO(qr.screenshot_as_png))
     decoded = zxingcpp.read_barcodes(image)
-    assert [d.text for d in decoded] == [browser.find_element(By.ID, "provisioning-url").text]
+    assert [d.text for d in decoded] == [browser.find_element(By.ID, "provisioning-url").get_attribute("value")]
     code = decoded[0].text.split("#setup=", 1)[1]
     provisioned = httpx.post(f"{server.url}/v1/devices/provision", json={"code": code})
     assert provisioned.status_code == 200, provisioned.text
