@@ -45,9 +45,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         except tls.TlsSetupError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        address = files.hosts[0]
         print(f"HTTPS with a certificate for {', '.join(files.hosts)} from the local authority {files.ca_certificate}"
-              f"; each phone installs it once: https://{address}:{args.port}/admin/tls", flush=True)
+              f"; each phone installs it once: https://{files.hosts[0]}:{args.port}/admin/tls", flush=True)
+        if args.host in ("127.0.0.1", "localhost", "::1"):
+            print("note: listening on this machine only; phones reach it with --host 0.0.0.0", flush=True)
     scheme = "https" if files else "http"
     print(f"cardsvc serving at {scheme}://{args.host}:{args.port}  (API docs: {scheme}://{args.host}:{args.port}/docs)",
           flush=True)

@@ -309,6 +309,8 @@ def test_invitations_need_an_invite_event_write_rights_and_scope(client: TestCli
     elsewhere = make_event(db, tree.commune_b.id, eligibility="invite")
     member = make_member(db, cipher, tree.branch_a)
     token = page_login(client, "t.officer.a")
+    forged = client.post(f"/admin/events/{invite_event.id}/invites/list", data={"numbers": member.member_number})
+    assert forged.status_code == 403 and REFUSED_CSRF in forged.text
     wrong = client.post(f"/admin/events/{open_event.id}/invites/list",
                         data={"csrf_token": token, "numbers": member.member_number})
     assert wrong.status_code == 409 and "không dùng danh sách mời" in wrong.text
@@ -446,6 +448,7 @@ def test_card_links_keep_scope_and_read_only_accounts(client: TestClient, db: Se
     inside = make_member(db, cipher, tree.branch_a)
     outside = make_member(db, cipher, tree.branch_b)
     token = page_login(client, "t.officer.a")
+    assert client.post(f"/admin/members/{inside.id}/links/revoke", data={}).status_code == 403
     assert client.post(f"/admin/members/{outside.id}/links", data={"csrf_token": token}).status_code == 404
     assert client.post(f"/admin/members/{outside.id}/links/revoke", data={"csrf_token": token}).status_code == 404
     client.cookies.clear()

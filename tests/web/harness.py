@@ -23,6 +23,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.orm import Session
 
 from cardsvc.db.migrate import upgrade
@@ -147,6 +150,11 @@ def chromium(*, fake_camera: Path | None = None, user_data_dir: Path, proxy: str
         options.add_argument("--use-fake-device-for-media-stream")
         options.add_argument(f"--use-file-for-fake-video-capture={fake_camera.resolve()}")
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def wait_for(driver: webdriver.Chrome, element_id: str) -> None:
+    """Wait (10 s at most) until the page has an element with this id."""
+    WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:

@@ -26,7 +26,6 @@ from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from cardsvc.security import PiiCipher
@@ -42,6 +41,7 @@ from tests.web.harness import (
     chromium,
     live_server,
     screenshot,
+    wait_for,
 )
 
 LAN_HOST = "192.168.1.20"
@@ -108,17 +108,13 @@ def browser(pilot: Pilot, tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def _wait_for(driver: webdriver.Chrome, element_id: str) -> None:
-    WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
-
-
 def _sign_in(driver: webdriver.Chrome, base: str) -> None:
     driver.get(f"{base}/admin")
-    _wait_for(driver, "login-submit")
+    wait_for(driver, "login-submit")
     driver.find_element(By.ID, "username").send_keys("p.officer")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login-submit").click()
-    _wait_for(driver, "logout")
+    wait_for(driver, "logout")
 
 
 def _show(driver: webdriver.Chrome, element_id: str, shot: str) -> None:
@@ -133,10 +129,10 @@ def _cookies(driver: webdriver.Chrome) -> dict[str, str]:
 def _station(driver: webdriver.Chrome, pilot: Pilot, base: str, name: str) -> str:
     """Register a station on the meeting's page; the set-up link it shows."""
     driver.get(f"{base}/admin/events/{pilot.meeting_id}")
-    _wait_for(driver, "station-name")
+    wait_for(driver, "station-name")
     driver.find_element(By.ID, "station-name").send_keys(name)
     driver.find_element(By.ID, "station-submit").click()
-    _wait_for(driver, "provisioning-qr")
+    wait_for(driver, "provisioning-qr")
     return str(driver.find_element(By.ID, "provisioning-url").get_attribute("value"))
 
 
@@ -181,15 +177,15 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
 
     # Manual check-in: found by an unaccented name, a reason, one press.
     browser.get(f"{pilot.lan}/admin/events/{pilot.meeting_id}?q=nguyen+thi+lan#manual")
-    _wait_for(browser, f"checkin-{lan_id}")
+    wait_for(browser, f"checkin-{lan_id}")
     browser.find_element(By.CSS_SELECTOR, f"#reason-{lan_id} option[value=unreadable]").click()
     browser.find_element(By.ID, f"checkin-{lan_id}").click()
-    _wait_for(browser, "checkin-result")
+    wait_for(browser, "checkin-result")
     assert browser.find_element(By.ID, "checkin-result").text == "Đã điểm danh: Nguyễn Thị Lan."
     assert browser.current_url.endswith(f"/admin/events/{pilot.meeting_id}")  # a reload posts nothing
     _show(browser, "manual", "pilot-04-manual-checkin")
     browser.refresh()
-    _wait_for(browser, "checked-in")
+    wait_for(browser, "checked-in")
     assert browser.find_element(By.ID, "checked-in").text == "1"
 
     # Downloads of the same page, with the officer's session.
@@ -212,13 +208,13 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
 
     # The invite-only training: 0/0 until people are invited — by search, pasted numbers and a list file.
     browser.get(f"{pilot.lan}/admin/events/{pilot.training_id}")
-    _wait_for(browser, "invite-numbers")
+    wait_for(browser, "invite-numbers")
     assert browser.find_element(By.ID, "eligible").text == "0"
     mai_number = pilot.members["Trần Thị Mai"][1]
     hong_number = pilot.members["Lê Thị Hồng"][1]
     browser.find_element(By.ID, "invite-numbers").send_keys(f"{mai_number}\n{hong_number}\n1234567890")
     browser.find_element(By.ID, "invite-submit").click()
-    _wait_for(browser, "invite-report")
+    wait_for(browser, "invite-report")
     assert "Đã mời thêm 2 người" in browser.find_element(By.ID, "invite-report").text
     assert "1234567890" in browser.find_element(By.ID, "invite-not-found").text
     listing = tmp_path / "danh-sach-moi.csv"
@@ -226,31 +222,31 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
                        encoding="utf-8-sig")
     browser.find_element(By.ID, "invite-file").send_keys(str(listing))
     browser.find_element(By.ID, "invite-submit").click()
-    _wait_for(browser, "invite-report")
+    wait_for(browser, "invite-report")
     assert "Đã mời thêm 1 người" in browser.find_element(By.ID, "invite-report").text
     browser.get(f"{pilot.lan}/admin/events/{pilot.training_id}?q=nguyen+thi+lan#manual")
-    _wait_for(browser, f"invite-{lan_id}")
+    wait_for(browser, f"invite-{lan_id}")
     browser.find_element(By.ID, f"invite-{lan_id}").click()
-    _wait_for(browser, "invite-report")
+    wait_for(browser, "invite-report")
     assert browser.find_element(By.ID, "eligible").text == "4"
     _show(browser, "invites", "pilot-06-invitations")
 
     # An NFC tag for Lan, written by the door station at the meeting (set up with its QR's code).
     browser.get(f"{pilot.lan}/admin/members/{lan_id}")
-    _wait_for(browser, "member-name")
+    wait_for(browser, "member-name")
     if browser.find_elements(By.ID, "issue-card"):
         browser.find_element(By.ID, "issue-card").click()
-        _wait_for(browser, "current-card")
+        wait_for(browser, "current-card")
     url = _station(browser, pilot, pilot.lan, "Bàn cấp thẻ NFC")
     provisioned = httpx.post(f"{pilot.server.url}/v1/devices/provision", json={"code": url.split("#setup=", 1)[1]})
     assert provisioned.status_code == 200, provisioned.text
     station_id = provisioned.json()["station_id"]
     browser.get(f"{pilot.lan}/admin/events/{pilot.meeting_id}")
-    _wait_for(browser, f"station-{station_id}")
+    wait_for(browser, f"station-{station_id}")
     browser.find_element(By.CSS_SELECTOR, f"#station-{station_id} summary").click()
     browser.find_element(By.ID, f"nfc-member-{station_id}").send_keys(pilot.members["Nguyễn Thị Lan"][1])
     browser.find_element(By.ID, f"nfc-submit-{station_id}").click()
-    _wait_for(browser, "done")
+    wait_for(browser, "done")
     assert "Đã gửi yêu cầu ghi thẻ" in browser.find_element(By.ID, "done").text
     assert browser.find_element(By.CSS_SELECTOR, f"#station-{station_id} tr.nfc-write").get_attribute(
         "data-status") == "pending"
@@ -264,11 +260,11 @@ def test_a_card_link_is_created_printed_opened_sent_and_revoked(pilot: Pilot, br
     _sign_in(browser, pilot.lan)
     mai_id, _ = pilot.members["Trần Thị Mai"]
     browser.get(f"{pilot.lan}/admin/members/{mai_id}")
-    _wait_for(browser, "issue-card")
+    wait_for(browser, "issue-card")
     browser.find_element(By.ID, "issue-card").click()
-    _wait_for(browser, "link-paper")
+    wait_for(browser, "link-paper")
     browser.find_element(By.ID, "link-paper").click()
-    _wait_for(browser, "link-qr")
+    wait_for(browser, "link-qr")
     url = browser.find_element(By.ID, "link-url").text
     assert url.startswith(f"{pilot.lan}/m/")
     qr = browser.find_element(By.ID, "link-qr")
@@ -287,17 +283,17 @@ def test_a_card_link_is_created_printed_opened_sent_and_revoked(pilot: Pilot, br
 
     # She agreed to card messages: the link goes out by SMS (a new link; the printed one stops working).
     browser.get(f"{pilot.lan}/admin/members/{mai_id}")
-    _wait_for(browser, "link-sms")
+    wait_for(browser, "link-sms")
     browser.find_element(By.ID, "link-sms").click()
     browser.switch_to.alert.accept()
-    _wait_for(browser, "done")
+    wait_for(browser, "done")
     assert browser.find_element(By.ID, "done").text == "Đã gửi đường link qua SMS."
     assert "gửi qua SMS" in browser.find_element(By.ID, "link-state").text
     assert httpx.get(url.replace(pilot.lan, pilot.server.url)).status_code == 404
     _show(browser, "card-link", "pilot-10-card-link-sent")
     browser.find_element(By.ID, "link-revoke").click()
     browser.switch_to.alert.accept()
-    _wait_for(browser, "done")
+    wait_for(browser, "done")
     assert browser.find_element(By.ID, "done").text == "Đã thu hồi đường link."
 
 
@@ -322,7 +318,7 @@ def test_accessibility_of_every_officer_page_the_login_and_the_member_card(pilot
                                                                            browser: webdriver.Chrome) -> None:
     problems: list[str] = []
     browser.get(f"{pilot.server.url}/admin/login")
-    _wait_for(browser, "login-submit")
+    wait_for(browser, "login-submit")
     problems += _page_problems(browser, "/admin/login")
     _sign_in(browser, pilot.server.url)
     member_id, _ = pilot.members["Lê Thị Hồng"]
@@ -333,7 +329,7 @@ def test_accessibility_of_every_officer_page_the_login_and_the_member_card(pilot
         browser.set_window_size(1280 if zoom == "100" else 640, 1000)
         for path in paths:
             browser.get(f"{pilot.server.url}{path}")
-            _wait_for(browser, "logout")
+            wait_for(browser, "logout")
             if zoom == "100":
                 problems += _page_problems(browser, path)
             wide = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
@@ -344,9 +340,9 @@ def test_accessibility_of_every_officer_page_the_login_and_the_member_card(pilot
     _station(browser, pilot, pilot.server.url, "Cửa kiểm tra")
     problems += _page_problems(browser, "station set-up answer")
     browser.get(f"{pilot.server.url}/admin/members/{member_id}")
-    _wait_for(browser, "link-paper")
+    wait_for(browser, "link-paper")
     browser.find_element(By.ID, "link-paper").click()
-    _wait_for(browser, "link-qr")
+    wait_for(browser, "link-qr")
     card_link = browser.find_element(By.ID, "link-url").text
     problems += _page_problems(browser, "card link answer")
     browser.get(card_link)
