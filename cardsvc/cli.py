@@ -38,9 +38,23 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from cardsvc.serve import serve
 
-    print(f"cardsvc serving at http://{args.host}:{args.port}  (API docs: http://{args.host}:{args.port}/docs)",
+    files = None
+    if args.tls:
+        from cardsvc import tls
+
+        try:
+            files = tls.prepare(settings.tls_dir, [*tls.lan_addresses(), *args.tls_host])
+        except tls.TlsSetupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"HTTPS with a certificate for {', '.join(files.hosts)} from the local authority {files.ca_certificate}"
+              f"; each phone installs it once: https://{files.hosts[0]}:{args.port}/admin/tls", flush=True)
+        if args.host in ("127.0.0.1", "localhost", "::1"):
+            print("note: listening on this machine only; phones reach it with --host 0.0.0.0", flush=True)
+    scheme = "https" if files else "http"
+    print(f"cardsvc serving at {scheme}://{args.host}:{args.port}  (API docs: {scheme}://{args.host}:{args.port}/docs)",
           flush=True)
-    return serve(args.host, args.port, args.workers, settings.shutdown_grace_seconds)
+    return serve(args.host, args.port, args.workers, settings.shutdown_grace_seconds, files)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -415,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--tls", action="store_true",
+                       help="HTTPS with a certificate for this machine's LAN addresses from a local authority "
+                            "(CARDSVC_TLS_DIR); for a venue without internet, see docs/operations.md")
+    serve.add_argument("--tls-host", action="append", default=[], metavar="ADDRESS_OR_NAME",
+                       help="also certify this address or local name (e.g. laptop.local); repeatable")
     serve.set_defaults(func=cmd_serve)
     demo = sub.add_parser("demo", help="load demo chapters, members and officers (idempotent)")
     demo.add_argument("--var-dir", default="var")

@@ -26,6 +26,8 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from cardsvc.tls import TlsFiles
+
 APP = "cardsvc.app:server_app"
 BACKLOG = 2048
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -58,25 +60,32 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker(host: str, port: int, parent: int, grace: int) -> None:
+def _tls_files(tls: TlsFiles | None) -> tuple[str | None, str | None]:
+    return (str(tls.certificate), str(tls.key)) if tls else (None, None)
+
+
+def _worker(host: str, port: int, parent: int, grace: int, tls: TlsFiles | None = None) -> None:
     import uvicorn
 
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before the line above took effect
         return
     sock = _listen(host, port)
+    certificate, key = _tls_files(tls)
     config = uvicorn.Config(APP, factory=True, host=host, port=port, backlog=BACKLOG, access_log=False,
-                            timeout_graceful_shutdown=grace)
+                            timeout_graceful_shutdown=grace, ssl_certfile=certificate, ssl_keyfile=key)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def serve(host: str, port: int, workers: int, grace: int) -> int:
-    """Serve until SIGTERM or SIGINT, giving requests in flight ``grace`` seconds; returns the exit status."""
+def serve(host: str, port: int, workers: int, grace: int, tls: TlsFiles | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, giving requests in flight ``grace`` seconds (HTTPS with ``tls``: ``cardsvc
+    serve --tls``); returns the exit status."""
     if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
         import uvicorn
 
+        certificate, key = _tls_files(tls)
         uvicorn.run(APP, factory=True, host=host, port=port, workers=workers, access_log=False,
-                    timeout_graceful_shutdown=grace)
+                    timeout_graceful_shutdown=grace, ssl_certfile=certificate, ssl_keyfile=key)
         return 0
     # Bind once here first, without SO_REUSEPORT: a port that anything listens on (another cardsvc serve included,
     # which the workers' sockets would otherwise silently join) fails now, with a clear message.
@@ -97,7 +106,7 @@ def serve(host: str, port: int, workers: int, grace: int) -> int:
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def start() -> tuple[BaseProcess, float]:
-        process = context.Process(target=_worker, args=(host, port, os.getpid(), grace), name="cardsvc-worker")
+        process = context.Process(target=_worker, args=(host, port, os.getpid(), grace, tls), name="cardsvc-worker")
         process.start()
         return process, time.monotonic()
 

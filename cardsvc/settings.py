@@ -13,10 +13,11 @@ import hmac
 import os
 import secrets
 from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///var/cardsvc.sqlite3"
@@ -85,7 +86,14 @@ class Settings(BaseSettings):
     import_download_dir: Path = Path("var/import-downloads")
     import_download_minutes: int = Field(default=15, ge=1, le=24 * 60)
     union_name: str = "Hội Liên hiệp Phụ nữ Việt Nam"
-    public_base_url: str = "http://127.0.0.1:8000"
+    # The address members and stations use (https://the.union.example). Unset: the address of each request (what
+    # the officer's browser used), so a laptop on a venue's network gives phones its LAN address.
+    public_base_url: str | None = None
+    # Proxies (addresses or networks, comma list) whose X-Forwarded-Proto and X-Forwarded-Host are believed when an
+    # address is built from a request. Empty: nobody's.
+    trusted_proxies: str = ""
+    # `cardsvc serve --tls`: the local certificate authority and the LAN certificate it signs (docs/operations.md).
+    tls_dir: Path = Path("var/tls")
     # The key-encryption key protects signing keys at rest; keep it outside the database (and its backups).
     key_encryption_key_file: Path = Path(DEFAULT_KEK_FILE)
     key_encryption_key: str | None = None
@@ -160,9 +168,25 @@ class Settings(BaseSettings):
     wallet_max_attempts: int = Field(default=12, ge=1, le=50)
     wallet_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
 
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        try:
+            return tuple(ip_network(part.strip(), strict=False) for part in self.trusted_proxies.split(",")
+                         if part.strip())
+        except ValueError as exc:
+            raise SettingsError(f"CARDSVC_TRUSTED_PROXIES: {exc}") from exc
+
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        text = (value or "").strip().rstrip("/")
+        if text and not text.startswith(("http://", "https://")):
+            raise ValueError("CARDSVC_PUBLIC_BASE_URL must start with https:// (or http://)")
+        return text or None
 
     @model_validator(mode="after")
     def _development_wallet_credentials(self) -> Settings:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from cardsvc.addresses import public_base_url
 from cardsvc.db.models import Station
 from cardsvc.errors import AuthenticationFailed
 from cardsvc.security import OfficerTokens, PiiCipher
@@ -86,6 +87,8 @@ BatchSchedulerDep = Annotated[BatchScheduler, Depends(get_batch_scheduler)]
 StatusCacheDep = Annotated[StatusListCache, Depends(get_status_cache)]
 BearerDep = Annotated[str | None, Depends(oauth2_scheme)]
 UploadKeeperDep = Annotated[UploadKeeper, Depends(get_upload_keeper)]
+# The address card links and set-up QRs start with (configured, or the request's: cardsvc/addresses.py).
+PublicBaseUrlDep = Annotated[str, Depends(public_base_url)]
 
 
 def current_officer(

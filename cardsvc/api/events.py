@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request, status
 
 from cardsvc.api.deps import (
     OfficerDep,
+    PublicBaseUrlDep,
     SessionDep,
-    SettingsDep,
     limit_checkin_rate,
     oauth2_scheme,
     officer_actor,
@@ -70,13 +70,13 @@ def invite(event_id: Id, body: InviteIn, actor: OfficerDep, session: SessionDep)
 
 @router.post("/events/{event_id}/stations", response_model=StationRegistered, status_code=status.HTTP_201_CREATED)
 def register_station(event_id: Id, body: StationCreate, actor: OfficerDep, session: SessionDep,
-                     settings: SettingsDep) -> StationRegistered:
+                     base_url: PublicBaseUrlDep) -> StationRegistered:
     """Register a door station or phone; show ``provisioning_url`` as a QR for the device to scan once."""
     registration = stations.register_station(session, actor, event_id, body.name)
     return StationRegistered(
         station=StationOut.model_validate(registration.station, from_attributes=True),
         provisioning_code=registration.provisioning_code,
-        provisioning_url=stations.provisioning_url(settings.public_base_url, registration.provisioning_code),
+        provisioning_url=stations.provisioning_url(base_url, registration.provisioning_code),
     )
 
 
@@ -93,11 +93,11 @@ def revoke_station(event_id: Id, station_id: Id, actor: OfficerDep, session: Ses
 
 
 @router.post("/devices/provision", response_model=ProvisionOut, responses={401: {}})
-def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> ProvisionOut:
+def provision(body: ProvisionIn, session: SessionDep, base_url: PublicBaseUrlDep) -> ProvisionOut:
     """A device exchanges its one-time set-up code for a device token (public: the code is the credential)."""
     provisioned = stations.provision(session, body.code)
     return ProvisionOut(device_token=provisioned.device_token, station_id=provisioned.station.id,
-                        event_id=provisioned.station.event_id, server=settings.public_base_url.rstrip("/"))
+                        event_id=provisioned.station.event_id, server=base_url)
 
 
 @router.post("/events/{event_id}/checkins", response_model=CheckinOut, responses={429: {}})

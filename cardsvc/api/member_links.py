@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict
 
-from cardsvc.api.deps import CipherDep, OfficerDep, RequestIdDep, SessionDep, SettingsDep
+from cardsvc.api.deps import CipherDep, OfficerDep, PublicBaseUrlDep, RequestIdDep, SessionDep
 from cardsvc.api.schemas import Id
 from cardsvc.services import member_links
 from cardsvc.services.member_links import CardOnPhone, LoggingMessenger, Messenger
@@ -76,11 +76,11 @@ class MemberCardOut(BaseModel):
 
 @router.post("/v1/members/{member_id}/links", response_model=NewLinkOut, status_code=status.HTTP_201_CREATED)
 def create_link(member_id: Id, body: LinkCreate, actor: OfficerDep, session: SessionDep, cipher: CipherDep,
-                settings: SettingsDep, messenger: MessengerDep) -> NewLinkOut:
+                base_url: PublicBaseUrlDep, messenger: MessengerDep) -> NewLinkOut:
     """Create the member's card link (her previous link stops working) and send it by SMS or Zalo, or return it
     for printing (``paper``). The URL is shown only in this response."""
     new = member_links.create_link(session, actor, cipher, messenger, member_id, channel=body.channel,
-                                   base_url=settings.public_base_url)
+                                   base_url=base_url)
     link = LinkOut.model_validate(new.link, from_attributes=True)
     return NewLinkOut(**link.model_dump(), url=new.url, sent=new.sent)
 

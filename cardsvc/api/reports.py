@@ -86,7 +86,8 @@ class OfflineConflictOut(BaseModel):
     payload_hash_prefix: str
 
 
-def _download(table: reports.Table, export: ExportFormat, name: str, *, title: str) -> Response:
+def download(table: reports.Table, export: ExportFormat, name: str, *, title: str) -> Response:
+    """An export as a file to save (``name.csv`` or ``name.xlsx``), never kept by a shared cache."""
     if export == "csv":
         body = reports.to_csv(table.rows, table.headers)
     else:
@@ -112,7 +113,7 @@ def event_stats(event_id: Id, actor: OfficerDep, session: SessionDep, response: 
     """Live counts: eligible and checked-in members (in total and per chapter), denied scans by reason."""
     stats = reports.event_stats(session, actor, event_id)
     if export != "json":
-        return _download(reports.stats_table(stats), export, f"event-{event_id}-stats", title="Thống kê")
+        return download(reports.stats_table(stats), export, f"event-{event_id}-stats", title="Thống kê")
     response.headers.update(NO_STORE)
     return EventStatsOut(
         event_id=stats.event_id, as_of=stats.as_of, eligible=stats.eligible, checked_in=stats.checked_in,
@@ -128,7 +129,7 @@ def attendance(event_id: Id, actor: OfficerDep, session: SessionDep, response: R
     """Members who entered, by given name: first entry and its station, last exit for entry/exit events."""
     listing = reports.attendance(session, actor, event_id)
     if export != "json":
-        return _download(reports.attendance_table(listing), export, f"event-{event_id}-attendance",
+        return download(reports.attendance_table(listing), export, f"event-{event_id}-attendance",
                          title="Điểm danh")
     response.headers.update(NO_STORE)
     return [AttendanceOut.model_validate(row, from_attributes=True) for row in listing.rows]
@@ -141,7 +142,7 @@ def denied_scans(event_id: Id, actor: OfficerDep, session: SessionDep, response:
     prefix (the payload itself is never stored)."""
     rows = reports.denied_scans(session, actor, event_id)
     if export != "json":
-        return _download(reports.denied_table(rows), export, f"event-{event_id}-denied", title="Quét bị từ chối")
+        return download(reports.denied_table(rows), export, f"event-{event_id}-denied", title="Quét bị từ chối")
     response.headers.update(NO_STORE)
     return [DeniedScanOut.model_validate(row, from_attributes=True) for row in rows]
 
@@ -154,7 +155,7 @@ def offline_conflicts(event_id: Id, actor: OfficerDep, session: SessionDep, resp
     or refused for another reason (``accepted_but_refused``)."""
     rows = reports.offline_conflicts(session, actor, event_id)
     if export != "json":
-        return _download(reports.conflicts_table(rows), export, f"event-{event_id}-conflicts",
+        return download(reports.conflicts_table(rows), export, f"event-{event_id}-conflicts",
                          title="Xung đột ngoại tuyến")
     response.headers.update(NO_STORE)
     return [OfflineConflictOut.model_validate(row, from_attributes=True) for row in rows]

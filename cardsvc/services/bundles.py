@@ -20,7 +20,7 @@ from cardsvc.errors import Conflict, NotFound, PermissionDenied
 from cardsvc.services.checkins import CheckinCaller
 from cardsvc.services.events import EventRules, get_event, members_in_scope, restrict_to_eligible
 from cardsvc.services.keys import KeyRing
-from cardsvc.services.publication import status_list_uri, trust_bundle
+from cardsvc.services.publication import issuer, status_list_uri, trust_bundle
 from cardsvc.services.reports import scan_time
 from cardsvc.services.status_lists import StatusListCache
 from cardsvc.settings import Settings
@@ -135,7 +135,7 @@ def event_bundle(session: Session, caller: CheckinCaller, event_id: int, *, keyr
         for list_id in sorted(list_ids)
     }
     payload = {
-        "iss": settings.public_base_url.rstrip("/"),
+        "iss": issuer(settings),
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
         "event": {

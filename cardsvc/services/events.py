@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, Join, Select, and_, join, literal, select
+from sqlalchemy import ColumnElement, Join, Select, and_, func, join, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from cardsvc.db.models import Chapter, Event, EventInvite, Member
@@ -26,6 +26,7 @@ from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, PathColumn, subtree_condition
 
 ELIGIBILITY = ("subtree", "invite", "all")
+MAX_INVITE_NUMBERS = 5000
 MODES = ("entry", "entry_exit")
 Columns = TypeVarTuple("Columns")
 
@@ -128,6 +129,14 @@ def close_event(session: Session, actor: Actor, event_id: int) -> Event:
     return event
 
 
+def _invite_event(session: Session, actor: Actor, event_id: int) -> Event:
+    actor.require_write()
+    event = get_event(session, actor, event_id)
+    if event.eligibility != "invite":
+        raise Conflict("this event is not by invitation", code="not_invite_event")
+    return event
+
+
 def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[int]) -> int:
     """Add members to an invite-list event; returns how many were newly invited.
 
@@ -135,10 +144,7 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
         NotFound: The event, or members that do not exist or lie outside the officer's scope or the event's scope
             (all named in the message, like missing ones).
     """
-    actor.require_write()
-    event = get_event(session, actor, event_id)
-    if event.eligibility != "invite":
-        raise Conflict("this event is not by invitation", code="not_invite_event")
+    event = _invite_event(session, actor, event_id)
     members = session.scalars(
         select(Member).join(Member.chapter).where(Member.id.in_(member_ids), actor.scope_condition(Chapter.path),
                                                   _in_scope(Chapter.path, scope_path(event)))
@@ -154,6 +160,48 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
                  chapter_path=event.chapter.path, details={"member_ids": new})
     session.commit()
     return len(new)
+
+
+@dataclass(frozen=True)
+class InviteReport:
+    """What inviting a list of member numbers did: ``invited`` new, ``already`` on the list, ``not_found`` (numbers
+    of no member the officer may see within the event's scope, in the list's order)."""
+
+    invited: int
+    already: int
+    not_found: list[str]
+
+
+def invite_member_numbers(session: Session, actor: Actor, event_id: int, numbers: Sequence[str]) -> InviteReport:
+    """Invite the members with these numbers (pasted or from a file) that the officer may see; a merged record's
+    number invites the member it was merged into. Numbers of nobody in scope are reported, not refused.
+
+    Raises:
+        ValidationFailed: No number, or more than :data:`MAX_INVITE_NUMBERS`.
+        Conflict: ``not_invite_event``. NotFound: the event is outside the scope.
+    """
+    event = _invite_event(session, actor, event_id)
+    wanted = list(dict.fromkeys(number.strip() for number in numbers if number.strip()))
+    if not wanted or len(wanted) > MAX_INVITE_NUMBERS:
+        code = "required" if not wanted else "too_many"
+        raise ValidationFailed(f"give between 1 and {MAX_INVITE_NUMBERS} member numbers",
+                               details=[{"field": "member_numbers", "code": code}])
+    found: dict[str, int] = {}
+    for start in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(Member.member_number, func.coalesce(Member.merged_into_id, Member.id))
+            .where(Member.member_number.in_(wanted[start:start + 500]))
+        ).all()
+        found.update((number, member_id) for number, member_id in rows)
+    visible = set(session.scalars(
+        select(Member.id).join(Member.chapter)
+        .where(Member.id.in_(set(found.values())), actor.scope_condition(Chapter.path),
+               _in_scope(Chapter.path, scope_path(event)))
+    )) if found else set()
+    ids = list(dict.fromkeys(member_id for member_id in found.values() if member_id in visible))
+    invited = invite(session, actor, event.id, ids) if ids else 0
+    return InviteReport(invited, len(ids) - invited,
+                        [number for number in wanted if found.get(number) not in visible])
 
 
 @dataclass(frozen=True, slots=True)

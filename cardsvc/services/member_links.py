@@ -113,6 +113,15 @@ def _revoke_all(session: Session, member_id: int) -> list[int]:
     return revoked
 
 
+def sending_problem(session: Session, member: Member) -> Literal["no_phone", "no_consent"] | None:
+    """Why a link cannot be sent to the member by SMS or Zalo (no phone number, or no consent to card messages)."""
+    if member.phone_ciphertext is None:
+        return "no_phone"
+    if not has_active_consent(session, member.id, MESSAGING_PURPOSE):
+        return "no_consent"
+    return None
+
+
 def create_link(session: Session, actor: Actor, cipher: PiiCipher, messenger: Messenger, member_id: int, *,
                 channel: str, base_url: str) -> NewLink:
     """Create a member's link (revoking her previous one) and send it by SMS or Zalo, or return it for paper.
@@ -139,14 +148,12 @@ def create_link(session: Session, actor: Actor, cipher: PiiCipher, messenger: Me
     member = get_member(session, actor, member_id)
     if member.status in ("left", "deceased"):
         raise Conflict(f"no card link for a member who has {member.status}", code="member_not_active")
-    phone = None
-    if channel != "paper":
-        phone = stored_value(member, "phone", cipher)
-        if phone is None:
-            raise Conflict("the member has no phone number to send the link to", code="no_phone")
-        if not has_active_consent(session, member.id, MESSAGING_PURPOSE):
-            raise Conflict("the member has not consented to card messages (digital_card_messaging)",
-                           code="no_consent")
+    problem = sending_problem(session, member) if channel != "paper" else None
+    if problem == "no_phone":
+        raise Conflict("the member has no phone number to send the link to", code="no_phone")
+    if problem == "no_consent":
+        raise Conflict("the member has not consented to card messages (digital_card_messaging)", code="no_consent")
+    phone = stored_value(member, "phone", cipher) if channel != "paper" else None
     revoked = _revoke_all(session, member.id)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     link = MemberLink(member_id=member.id, token_hash=_hash(token), channel=channel, created_by_id=actor.id,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ MEMBER_FIELDS = (
     "member_number", "full_name", "birth_date", "gender", "id_number", "old_id_number", "phone", "join_date",
     "honorary",
 )
+MEMBER_NUMBER_LENGTH = 10
 # Transitions out of "deceased" are corrections of a recording mistake: administrators only.
 FINAL_STATUSES = frozenset({"deceased"})
 
@@ -184,6 +185,17 @@ def get_member(session: Session, actor: Actor, member_id: int) -> Member:
     return member
 
 
+def member_by_number(session: Session, actor: Actor, member_number: str) -> Member:
+    """The member with this number in the officer's scope; a merged record's number gives the member it was merged
+    into. Raises NotFound otherwise (outside the scope too)."""
+    member = session.scalar(select(Member).where(Member.member_number == member_number.strip()))
+    if member is not None and member.merged_into_id is not None:
+        member = session.get(Member, member.merged_into_id)
+    if member is None or not actor.sees(member.chapter.path):
+        raise NotFound("member not found")
+    return member
+
+
 def _require_not_merged(member: Member) -> None:
     """A record merged into another member's is closed: changes go to the member it was merged into."""
     if member.merged_into_id is not None:
@@ -313,11 +325,23 @@ class MemberSearch:
     offset: int = 0
 
 
+def _number_prefix(digits: str) -> ColumnElement[bool]:
+    """Member numbers starting with ``digits``, as a range of the fixed-width numbers (the unique index serves it,
+    whatever the database's collation does with LIKE)."""
+    if len(digits) > MEMBER_NUMBER_LENGTH:
+        return false()
+    low = digits.ljust(MEMBER_NUMBER_LENGTH, "0")
+    following = str(int(digits) + 1).zfill(len(digits))
+    if len(following) > len(digits):  # 999…: no number above
+        return Member.member_number >= low
+    return and_(Member.member_number >= low, Member.member_number < following.ljust(MEMBER_NUMBER_LENGTH, "0"))
+
+
 def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberSearch) -> Sequence[Member]:
     """Members in scope. Name search is accent-insensitive and matches whole words in any order (the last word
-    as a prefix, for type-ahead); ID and phone numbers match exactly through their blind index (audited).
-    Records merged into another member's are left out, except when asked for by member number (the number still
-    resolves to them)."""
+    as a prefix, for type-ahead); a query of digits finds the member numbers that start with them; ID and phone
+    numbers match exactly through their blind index (audited). Records merged into another member's are left out,
+    except when asked for by member number (the number still resolves to them)."""
     stmt = select(Member).join(Member.chapter).where(actor.scope_condition(Chapter.path))
     if not q.member_number:
         stmt = stmt.where(Member.merged_into_id.is_(None))
@@ -341,6 +365,11 @@ def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberS
         audit.record(session, actor, "member.search_by_phone", target_type="member", target_id=None,
                      chapter_path=actor.scope_path, details={"field": "phone"})
         session.commit()
+    digits = "".join((q.query or "").split())
+    if digits.isdigit():
+        # The first digits of a member number, as read off a card. Never a name (names hold no digits).
+        return session.scalars(stmt.where(_number_prefix(digits)).order_by(Member.member_number)
+                               .limit(q.limit).offset(q.offset)).unique().all()
     if q.query:
         terms = search_terms(q.query)
         if not terms:

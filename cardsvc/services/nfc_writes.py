@@ -18,9 +18,10 @@ from cardsvc.db.base import utcnow
 from cardsvc.db.models import Card, Event, NfcWriteRequest, Station
 from cardsvc.errors import Conflict, NotFound
 from cardsvc.services import audit
-from cardsvc.services.cards import get_card
+from cardsvc.services.cards import current_card, get_card
 from cardsvc.services.context import Actor
 from cardsvc.services.events import get_event
+from cardsvc.services.members import member_by_number
 
 # Only a card that is valid now is worth a tag.
 WRITABLE_CARD_STATUSES = ("active",)
@@ -73,6 +74,23 @@ def request_write(session: Session, actor: Actor, event_id: int, station_id: int
                  details={"request_id": request.id, "event_id": event.id, "station_id": station.id, "lock": lock})
     session.commit()
     return request
+
+
+def request_write_for_member(session: Session, actor: Actor, event_id: int, station_id: int, member_number: str, *,
+                             lock: bool) -> NfcWriteRequest:
+    """:func:`request_write` for the current card of the member with this number (an officer at the event types
+    the number from the member's paper card or finds her by name).
+
+    Raises:
+        NotFound: No member with that number in the officer's scope (and as :func:`request_write`).
+        Conflict: ``card_not_active``: she has no card in use (and as :func:`request_write`).
+    """
+    actor.require_write()
+    member = member_by_number(session, actor, member_number)
+    card = current_card(session, member.id)
+    if card is None:
+        raise Conflict("the member has no card in use: issue one first", code="card_not_active")
+    return request_write(session, actor, event_id, station_id, card.card_id, lock=lock)
 
 
 def list_writes(session: Session, actor: Actor, event_id: int, station_id: int) -> Sequence[NfcWriteRequest]:

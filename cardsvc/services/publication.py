@@ -39,8 +39,24 @@ def trust_anchor(session: Session) -> dict[str, Any]:
     return key_jwk(key)
 
 
+# The issuer's name in trust and event bundles when no public address is configured.
+UNADDRESSED_ISSUER = "cardsvc"
+
+
+def issuer(settings: Settings) -> str:
+    """The ``iss`` of trust and event bundles: the configured public address, or :data:`UNADDRESSED_ISSUER`.
+
+    Never the address of a request: a station compares the event bundle's ``iss`` with its trust bundle's, and
+    signed status lists are cached per list version whoever asked, so every verifier must be given one name
+    however it reaches the server (stations pin the trust key, not this name).
+    """
+    return settings.public_base_url or UNADDRESSED_ISSUER
+
+
 def status_list_uri(settings: Settings, list_id: int) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/v1/status-lists/{list_id}"
+    """The list's address (its status-list JWT's ``sub``): absolute under a configured public address, otherwise
+    the path, which a verifier resolves against the server it talks to."""
+    return f"{settings.public_base_url or ''}/v1/status-lists/{list_id}"
 
 
 def trust_bundle(session: Session, keyring: KeyRing, settings: Settings) -> str:
@@ -52,7 +68,7 @@ def trust_bundle(session: Session, keyring: KeyRing, settings: Settings) -> str:
     ).all()
     lists = session.scalars(select(StatusList.id).order_by(StatusList.id)).all()
     payload = {
-        "iss": settings.public_base_url.rstrip("/"),
+        "iss": issuer(settings),
         "issuer_name": settings.union_name,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(days=settings.trust_bundle_days)).timestamp()),

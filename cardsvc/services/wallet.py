@@ -181,7 +181,7 @@ def _load_apple(settings: Settings, problems: list[str]) -> AppleSetup | None:
     else:
         problems.append("Apple Wallet: no APNs key (CARDSVC_WALLET_APNS_KEY_FILE, CARDSVC_WALLET_APNS_KEY_ID): "
                         "pushes use the pass certificate as TLS client certificate")
-    if settings.environment == "production" and not settings.public_base_url.startswith("https://"):
+    if settings.environment == "production" and not (settings.public_base_url or "").startswith("https://"):
         problems.append("Apple Wallet: CARDSVC_PUBLIC_BASE_URL must be https:// for devices to ask for updates")
     return AppleSetup(str(settings.wallet_pass_type_id), str(settings.wallet_team_id), signing, apns_auth,
                       development)
@@ -205,6 +205,10 @@ def _load_google(settings: Settings, problems: list[str]) -> GoogleSetup | None:
     return GoogleSetup(str(settings.wallet_google_issuer_id), account, settings.wallet_google_class_suffix)
 
 
+# What passes name as their address when no public address is configured (development only).
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:8000"
+
+
 def load_setup(settings: Settings) -> WalletSetup:
     """Read the wallet's certificates and keys; what cannot be used is left out and named in ``problems``."""
     problems: list[str] = []
@@ -217,7 +221,15 @@ def load_setup(settings: Settings) -> WalletSetup:
     except (OSError, ValueError) as exc:
         problems.append(f"the wallet logo {logo_file} cannot be read as a PNG ({type(exc).__name__})")
         logo, images, apple, google = b"", {}, None, None
-    return WalletSetup(apple, google, tuple(problems), settings.union_name, settings.public_base_url.rstrip("/"),
+    base_url = (settings.public_base_url or "").rstrip("/")
+    if not base_url:
+        # A pass names the address devices and Google fetch it from: it cannot depend on who asked.
+        problems.append("CARDSVC_PUBLIC_BASE_URL is not set: wallet passes need the service's public address"
+                        + ("" if settings.environment == "production" else f" (development: {DEVELOPMENT_BASE_URL})"))
+        if settings.environment == "production":
+            apple, google = None, None
+        base_url = DEVELOPMENT_BASE_URL
+    return WalletSetup(apple, google, tuple(problems), settings.union_name, base_url,
                        settings.derived_key("wallet-pass-token"), logo, images)
 
 

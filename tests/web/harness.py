@@ -23,6 +23,9 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.orm import Session
 
 from cardsvc.db.migrate import upgrade
@@ -45,6 +48,8 @@ class LiveServer:
     database_url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    # False: no CARDSVC_PUBLIC_BASE_URL, so links and set-up QRs take the address each request came to.
+    public_base_url: bool = True
 
     def session(self) -> Session:
         return make_session_factory(make_engine(self.database_url))()
@@ -58,26 +63,28 @@ class LiveServer:
 
     def start(self) -> None:
         """(Re)start the server process on the same port and database (for offline/online tests)."""
-        self.process = _spawn(self.url, self.database_url, self.log_path)
+        self.process = _spawn(self.url, self.database_url, self.log_path, self.public_base_url)
         _wait_ready(self.url, self.process, self.log_path)
 
 
-def _env(database_url: str, url: str) -> dict[str, str]:
+def _env(database_url: str, url: str, public_base_url: bool) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "CARDSVC_DATABASE_URL": database_url, "CARDSVC_SECRET_KEY": SERVER_SECRET,
         "CARDSVC_KEY_ENCRYPTION_KEY": SERVER_KEK, "CARDSVC_ENVIRONMENT": "test", "CARDSVC_PUBLIC_BASE_URL": url,
         "CARDSVC_STATUS_LIST_SIZE": "4096",
     })
+    if not public_base_url:
+        env["CARDSVC_PUBLIC_BASE_URL"] = ""
     return env
 
 
-def _spawn(url: str, database_url: str, log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(url: str, database_url: str, log_path: Path, public_base_url: bool = True) -> subprocess.Popen[bytes]:
     port = url.rsplit(":", 1)[1]
     log = log_path.open("ab")
     return subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "cardsvc.app:create_app", "--factory", "--host", "127.0.0.1", "--port", port],
-        env=_env(database_url, url), stdout=log, stderr=subprocess.STDOUT,
+        env=_env(database_url, url, public_base_url), stdout=log, stderr=subprocess.STDOUT,
     )
 
 
@@ -95,15 +102,17 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> N
 
 
 @contextmanager
-def live_server(tmp_dir: Path) -> Iterator[LiveServer]:
-    """A migrated SQLite database in ``tmp_dir`` and a uvicorn process serving it on a free port."""
+def live_server(tmp_dir: Path, *, public_base_url: bool = True) -> Iterator[LiveServer]:
+    """A migrated SQLite database in ``tmp_dir`` and a uvicorn process serving it on a free port (with
+    ``public_base_url``, configured as the server's public address)."""
     database_url = f"sqlite:///{tmp_dir / 'live.sqlite3'}"
     engine = make_engine(database_url)
     upgrade(engine)
     engine.dispose()
     url = f"http://127.0.0.1:{free_port()}"
     log_path = tmp_dir / "server.log"
-    server = LiveServer(url, database_url, _spawn(url, database_url, log_path), log_path)
+    server = LiveServer(url, database_url, _spawn(url, database_url, log_path, public_base_url), log_path,
+                        public_base_url)
     try:
         _wait_ready(url, server.process, log_path)
         yield server
@@ -120,8 +129,13 @@ def chromium_paths() -> tuple[str, str]:
     return browser, driver
 
 
-def chromium(*, fake_camera: Path | None = None, user_data_dir: Path) -> webdriver.Chrome:
-    """Headless Chromium as the machine's probe starts it; optionally fed a looping Y4M/MJPEG as the camera."""
+def chromium(*, fake_camera: Path | None = None, user_data_dir: Path, proxy: str | None = None) -> webdriver.Chrome:
+    """Headless Chromium as the machine's probe starts it; optionally fed a looping Y4M/MJPEG as the camera.
+
+    ``proxy`` (``http://127.0.0.1:PORT``, a live server) receives every request to an address other than the
+    loopback: a test opens ``http://192.168.1.20:PORT/admin`` as an officer on a venue's network would, while the
+    only connection made is to the local server (which reads the address from the request's Host header).
+    """
     browser, driver = chromium_paths()
     options = Options()
     options.binary_location = browser
@@ -129,6 +143,8 @@ def chromium(*, fake_camera: Path | None = None, user_data_dir: Path) -> webdriv
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1280,1000", f"--user-data-dir={user_data_dir}"):
         options.add_argument(flag)
+    if proxy is not None:
+        options.add_argument(f"--proxy-server={proxy}")
     if fake_camera is not None:
         options.add_argument("--use-fake-ui-for-media-stream")
         options.add_argument("--use-fake-device-for-media-stream")
@@ -136,8 +152,32 @@ def chromium(*, fake_camera: Path | None = None, user_data_dir: Path) -> webdriv
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
+def wait_for(driver: webdriver.Chrome, element_id: str) -> None:
+    """Wait (10 s at most) until the page has an element with this id."""
+    WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
+
+
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+
+
+def accessibility_violations(driver: webdriver.Chrome) -> list[dict[str, object]]:
+    """Run axe-core (vendored, tests/web/vendor) on the page; its serious and critical violations, each with the
+    rule, its impact and the first offending elements. Injected through WebDriver, so no page serves it."""
+    driver.set_script_timeout(60)
+    driver.execute_script(AXE.read_text(encoding="utf-8"))
+    found: list[dict[str, object]] = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ["violations"]}).then((result) => done(result.violations
+            .filter((v) => v.impact === "serious" || v.impact === "critical")
+            .map((v) => ({rule: v.id, impact: v.impact, help: v.help,
+                          nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" "))}))))
+          .catch((error) => done([{rule: "axe-error", impact: "critical", help: String(error), nodes: []}]));
+    """)
+    return found

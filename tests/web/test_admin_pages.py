@@ -28,7 +28,16 @@ from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, keys, members, officers
 from cardsvc.settings import Settings
 from tests.conftest import NAME_TOO_LONG_FOR_CARD, PASSWORD, SYSTEM, id_number_for
-from tests.web.harness import ARTIFACTS, SERVER_KEK, SERVER_SECRET, LiveServer, chromium, live_server, screenshot
+from tests.web.harness import (
+    ARTIFACTS,
+    SERVER_KEK,
+    SERVER_SECRET,
+    LiveServer,
+    chromium,
+    live_server,
+    screenshot,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +90,16 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
-def _wait_for(driver: webdriver.Chrome, element_id: str) -> None:
-    WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
-
-
 def _sign_in(driver: webdriver.Chrome, server: LiveServer, shot: str | None = None) -> None:
     driver.get(f"{server.url}/admin")
-    _wait_for(driver, "login-submit")
+    wait_for(driver, "login-submit")
     assert driver.current_url.endswith("/admin/login")
     if shot:
         screenshot(driver, shot)
     driver.find_element(By.ID, "username").send_keys("w.officer")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login-submit").click()
-    _wait_for(driver, "logout")
+    wait_for(driver, "logout")
 
 
 def test_an_officer_finds_a_member_issues_a_card_and_downloads_the_pdf(server: LiveServer,
@@ -106,7 +111,7 @@ def test_an_officer_finds_a_member_issues_a_card_and_downloads_the_pdf(server: L
     search = browser.find_element(By.ID, "q")
     search.send_keys("nguyen thi lan")
     search.submit()
-    _wait_for(browser, "results")
+    wait_for(browser, "results")
     results = browser.find_elements(By.CSS_SELECTOR, "#results a.result")
     names = [r.find_element(By.TAG_NAME, "strong").text for r in results]
     # Accent-insensitive, the last word a prefix, sorted by given name (Anh before Lan) as Vietnamese lists are.
@@ -114,12 +119,12 @@ def test_an_officer_finds_a_member_issues_a_card_and_downloads_the_pdf(server: L
     screenshot(browser, "admin-03-search")
 
     results[1].click()
-    _wait_for(browser, "member-name")
+    wait_for(browser, "member-name")
     assert browser.find_element(By.ID, "member-name").text == "Nguyễn Thị Lan"
     screenshot(browser, "admin-04-member")
 
     browser.find_element(By.ID, "issue-card").click()
-    _wait_for(browser, "done")
+    wait_for(browser, "done")
     assert "Đã cấp thẻ mới" in browser.find_element(By.ID, "done").text
     rows = browser.find_elements(By.CSS_SELECTOR, "#card-history tr.card-row")
     assert len(rows) == 1 and "Đang dùng" in rows[0].text
@@ -141,7 +146,7 @@ def test_an_officer_finds_a_member_issues_a_card_and_downloads_the_pdf(server: L
 
     browser.set_window_size(390, 844)  # A phone.
     browser.refresh()
-    _wait_for(browser, "member-name")
+    wait_for(browser, "member-name")
     screenshot(browser, "admin-07-member-phone")
 
 
@@ -149,7 +154,7 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
                                                                       browser: webdriver.Chrome) -> None:
     _sign_in(browser, server)
     browser.get(f"{server.url}/admin/events/new")
-    _wait_for(browser, "event-submit")
+    wait_for(browser, "event-submit")
     # The meeting has just begun (Vietnam time), so that a check-in now counts.
     start = datetime.now(VIETNAM_TZ).replace(second=0, microsecond=0) - timedelta(minutes=10)
     browser.find_element(By.ID, "title").send_keys("Hội nghị chi hội tháng 3")
@@ -160,18 +165,18 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
                                moment.strftime("%Y-%m-%dT%H:%M"))
     screenshot(browser, "admin-08-event-form")
     browser.find_element(By.ID, "event-submit").click()
-    _wait_for(browser, "event-title")
+    wait_for(browser, "event-title")
     assert browser.find_element(By.ID, "checked-in").text == "0"
 
     browser.find_element(By.ID, "station-name").send_keys("Cửa chính")
     browser.find_element(By.ID, "station-submit").click()
-    _wait_for(browser, "provisioning-qr")
+    wait_for(browser, "provisioning-qr")
     qr = browser.find_element(By.ID, "provisioning-qr")
     browser.execute_script("arguments[0].scrollIntoView()", qr)
     screenshot(browser, "admin-09-station-qr")
     image = Image.open(io.BytesIO(qr.screenshot_as_png))
     decoded = zxingcpp.read_barcodes(image)
-    assert [d.text for d in decoded] == [browser.find_element(By.ID, "provisioning-url").text]
+    assert [d.text for d in decoded] == [browser.find_element(By.ID, "provisioning-url").get_attribute("value")]
     code = decoded[0].text.split("#setup=", 1)[1]
     provisioned = httpx.post(f"{server.url}/v1/devices/provision", json={"code": code})
     assert provisioned.status_code == 200, provisioned.text
@@ -179,7 +184,7 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
     event_id = browser.current_url.rstrip("/").split("/")[-1]
     assert browser.current_url.endswith(f"/admin/events/{event_id}")
     browser.refresh()
-    _wait_for(browser, "event-title")
+    wait_for(browser, "event-title")
     assert not browser.find_elements(By.ID, "provisioning-qr")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#stations li")) == 1
 
@@ -201,12 +206,12 @@ def test_an_officer_creates_an_event_and_a_station_scans_its_setup_qr(server: Li
 def test_printing_a_branch_lists_the_member_who_got_no_card(server: LiveServer, browser: webdriver.Chrome) -> None:
     _sign_in(browser, server)
     browser.get(f"{server.url}/admin/print")
-    _wait_for(browser, "print-submit")
+    wait_for(browser, "print-submit")
     choice = Select(browser.find_element(By.ID, "chapter"))
     choice.select_by_value(next(str(o.get_attribute("value")) for o in choice.options if "(W-HNI-BD-02)" in o.text))
     browser.find_element(By.ID, "print-submit").click()
     # The job runs in the server's worker thread; the page follows it and shows who got no card once it ends.
-    _wait_for(browser, "job-failures")
+    wait_for(browser, "job-failures")
     rows = browser.find_elements(By.CSS_SELECTOR, "#job-failures tbody tr")
     assert len(rows) == 1 and "Họ tên quá dài để ghi lên thẻ" in rows[0].text
     assert "Xong, còn hội viên chưa có thẻ" in browser.page_source

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
+from cardsvc.addresses import public_base_url
 from cardsvc.api.deps import SessionDep
 from cardsvc.days import VIETNAM_TZ
 from cardsvc.errors import (
@@ -32,7 +33,9 @@ from cardsvc.errors import (
 )
 from cardsvc.services.context import WRITE_ROLES, Actor
 from cardsvc.services.logins import resume_page_session
+from cardsvc.services.members import MEMBER_NUMBER_LENGTH, MemberSearch
 from cardsvc.services.officers import actor_for
+from cardsvc.web import asset_url
 from cardsvc.web.admin.i18n import has, pick_language, translate
 from cardsvc.web.admin.session import COOKIE_NAME, CSRF_FIELD, LANGUAGE_COOKIE, PageSession, SessionCodec
 
@@ -56,6 +59,7 @@ def _local_time(value: datetime | None) -> str:
 
 templates.env.filters["day"] = _day
 templates.env.filters["local_time"] = _local_time
+templates.env.globals["asset_url"] = asset_url
 
 
 class LoginRequired(Exception):
@@ -107,13 +111,32 @@ class Page:
         return templates.TemplateResponse(self.request, template, values, status_code=status_code)
 
 
+def member_query(text: str, *, limit: int, offset: int = 0, chapter_id: int | None = None) -> MemberSearch:
+    """What an officer typed into a member search box: a whole member number (which also finds a merged record), or
+    a name or the first digits of a number."""
+    number = text if text.isdigit() and len(text) == MEMBER_NUMBER_LENGTH else None
+    return MemberSearch(query=None if number else text or None, member_number=number, chapter_id=chapter_id,
+                        limit=limit, offset=offset)
+
+
+def answer_once(response: Response) -> Response:
+    """A page that answers a form with something shown once (a set-up code, a card link, a check-in): no copy in
+    any cache; its script takes the plain page's address (``data-replace-url``), so a reload does not post again."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def redirect(url: str) -> RedirectResponse:
     """After a POST: 303 so the browser GETs the next page (a reload does not repeat the action)."""
     return RedirectResponse(url, status_code=303)
 
 
+def _codec(request: Request) -> SessionCodec:
+    return SessionCodec.from_settings(request.app.state.settings, base_url=public_base_url(request))
+
+
 def get_page(request: Request, db: SessionDep) -> Page:
-    codec = SessionCodec.from_settings(request.app.state.settings)
+    codec = _codec(request)
     session = codec.decode(request.cookies.get(COOKIE_NAME))
     page = Page(request=request, lang=pick_language(request.cookies.get(LANGUAGE_COOKIE)), codec=codec,
                 session=session or codec.new(None))
@@ -185,14 +208,17 @@ def error_messages(lang: str, exc: CardsvcError) -> tuple[str, list[str]]:
 
 def _detail_line(lang: str, detail: dict[str, Any]) -> str:
     field_name = str(detail.get("field") or "")
-    label = translate(lang, f"field.{field_name}") if has(lang, f"field.{field_name}") else field_name
+    # An untranslated field is left unnamed rather than shown by its internal name (``birth_date``).
+    label = translate(lang, f"field.{field_name}") if has(lang, f"field.{field_name}") else ""
     code = str(detail.get("code") or detail.get("problem") or "")
     if lang == "vi" and detail.get("message_vi"):
         text = str(detail["message_vi"])
     elif has(lang, f"problem.{code}"):
         text = translate(lang, f"problem.{code}")
-    else:
-        text = str(detail.get("message") or translate(lang, "problem.invalid"))
+    elif lang == "en" and detail.get("message"):
+        text = str(detail["message"])
+    else:  # never an English sentence on a Vietnamese page
+        text = translate(lang, "problem.invalid")
     prefix = f"{translate(lang, 'import.row')} {detail['row']}: " if detail.get("row") else ""
     return f"{prefix}{label}: {text}" if label else f"{prefix}{text}"
 
@@ -201,7 +227,7 @@ def _page_for_error(request: Request) -> Page:
     page = getattr(request.state, "admin_page", None)
     if isinstance(page, Page):
         return page
-    codec = SessionCodec.from_settings(request.app.state.settings)
+    codec = _codec(request)
     session = codec.decode(request.cookies.get(COOKIE_NAME)) or codec.new(None)
     return Page(request=request, lang=pick_language(request.cookies.get(LANGUAGE_COOKIE)), codec=codec,
                 session=session)

@@ -33,17 +33,15 @@ from cardsvc.services import (
     imports,
     jobs,
     logins,
+    member_links,
     members,
     merges,
     officers,
     printing,
     reports,
-    stations,
     wallet,
 )
-from cardsvc.services.members import MemberSearch
 from cardsvc.services.pii import masked_view
-from cardsvc.services.stations import provisioning_url
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
     PREFIX,
@@ -53,16 +51,17 @@ from cardsvc.web.admin.context import (
     PostedLoginDep,
     PostedPageDep,
     error_messages,
+    member_query,
     redirect,
 )
 from cardsvc.web.admin.i18n import LANGUAGES
-from cardsvc.web.admin.qr import text_qr_svg
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 
 PAGE_SIZE = 50
 REISSUE_REASONS = ("lost", "damaged", "name_change", "other")
-DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked", "merged"})
+DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked", "merged", "link_sent_sms",
+                           "link_sent_zalo", "link_revoked"})
 Text = Annotated[str, Form(max_length=500)]
 
 
@@ -158,19 +157,16 @@ def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
     actor = page.require_actor()
     chapter_id = _chapter_id(chapter)
     text = q.strip()
-    number = text if text.isdigit() and len(text) == 10 else None
     found = None
     if text or chapter_id is not None:
-        found = members.search_members(session, actor, cipher, MemberSearch(
-            query=None if number else text or None, member_number=number, chapter_id=chapter_id,
-            limit=PAGE_SIZE + 1, offset=offset,
-        ))
+        found = members.search_members(session, actor, cipher, member_query(
+            text, chapter_id=chapter_id, limit=PAGE_SIZE + 1, offset=offset))
     more = None
     if found is not None and len(found) > PAGE_SIZE:
         found = found[:PAGE_SIZE]
         more = "?" + urlencode({"q": text, "chapter": chapter, "offset": offset + PAGE_SIZE})
     shown = None if found is None else [(member, masked_view(member, actor)) for member in found]
-    return page.render("members.html", q=text, chapter=chapter_id, members=shown, more=more,
+    return page.render("members.html", q=text, chapter=chapter_id, members=shown, more=more, offset=offset,
                        chapters=_chapter_choices(session, page))
 
 
@@ -184,13 +180,16 @@ def member_detail(member_id: Id, page: OfficerPageDep, session: SessionDep,
     pairs = [] if member.merged_into_id else merges.probable_duplicates(session, actor, member_id=member.id, limit=20)
     others = [p.second if p.first.id == member.id else p.first for p in pairs]
     duplicates = [(other, masked_view(other, actor)) for other in others]
+    link = next((k for k in reversed(member_links.list_links(session, actor, member.id)) if k.revoked_at is None),
+                None)
     return page.render("member.html", member=member, pii=masked_view(member, actor), history=history, current=current,
                        duplicates=duplicates, done=done if done in DONE_MESSAGES else None,
-                       revoke_reasons=REVOCATION_REASONS, reissue_reasons=REISSUE_REASONS)
+                       revoke_reasons=REVOCATION_REASONS, reissue_reasons=REISSUE_REASONS, link=link,
+                       sending_problem=member_links.sending_problem(session, member))
 
 
 @router.post("/members/{member_id}/merge")
-def merge_member(member_id: int, page: PostedPageDep, session: SessionDep, duplicate: Text = "") -> Response:
+def merge_member(member_id: Id, page: PostedPageDep, session: SessionDep, duplicate: Text = "") -> Response:
     """Merge a probable duplicate (listed on the member's page) into this member."""
     if not duplicate.isdigit():
         raise ValidationFailed("choose the record to merge", details=[{"field": "duplicate_id", "code": "required"}])
@@ -376,39 +375,6 @@ def create_event(page: PostedPageDep, session: SessionDep, chapter: Text = "", t
         return page.render("event_new.html", status_code=422, chapters=_chapter_choices(session, page), form=form,
                            error=headline, errors=lines)
     return redirect(f"{PREFIX}/events/{event.id}")
-
-
-def _event_page(page: OfficerPageDep, session: SessionDep, event_id: int, status_code: int = 200,
-                **context: Any) -> Response:
-    actor = page.require_actor()
-    event = events.get_event(session, actor, event_id)
-    return page.render("event.html", status_code=status_code, event=event,
-                       stats=reports.event_stats(session, actor, event.id),
-                       stations=stations.list_stations(session, actor, event.id), **context)
-
-
-@router.get("/events/{event_id}")
-def event_detail(event_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
-    return _event_page(page, session, event_id)
-
-
-@router.post("/events/{event_id}/stations")
-def register_station(event_id: Id, page: PostedPageDep, session: SessionDep, settings: SettingsDep,
-                     name: Text = "") -> Response:
-    """Shows the one-time set-up code as a QR on the answer itself: it is never stored, so there is no page to
-    redirect to."""
-    try:
-        registration = stations.register_station(session, page.require_actor(), event_id, name)
-    except ValidationFailed as exc:
-        headline, _lines = error_messages(page.lang, exc)
-        return _event_page(page, session, event_id, status_code=422, station_error=headline)
-    url = provisioning_url(settings.public_base_url, registration.provisioning_code)
-    response = _event_page(page, session, event_id, registered=registration.station, provisioning_url=url,
-                           provisioning_qr=text_qr_svg(url))
-    # The code works for 24 hours: no copy of this answer in any cache (the page's script also takes the plain
-    # page's address, so that a reload does not register another station).
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @router.get("/events/{event_id}/stats.json")

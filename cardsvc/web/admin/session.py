@@ -57,10 +57,13 @@ class SessionCodec:
         self.secure = secure
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SessionCodec:
+    def from_settings(cls, settings: Settings, *, base_url: str | None = None) -> SessionCodec:
+        """The codec of the service; cookies are ``Secure`` when the address (``base_url``, by default the
+        configured public address) is HTTPS."""
+        address = base_url or settings.public_base_url or ""
         return cls(settings.derived_key("admin-session"), lifetime=timedelta(hours=settings.session_max_hours),
                    idle=timedelta(minutes=settings.access_token_minutes),
-                   secure=settings.public_base_url.lower().startswith("https://"))
+                   secure=address.lower().startswith("https://"))
 
     def new(self, session_id: int | None, now: float | None = None) -> PageSession:
         """A fresh session with a new nonce (and so a new CSRF token)."""

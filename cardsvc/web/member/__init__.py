@@ -24,6 +24,7 @@ from cardsvc.api.member_links import MemberCardOut
 from cardsvc.api.wallet import pass_response, wallet_setup
 from cardsvc.errors import NotFound
 from cardsvc.services import member_links, wallet
+from cardsvc.web import asset_url
 
 HERE = Path(__file__).parent
 CONTENT_SECURITY_POLICY = (
@@ -38,6 +39,7 @@ Token = Annotated[str, PathParam(max_length=64)]
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["b64"] = lambda text: base64.b64encode(text.encode()).decode()
+templates.env.globals["asset_url"] = asset_url
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,4 +1,5 @@
-// Officer pages: confirmations before irreversible actions, the live check-in count, batch-print progress.
+// Officer pages: confirmations before irreversible actions, copy and print buttons, the live check-in count,
+// batch-print progress.
 // Loaded as a file because the pages' Content-Security-Policy forbids inline scripts.
 "use strict";
 
@@ -19,6 +20,27 @@ document.addEventListener("DOMContentLoaded", () => {
   // then shows that page instead of sending the form again (which registered another station).
   const answered = document.querySelector("[data-replace-url]");
   if (answered) window.history.replaceState(null, "", answered.dataset.replaceUrl);
+
+  // Copy buttons next to a read-only field (a set-up link or code, a card link): the clipboard API needs a secure
+  // page, so plain HTTP on a venue's network falls back to selecting the text and the older copy command.
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", async () => {
+      const field = document.getElementById(button.dataset.copy);
+      let copied = false;
+      try {
+        await navigator.clipboard.writeText(field.value);
+        copied = true;
+      } catch (error) {
+        field.select();
+        copied = document.execCommand("copy");
+      }
+      if (copied) button.textContent = button.dataset.copied;
+    });
+  }
+
+  for (const button of document.querySelectorAll("button[data-print]")) {
+    button.addEventListener("click", () => window.print());
+  }
 
   const poll = (url, every, onData) => {
     const tick = async () => {
