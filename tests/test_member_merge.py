@@ -27,6 +27,8 @@ from cardsvc.db.models import (
     MemberLink,
     MembershipPublication,
     MemberStatusChange,
+    WalletPass,
+    WalletUpdate,
 )
 from cardsvc.security import PiiCipher
 from cardsvc.services import consents, events
@@ -91,6 +93,14 @@ def _entry(db: Session, event: Event, member: Member, at: datetime) -> Checkin:
     return row
 
 
+def _wallet_pass(db: Session, member: Member) -> WalletPass:
+    row = WalletPass(member_id=member.id, serial=secrets.token_hex(16), auth_token_hash="0" * 64,
+                     apple_issued_at=T0, update_tag=0, modified_at=T0, created_at=T0)
+    db.add(row)
+    db.flush()
+    return row
+
+
 def _consent(db: Session, member: Member, purpose: str) -> Consent:
     return consents.record_consent(db, SYSTEM, member.id, purpose=purpose, method="paper_form", evidence_ref=None)
 
@@ -130,7 +140,8 @@ def test_merge_moves_her_history_to_the_survivor_and_closes_the_duplicate(
     assert body["fields_taken"] == ["old_id_number", "phone", "join_date"]
     assert body["superseded_card_id"] == duplicate_card and body["checkins_refused"] == 1
     assert body["moved"] == {"cards": 2, "checkins": 2, "event_invites": 1, "consents": 1, "member_links": 1,
-                             "identity_sync_items": 1, "identity_reviews": 1, "membership_publications": 1}
+                             "identity_sync_items": 1, "identity_reviews": 1, "membership_publications": 1,
+                             "wallet_passes": 0}
     assert body["duplicate"]["merged_into_id"] == survivor.id and body["duplicate"]["status"] == "left"
     assert body["survivor"]["old_id_number"] == "*******89"
 
@@ -272,7 +283,32 @@ def test_every_table_that_references_members_is_handled_by_the_merge() -> None:
     # A new member-keyed table must be thought through in cardsvc/services/merges.py, then listed here.
     handled = {"members", "member_status_changes", "consents", "cards", "event_invites", "checkins",
                "identity_sync_items", "identity_reviews", "membership_publications", "member_links",
-               "job_failures"}
+               "job_failures", "wallet_passes"}
     referencing = {table.name for table in Base.metadata.sorted_tables for column in table.columns
                    for key in column.foreign_keys if key.column.table.name == "members"}
     assert referencing == handled
+
+
+def test_her_wallet_pass_follows_the_survivor_and_is_updated(
+    client: TestClient, db: Session, officer: dict[str, str], pair: Pair
+) -> None:
+    on_her_phone = _wallet_pass(db, pair.duplicate)
+    response = merge(client, officer, pair.survivor.id, pair.duplicate.id)
+    assert response.status_code == 200, response.text
+    assert response.json()["moved"]["wallet_passes"] == 1
+    db.expire_all()
+    assert db.get_one(WalletPass, on_her_phone.id).member_id == pair.survivor.id
+    queued = db.scalars(select(WalletUpdate).where(WalletUpdate.pass_id == on_her_phone.id)).all()
+    assert [(u.channel, u.status) for u in queued] == [("apple", "pending")]
+
+
+def test_a_survivor_with_a_pass_of_her_own_keeps_it(
+    client: TestClient, db: Session, officer: dict[str, str], pair: Pair
+) -> None:
+    own, closed = _wallet_pass(db, pair.survivor), _wallet_pass(db, pair.duplicate)
+    response = merge(client, officer, pair.survivor.id, pair.duplicate.id)
+    assert response.status_code == 200, response.text
+    assert response.json()["moved"]["wallet_passes"] == 0
+    db.expire_all()
+    assert (db.get_one(WalletPass, own.id).member_id, db.get_one(WalletPass, closed.id).member_id) == (
+        pair.survivor.id, pair.duplicate.id)

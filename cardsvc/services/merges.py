@@ -25,6 +25,8 @@ transaction:
   invitation to an event she is invited to, a check of a sync run that checked her, or a publication when she has
   one: invitations are deleted (they said the same), the others stay on the closed record as history.
 * A batch job's failures (``job_failures``) stay on the closed record: they say why that record got no card.
+* Her wallet pass follows the survivor, and is updated to show the survivor's card, unless the survivor has a pass
+  of her own; then it stays on the closed record and shows its superseded card.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ from cardsvc.db.models import (
     MemberLink,
     MembershipPublication,
     MemberStatusChange,
+    WalletPass,
 )
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
-from cardsvc.services import audit, status_lists
+from cardsvc.services import audit, status_lists, wallet_outbox
 from cardsvc.services.cards import current_card
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, subtree_condition
@@ -215,6 +218,9 @@ def _move_history(session: Session, survivor: Member, duplicate: Member) -> dict
     moved["identity_reviews"] = _move(session, IdentityReview, duplicate, survivor)
     moved["membership_publications"] = (
         0 if of_survivor(MembershipPublication.id) else _move(session, MembershipPublication, duplicate, survivor))
+    moved["wallet_passes"] = 0 if of_survivor(WalletPass.id) else _move(session, WalletPass, duplicate, survivor)
+    if moved["wallet_passes"]:
+        wallet_outbox.card_changed(session, survivor.id)  # The pass on her phone now shows the survivor's card.
     return moved
 
 
