@@ -20,12 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-import jwt
-
 from verification.errors import TrustError
-from verification.format import ALGORITHM_NAMES
 from verification.status import StatusListView, verify_status_list
-from verification.trust import TrustAnchor, TrustBundle, verify_trust_bundle
+from verification.trust import TrustAnchor, TrustBundle, decode_anchor_jwt, verify_trust_bundle
 
 EVENT_BUNDLE_TYP: Final = "cardsvc-event+jwt"
 # A roster of ~100 000 members with two status lists stays well under this.
@@ -219,9 +216,9 @@ def _status_lists(raw: Any, trust: TrustBundle, issued_at: datetime) -> dict[int
 def verify_event_bundle(token: str, anchor: TrustAnchor, now: datetime) -> EventBundle:
     """Verify an event bundle with the pinned trust anchor and return its contents.
 
-    Order: size, header (``kid`` of the anchor, ``typ``), signature with the anchor's algorithm only, expiry
-    against ``now``, then the embedded trust bundle (as of ``now``) and status lists (as of the bundle's ``iat``,
-    see the module docstring), then the roster and check-ins.
+    Order: the checks of :func:`verification.trust.decode_anchor_jwt` (size, header, signature with the anchor's
+    algorithm only, ``iat`` not in the future and expiry, against ``now``), then the embedded trust bundle (as of
+    ``now``) and status lists (as of the bundle's ``iat``, see the module docstring), then the roster and check-ins.
 
     Args:
         token: The compact JWT downloaded from ``GET /v1/events/{id}/bundle``.
@@ -232,30 +229,15 @@ def verify_event_bundle(token: str, anchor: TrustAnchor, now: datetime) -> Event
         The verified bundle.
 
     Raises:
-        TrustError: wrong signer or type, bad signature, expired, a nested token that fails its own checks, or
-            malformed content.
+        TrustError: wrong signer or type, bad signature, issued in the future, expired, a nested token that fails its
+            own checks, or malformed content.
         ValueError: ``now`` is naive (a programming error).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    if len(token) > MAX_BUNDLE_CHARS:
-        raise TrustError("event bundle too large")
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("kid") != anchor.kid.hex() or header.get("typ") != EVENT_BUNDLE_TYP:
-            raise TrustError("event bundle is not signed by the pinned trust key")
-        claims: dict[str, Any] = jwt.decode(
-            token, anchor.key, algorithms=[ALGORITHM_NAMES[anchor.algorithm]],
-            options={"require": ["iss", "iat", "exp", "event", "trust_bundle", "status_lists", "roster",
-                                 "checkins"],
-                     "verify_exp": False, "verify_iat": False},
-        )
-    except jwt.PyJWTError as exc:
-        raise TrustError(f"event bundle does not verify: {exc}") from exc
-    issued = _integer(claims["iat"], "iat")
-    expires = _integer(claims["exp"], "exp")
-    if expires < now.timestamp():
-        raise TrustError("event bundle has expired; download a fresh one")
+    claims, issued, expires = decode_anchor_jwt(
+        token, anchor, typ=EVENT_BUNDLE_TYP, max_chars=MAX_BUNDLE_CHARS,
+        require=["iss", "event", "trust_bundle", "status_lists", "roster", "checkins"], now=now, what="event bundle")
     issued_at = datetime.fromtimestamp(issued, tz=UTC)
     trust = verify_trust_bundle(_text(claims["trust_bundle"], "trust bundle"), anchor, now=now)
     issuer = _text(claims["iss"], "iss")

@@ -514,47 +514,44 @@ function jsonPart(text, what) {
 }
 
 /**
- * Verify a compact JWS signed by the pinned anchor: kid and typ from the header must match, the algorithm is the
- * anchor's own (never the token's choice), then the signature, the required claims, ``sub`` when ``subject`` is
- * given, and integer ``iat`` and ``exp``. Returns the claims.
+ * verification.trust.decode_anchor_jwt, the one check of the trust bundle, the status lists and the event bundle:
+ * the size, kid and typ from the header, the algorithm of the anchor (never the token's choice), the signature, the
+ * required claims, ``sub`` when ``subject`` is given, integer ``iat`` and ``exp``, ``iat`` at most CLOCK_SKEW ahead
+ * of ``now`` and ``exp`` not before it. Returns the claims.
  */
-export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = [], subject = null }) {
-  if (typeof token !== "string" || token.length > maxChars) throw new TrustError(`${typ} token too large`);
+export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = [], subject = null, now, what }) {
+  if (typeof token !== "string" || token.length > maxChars) throw new TrustError(`${what} too large`);
   const parts = token.split(".");
-  if (parts.length !== 3) throw new TrustError(`${typ} token is not a compact JWS`);
+  if (parts.length !== 3) throw new TrustError(`${what} is not a compact JWS`);
   const header = jsonPart(parts[0], "header");
   if (header.kid !== anchor.kid || header.typ !== typ) {
-    throw new TrustError(`${typ} is not signed by the pinned trust key`);
+    throw new TrustError(`${what} is not signed by the pinned trust key or is of the wrong type`);
   }
-  if (header.alg !== ALGORITHM_NAMES[anchor.algorithm]) throw new TrustError(`${typ}: algorithm not allowed`);
+  if (header.alg !== ALGORITHM_NAMES[anchor.algorithm]) throw new TrustError(`${what}: algorithm not allowed`);
   const signature = b64urlDecode(parts[2]);
   const data = utf8Encoder.encode(`${parts[0]}.${parts[1]}`);
   if (!(await verifyRaw(anchor.algorithm, anchor.key, signature, data))) {
-    throw new TrustError(`${typ}: signature verification failed`);
+    throw new TrustError(`${what}: signature verification failed`);
   }
   const claims = jsonPart(parts[1], "payload");
   for (const name of ["iat", "exp", ...require]) {
-    if (!(name in claims)) throw new TrustError(`${typ}: missing ${name}`);
+    if (!(name in claims)) throw new TrustError(`${what}: missing ${name}`);
   }
-  if (subject !== null && claims.sub !== subject) throw new TrustError(`${typ} is for another subject`);
+  if (subject !== null && claims.sub !== subject) throw new TrustError(`${what} is for another subject`);
   if (!Number.isInteger(claims.iat) || !Number.isInteger(claims.exp)) {
-    throw new TrustError(`${typ}: iat or exp is not an integer`);
+    throw new TrustError(`${what}: iat or exp is not an integer`);
   }
-  return claims;
-}
-
-/** verification.trust.decode_anchor_jwt's clock checks: iat at most CLOCK_SKEW ahead of now, exp not before now. */
-function checkFreshness(claims, now, what) {
   if (claims.iat > now + CLOCK_SKEW) throw new TrustError(`${what} is issued in the future; check the clock`);
   if (claims.exp < now) throw new TrustError(`${what} has expired; download a fresh one`);
+  return claims;
 }
 
 /** verification.trust.verify_trust_bundle: card keys (kid → {algorithm, key, status}) and status-list URIs. */
 export async function verifyTrustBundle(token, anchor, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
-    typ: TRUST_BUNDLE_TYP, maxChars: MAX_TRUST_TOKEN_CHARS, require: ["iss", "keys", "status_lists"],
+    typ: TRUST_BUNDLE_TYP, maxChars: MAX_TRUST_TOKEN_CHARS, require: ["iss", "keys", "status_lists"], now,
+    what: "trust bundle",
   });
-  checkFreshness(claims, now, "trust bundle");
   if (!Array.isArray(claims.keys) || !Array.isArray(claims.status_lists)) {
     throw new TrustError("trust bundle content is malformed");
   }
@@ -627,9 +624,9 @@ export class StatusListView {
  */
 export async function verifyStatusList(token, anchor, uri, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
-    typ: STATUS_LIST_TYP, maxChars: MAX_STATUS_TOKEN_CHARS, require: ["sub", "ttl", "status_list"], subject: uri,
+    typ: STATUS_LIST_TYP, maxChars: MAX_STATUS_TOKEN_CHARS, require: ["sub", "ttl", "status_list"], subject: uri, now,
+    what: "status list",
   });
-  checkFreshness(claims, now, "status list");
   if (!Number.isInteger(claims.ttl) || claims.ttl < 1 || claims.exp !== claims.iat + 2 * claims.ttl) {
     throw new TrustError("status list ttl must be a positive integer with exp = iat + 2 * ttl");
   }
@@ -738,9 +735,8 @@ function text(value, what) {
 export async function verifyEventBundle(token, anchor, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
     typ: EVENT_BUNDLE_TYP, maxChars: MAX_BUNDLE_CHARS,
-    require: ["iss", "iat", "exp", "event", "trust_bundle", "status_lists", "roster", "checkins"],
+    require: ["iss", "event", "trust_bundle", "status_lists", "roster", "checkins"], now, what: "event bundle",
   });
-  if (claims.exp < now) throw new TrustError("event bundle has expired; download a fresh one");
   const trust = await verifyTrustBundle(text(claims.trust_bundle, "trust bundle"), anchor, now);
   if (text(claims.iss, "iss") !== trust.issuer) throw new TrustError("bundle and trust bundle issuers differ");
   if (!claims.status_lists || typeof claims.status_lists !== "object") throw new TrustError("bad status lists");
