@@ -1,4 +1,9 @@
-"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks."""
+"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks; ``station``
+is forwarded to the door station's own command (``cardsvc-station``).
+
+The database layer is imported by the commands that use it, so that ``cardsvc station`` loads neither it nor the
+server's settings.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +12,28 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
-from cardsvc.db.migrate import upgrade
-from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError
-from cardsvc.logs import configure_logging
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings, SettingsError, write_secret_file
-from cardsvc.station_cli import add_station_commands
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger("cardsvc.cli")
 
 
 def _session(settings: Settings) -> Session:
+    from cardsvc.db.session import make_engine, make_session_factory
+
     return make_session_factory(make_engine(settings.database_url))()
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from cardsvc.db.migrate import upgrade
+    from cardsvc.db.session import make_engine
+
     engine = make_engine(settings.database_url)
     upgrade(engine)
     engine.dispose()
@@ -132,6 +140,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import chapters, jobs, printing
     from cardsvc.services.context import system_actor
     from cardsvc.services.keys import KeyRing
@@ -165,6 +174,7 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     import os
     import threading
 
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import chapters, identity
     from cardsvc.services.context import system_actor
 
@@ -389,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--reader", help="reader index, name or part of a name (when several are connected)")
         command.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a tag to be tapped")
     nfc_cmd.set_defaults(func=cmd_nfc)
-    add_station_commands(sub)
+    # Listed for --help only: main() hands `cardsvc station …` to the station's command before this parser runs.
+    sub.add_parser("station", help="run a door station (the same as cardsvc-station; see cardsvc station --help)")
     secret = sub.add_parser("init-secret", help="create the service secret file (production setup)")
     secret.add_argument("--file", required=True)
     secret.set_defaults(func=cmd_init_secret)
@@ -397,7 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["station"]:
+        from station.cli import main as station_main
+
+        return station_main(arguments[1:], prog="cardsvc station")
+    from cardsvc.logs import configure_logging
+
+    args = build_parser().parse_args(arguments)
     try:
         settings = Settings()
         # The server logs JSON lines for log collectors; commands an operator runs by hand log plain text.

@@ -1,6 +1,9 @@
 """The `cardsvc` command on a fresh SQLite database: migrate, demo (twice), create-officer, and the README path."""
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +129,18 @@ def test_keys_and_batch_issue_from_the_cli(fresh_db: str, tmp_path: Path, capsys
     assert f"{issued} cards revoked" in retired
     assert main(["issue", "--chapter", "HNI-BADINH", "--subtree"]) == 1  # no active card key now
     assert "no active card signing key" in capsys.readouterr().err
+
+
+def test_cardsvc_station_is_the_station_command_without_the_server(tmp_path: Path) -> None:
+    """`cardsvc station` hands over to the station's own command: the server's settings are not read (a production
+    environment without its secret is no obstacle) and its database layer is not even imported."""
+    code = ("import sys\n"
+            "from cardsvc.cli import main\n"
+            f"status = main(['station', '--drain', '--db', {str(tmp_path / 'station.sqlite3')!r}])\n"
+            "loaded = sorted(m for m in ('sqlalchemy', 'fastapi', 'cardsvc.db', 'cardsvc.logs') if m in sys.modules)\n"
+            "print(status, loaded)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                          env={**os.environ, "CARDSVC_ENVIRONMENT": "production", "CARDSVC_SECRET_KEY": "",
+                               "CARDSVC_SECRET_KEY_FILE": ""})
+    assert done.stdout.splitlines() == ["2 []"]
+    assert "this station is not set up: run `cardsvc-station --setup" in done.stderr

@@ -13,16 +13,16 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from station.client import LinkState, StationClient
+from station.dedupe import Deduplicator
+from station.display import Outcome, StationStatus, TerminalDisplay
+from station.errors import SetupError
+from station.inputs import ListSource, ReadFailure, Scan
+from station.loop import Station, decide_offline
+from station.setup import parse_setup_text, provision_station
+from station.store import StationStore
 from tests.station.conftest import EVENT_ID, ISSUER, STATION_ID, FakeClock, FakeServer, World
 from verification.event_bundle import verify_event_bundle
-from verification.station.client import LinkState, StationClient
-from verification.station.dedupe import Deduplicator
-from verification.station.display import Outcome, StationStatus, TerminalDisplay
-from verification.station.errors import SetupError
-from verification.station.inputs import ListSource, ReadFailure, Scan
-from verification.station.loop import Station, decide_offline
-from verification.station.setup import parse_setup_text, provision_station
-from verification.station.store import StationStore
 from verification.trust import TrustAnchor
 
 MakeStore = Callable[..., StationStore]

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from station.client import CheckinAnswer, CheckinUpload, NfcWriteTask, ServerSource, StationClient
+from station.dedupe import Deduplicator
+from station.display import Display, Outcome, StationStatus
+from station.errors import NotProvisionedError, ServerError, ServerRefused, StationError
+from station.inputs import Clock, ReadFailure, ScanEvent, ScanKind, ScanSource, utc_now
+from station.nfc_writer import TagWriter
+from station.store import QueuedScan, StationStore
 from verification.errors import TrustError
 from verification.event_bundle import EventBundle, verify_event_bundle
 from verification.ndef import NdefError
 from verification.readers.errors import ReaderError
-from verification.station.client import CheckinAnswer, CheckinUpload, NfcWriteTask, ServerSource, StationClient
-from verification.station.dedupe import Deduplicator
-from verification.station.display import Display, Outcome, StationStatus
-from verification.station.errors import NotProvisionedError, ServerError, ServerRefused, StationError
-from verification.station.inputs import Clock, ReadFailure, ScanEvent, ScanKind, ScanSource, utc_now
-from verification.station.nfc_writer import TagWriter
-from verification.station.store import QueuedScan, StationStore
 from verification.trust import TrustAnchor
 from verification.verify import StatusLists, payload_hash_of, verify
 
@@ -135,8 +135,8 @@ class Station:
     """A provisioned door station.
 
     Args:
-        store: The station database (provisioned: see ``cardsvc station --setup``).
-        client: The server client, with its :class:`~verification.station.client.LinkState`; None for a station
+        store: The station database (provisioned: see ``cardsvc-station --setup``).
+        client: The server client, with its :class:`~station.client.LinkState`; None for a station
             that never goes online (tests of the offline path).
         display: Where results go.
         clock: The station clock.
@@ -153,7 +153,7 @@ class Station:
                  nonce_factory: Callable[[int], str] = new_nonce, nfc_writer: TagWriter | None = None) -> None:
         provisioning = store.provisioning()
         if provisioning is None:
-            raise NotProvisionedError("this station is not set up: run `cardsvc station --setup <set-up QR text>`")
+            raise NotProvisionedError("this station is not set up: run `cardsvc-station --setup <set-up QR text>`")
         self.store = store
         self.client = client
         self.display = display
