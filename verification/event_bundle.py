@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from verification.entry import EntryRules
 from verification.errors import TrustError
 from verification.status import StatusListView, verify_status_list
 from verification.trust import TrustAnchor, TrustBundle, decode_anchor_jwt, verify_trust_bundle
@@ -32,19 +33,15 @@ Direction = Literal["in", "out"]
 
 @dataclass(frozen=True)
 class BundleEvent:
-    """The event's identity and check-in rules, as the station applies them offline."""
+    """The event's identity and its check-in rules, which the station applies offline with
+    :func:`verification.entry.decide_entry`."""
 
     id: int
     title: str
     venue: str
     starts_at: datetime
     ends_at: datetime
-    checkin_opens_at: datetime
-    checkin_closes_at: datetime
-    eligibility: str
-    mode: str
-    allow_reentry: bool
-    status: str
+    rules: EntryRules
 
 
 @dataclass(frozen=True)
@@ -139,24 +136,35 @@ def _integer(value: Any, what: str) -> int:
     return value
 
 
-def _event(raw: Any) -> BundleEvent:
-    if not isinstance(raw, dict):
-        raise TrustError("event bundle has no event")
+def entry_rules_of(raw: Mapping[str, Any]) -> EntryRules:
+    """The entry rules in an event bundle's ``event`` object (:meth:`EntryRules.to_json` writes them).
+
+    Raises:
+        TrustError: A rule is missing or of the wrong type.
+    """
     allow_reentry = raw.get("allow_reentry")
     if not isinstance(allow_reentry, bool):
         raise TrustError("event bundle allow_reentry is not a boolean")
-    return BundleEvent(
-        id=_integer(raw.get("id"), "event id"),
-        title=_text(raw.get("title"), "title"),
-        venue=_text(raw.get("venue"), "venue"),
-        starts_at=_timestamp(raw.get("starts_at"), "starts_at"),
-        ends_at=_timestamp(raw.get("ends_at"), "ends_at"),
+    return EntryRules(
         checkin_opens_at=_timestamp(raw.get("checkin_opens_at"), "checkin_opens_at"),
         checkin_closes_at=_timestamp(raw.get("checkin_closes_at"), "checkin_closes_at"),
         eligibility=_text(raw.get("eligibility"), "eligibility"),
         mode=_text(raw.get("mode"), "mode"),
         allow_reentry=allow_reentry,
         status=_text(raw.get("status"), "status"),
+    )
+
+
+def _event(raw: Any) -> BundleEvent:
+    if not isinstance(raw, dict):
+        raise TrustError("event bundle has no event")
+    return BundleEvent(
+        id=_integer(raw.get("id"), "event id"),
+        title=_text(raw.get("title"), "title"),
+        venue=_text(raw.get("venue"), "venue"),
+        starts_at=_timestamp(raw.get("starts_at"), "starts_at"),
+        ends_at=_timestamp(raw.get("ends_at"), "ends_at"),
+        rules=entry_rules_of(raw),
     )
 
 

@@ -14,9 +14,7 @@ from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, subtree_condition
-
-ELIGIBILITY = ("subtree", "invite", "all")
-MODES = ("entry", "entry_exit")
+from verification.entry import ELIGIBILITY, MODES, EntryRules
 
 
 @dataclass(frozen=True)
@@ -121,21 +119,15 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
 
 @dataclass(frozen=True, slots=True)
 class EventRules:
-    """What a check-in decides with: the event's state, window, eligibility and entry rules."""
+    """What a check-in decides with: the event, its chapter's path (for eligibility by subtree) and its rules."""
 
     id: int
     chapter_path: str
-    status: str
-    checkin_opens_at: datetime
-    checkin_closes_at: datetime
-    eligibility: str
-    mode: str
-    allow_reentry: bool
+    rules: EntryRules
 
     @classmethod
     def of(cls, event: Event) -> EventRules:
-        return cls(event.id, event.chapter.path, event.status, event.checkin_opens_at, event.checkin_closes_at,
-                   event.eligibility, event.mode, event.allow_reentry)
+        return cls(event.id, event.chapter.path, event.rules)
 
 
 def is_eligible(session: Session, event: EventRules, member_id: int, member_status: str, chapter_path: str) -> bool:
@@ -143,9 +135,9 @@ def is_eligible(session: Session, event: EventRules, member_id: int, member_stat
     :func:`eligible_members` for one member."""
     if member_status != "active":
         return False
-    if event.eligibility == "all":
+    if event.rules.eligibility == "all":
         return True
-    if event.eligibility == "subtree":
+    if event.rules.eligibility == "subtree":
         return chapter_path.startswith(event.chapter_path)
     return session.get(EventInvite, (event.id, member_id)) is not None
 

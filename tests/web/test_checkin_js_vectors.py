@@ -10,6 +10,8 @@
    of names are the same in both, code point by code point.
 4. The anchor-signed documents are refused when tampered with, signed by another key, or not what
    docs/card-format.md §6.4 allows, and the Python verifier refuses the same tokens.
+5. The entry-rule vectors (tests/vectors/entry-rules.json): decideEntry gives the decision
+   :func:`verification.entry.decide_entry` gives.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from issuance.keys import LocalSigner, generate_private_key
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
 from tests.vectors import make_vectors
 from tests.verification import test_anchor_tokens as anchor_tokens
+from tests.verification import test_entry as entry_vectors
 from tests.web.harness import LiveServer, chromium, live_server, screenshot
 from verification.crypto import public_jwk
 from verification.errors import TrustError
@@ -441,3 +444,30 @@ def test_anchor_signed_tokens_are_judged_alike(page: webdriver.Chrome) -> None:
     assert {name for name, outcome in javascript.items() if outcome == "accepted"} == accepted, javascript
     assert all(outcome.startswith("untrusted") for outcome in javascript.values() if outcome != "accepted")
     assert "issued in the future" in javascript["event_bundle/issued_601_seconds_ahead"]
+
+
+RUN_ENTRY_RULES = """
+const [input, done] = arguments;
+const V = window.cardsvcVerify;
+const seconds = (text) => Date.parse(text) / 1000;
+const out = {};
+for (const c of input.cases) {
+  const prior = c.prior_entries.map((entry) => ({...entry, at: seconds(entry.at)}));
+  const decision = V.decideEntry(V.entryRulesOf(c.rules), prior, seconds(c.at), c.eligible);
+  out[c.name] = {ok: decision.ok, reason: decision.reason, direction: decision.direction, first: decision.first};
+}
+done(out);
+"""
+
+
+def test_entry_rule_vectors(page: webdriver.Chrome) -> None:
+    """tests/vectors/entry-rules.json in JavaScript (decideEntry), as tests/verification/test_entry.py runs them
+    through verification.entry.decide_entry."""
+    result = _run(page, RUN_ENTRY_RULES, {"cases": entry_vectors.CASES})
+    assert set(result) == {case["name"] for case in entry_vectors.CASES}
+    for case in entry_vectors.CASES:
+        expected, got = case["decision"], result[case["name"]]
+        first = expected["first"] and {**expected["first"],
+                                       "at": datetime.fromisoformat(expected["first"]["at"]).timestamp()}
+        assert got == {"ok": expected["reason"] is None, "reason": expected["reason"],
+                       "direction": expected["direction"], "first": first}, case["note"]
