@@ -62,7 +62,8 @@ $(STATION_VENV)/.deps: packaging/station/pyproject.toml
 	$(STATION_BIN)/pip install --quiet './packaging/station[readers]' pytest
 	@touch $@
 
-$(STATION_VENV)/.installed: $(STATION_VENV)/.deps $(shell find station verification -name '*.py')
+# Every file and folder of both packages (a folder changes when a module is added or removed), not the byte code.
+$(STATION_VENV)/.installed: $(STATION_VENV)/.deps $(shell find station verification -name __pycache__ -prune -o -print)
 	@rm -rf packaging/station/build
 	$(STATION_BIN)/pip install --quiet --no-deps --force-reinstall ./packaging/station
 	@touch $@
