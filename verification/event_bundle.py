@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from verification.entry import EntryRules
+from verification.entry import Direction, EntryRules
 from verification.errors import TrustError
 from verification.status import StatusListView, verify_status_list
 from verification.trust import TrustAnchor, TrustBundle, decode_anchor_jwt, verify_trust_bundle
@@ -28,7 +28,6 @@ from verification.trust import TrustAnchor, TrustBundle, decode_anchor_jwt, veri
 EVENT_BUNDLE_TYP: Final = "cardsvc-event+jwt"
 # A roster of ~100 000 members with two status lists stays well under this.
 MAX_BUNDLE_CHARS: Final = 64_000_000
-Direction = Literal["in", "out"]
 
 
 @dataclass(frozen=True)
