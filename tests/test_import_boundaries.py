@@ -33,11 +33,12 @@ ALLOWED: dict[str, tuple[set[str], dict[str, set[str]]]] = {
         # Optional inputs (the distribution's `readers` extra), imported by the source that needs them.
         "serial": {"station/inputs.py"}, "evdev": {"station/inputs.py"}, "smartcard": {"station/inputs.py"},
     }),
+    # Both also sign JWTs (the wallets': Google's save link, the APNs and Google API tokens).
     "issuance": ({"issuance", "verification"}, {
-        "cryptography": {"*"}, "cbor2": {"*"}, "qrcode": {"*"}, "PIL": {"*"}, "reportlab": {"*"},
+        "cryptography": {"*"}, "cbor2": {"*"}, "qrcode": {"*"}, "PIL": {"*"}, "reportlab": {"*"}, "jwt": {"*"},
     }),
     "integrations": ({"integrations"}, {
-        "httpx": {"*"},
+        "httpx": {"*"}, "cryptography": {"*"}, "jwt": {"*"},
         # The development registry is a small web server of its own, like httpx's MockTransport ships with httpx.
         "fastapi": {"integrations/population/fake_server.py"}, "starlette": {"integrations/population/fake_server.py"},
         "uvicorn": {"integrations/population/fake_server.py"},
