@@ -45,17 +45,17 @@ def _status_claims(iat: int) -> dict[str, Any]:
 
 
 def _event_claims(iat: int) -> dict[str, Any]:
-    nested_at = datetime.fromtimestamp(STAMP, UTC)
+    # Only the outer token's times vary: the event and the nested trust bundle and status list are of NOW.
     return {
         "iss": ISSUER, "iat": iat, "exp": iat + 2 * 86400,
-        "event": {"id": 1, "title": "Hội nghị", "venue": "", "starts_at": nested_at.isoformat(),
-                  "ends_at": (nested_at + timedelta(hours=3)).isoformat(),
-                  "checkin_opens_at": (nested_at - timedelta(hours=1)).isoformat(),
-                  "checkin_closes_at": (nested_at + timedelta(hours=3)).isoformat(), "eligibility": "subtree",
+        "event": {"id": 1, "title": "Hội nghị", "venue": "", "starts_at": NOW.isoformat(),
+                  "ends_at": (NOW + timedelta(hours=3)).isoformat(),
+                  "checkin_opens_at": (NOW - timedelta(hours=1)).isoformat(),
+                  "checkin_closes_at": (NOW + timedelta(hours=3)).isoformat(), "eligibility": "subtree",
                   "mode": "entry", "allow_reentry": False, "status": "open"},
         "trust_bundle": sign_jwt(TRUST, _trust_claims(STAMP), typ=TRUST_BUNDLE_TYP),
         "status_lists": {"1": status_list_jwt(TRUST, uri=URI, compressed=compress_status_bytes(bytes(1024)),
-                                              issued_at=nested_at, ttl_seconds=3600)},
+                                              issued_at=NOW, ttl_seconds=3600)},
         "roster": [], "checkins": [],
     }
 
