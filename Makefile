@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint typecheck pytest install install-dev system-deps system-deps-test bench clean
+.PHONY: run test lint typecheck pytest test-station install install-dev system-deps system-deps-test bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { sh scripts/system-deps.sh python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -49,10 +49,36 @@ pytest: install-dev
 		echo "PostgreSQL not reachable: PostgreSQL pass skipped (it is mandatory under CI=true)"; \
 	fi
 
-test: system-deps-test install-dev lint typecheck pytest
+# The door station alone (packaging/station) in a venv of its own: it must install and pass its tests without the
+# server's dependencies. Its dependencies are installed again only when its pyproject changes; the station itself is
+# reinstalled from the checkout whenever station/ or verification/ change.
+STATION_VENV := $(VENV)-station
+STATION_BIN  := $(STATION_VENV)/bin
+
+$(STATION_VENV)/.deps: packaging/station/pyproject.toml
+	@rm -rf $(STATION_VENV)
+	@$(PYTHON) -m venv $(STATION_VENV)
+	@$(STATION_BIN)/python -m pip install --quiet --upgrade pip
+	$(STATION_BIN)/pip install --quiet './packaging/station[readers]' pytest
+	@touch $@
+
+# Every file and folder of both packages (a folder changes when a module is added or removed), not the byte code.
+$(STATION_VENV)/.installed: $(STATION_VENV)/.deps $(shell find station verification -name __pycache__ -prune -o -print)
+	@rm -rf packaging/station/build
+	$(STATION_BIN)/pip install --quiet --no-deps --force-reinstall ./packaging/station
+	@touch $@
+
+test-station: system-deps-test $(STATION_VENV)/.installed
+	@cd $(STATION_VENV) && bin/python -c 'import importlib.util as u, station; \
+		assert "site-packages" in station.__file__, station.__file__; \
+		bad = [m for m in ("cardsvc", "issuance", "fastapi", "sqlalchemy", "reportlab") if u.find_spec(m)]; \
+		assert not bad, f"the station venv holds server packages: {bad}"'
+	$(STATION_BIN)/pytest -c packaging/station/pyproject.toml --rootdir .
+
+test: system-deps-test install-dev lint typecheck pytest test-station
 
 bench: install-dev
 	$(BIN)/python bench/import_members.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(STATION_VENV) .mypy_cache .pytest_cache .ruff_cache

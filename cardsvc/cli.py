@@ -1,4 +1,9 @@
-"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks, wallet."""
+"""The ``cardsvc`` command: migrate, serve, demo, create-officer, import, init-secret, identity checks, wallet;
+``station`` is forwarded to the door station's own command (``cardsvc-station``).
+
+The database layer is imported by the commands that use it, so that ``cardsvc station`` loads neither it nor the
+server's settings.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,28 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session
-
-from cardsvc.db.migrate import upgrade
-from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.errors import CardsvcError, ValidationFailed
-from cardsvc.logs import configure_logging
 from cardsvc.security import PiiCipher
 from cardsvc.settings import Settings, SettingsError, write_secret_file
-from cardsvc.station_cli import add_station_commands
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger("cardsvc.cli")
 
 
 def _session(settings: Settings) -> Session:
+    from cardsvc.db.session import make_engine, make_session_factory
+
     return make_session_factory(make_engine(settings.database_url))()
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from cardsvc.db.migrate import upgrade
+    from cardsvc.db.session import make_engine
+
     engine = make_engine(settings.database_url)
     # Some migrations encrypt stored values (0012: phone numbers) under the keys derived from the service secret.
     upgrade(engine, cipher=PiiCipher.from_settings(settings))
@@ -178,6 +186,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import chapters, jobs, printing
     from cardsvc.services.context import system_actor
     from cardsvc.services.keys import KeyRing
@@ -215,6 +224,7 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     import os
     import threading
 
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import chapters, identity
     from cardsvc.services.context import system_actor
 
@@ -292,6 +302,7 @@ def cmd_fake_registry(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) -> int:
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import identity
     from cardsvc.services.context import system_actor
     from integrations.population import RegistryError
@@ -313,6 +324,7 @@ def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) ->
 
 def cmd_registry_publish(settings: Settings, args: argparse.Namespace) -> int:
     from cardsvc.db.models import Job
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import chapters, identity
     from cardsvc.services.context import system_actor
 
@@ -382,6 +394,7 @@ def cmd_nfc(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_wallet(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from cardsvc.db.session import make_engine, make_session_factory
     from cardsvc.services import wallet, wallet_updates
 
     setup = wallet.load_setup(settings)
@@ -501,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(exit 1 unless both wallets work and no certificate expires within 30 days)")
     wallet_sub.add_parser("process", help="send the pass updates that are due (the server's worker does it too)")
     wallet.set_defaults(func=cmd_wallet)
-    add_station_commands(sub)
+    # Listed for --help only: main() hands `cardsvc station …` to the station's command before this parser runs.
+    sub.add_parser("station", help="run a door station (the same as cardsvc-station; see cardsvc station --help)")
     secret = sub.add_parser("init-secret", help="create the service secret file (production setup)")
     secret.add_argument("--file", required=True)
     secret.set_defaults(func=cmd_init_secret)
@@ -509,7 +523,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["station"]:
+        from station.cli import main as station_main
+
+        return station_main(arguments[1:], prog="cardsvc station")
+    from cardsvc.logs import configure_logging
+
+    args = build_parser().parse_args(arguments)
     try:
         settings = Settings()
         # The server logs JSON lines for log collectors; commands an operator runs by hand log plain text.

@@ -1,6 +1,9 @@
 """The `cardsvc` command on a fresh SQLite database: migrate, demo (twice), create-officer, and the README path."""
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,18 @@ def test_batch_issue_lists_the_members_without_a_card_and_exits_1(fresh_db: str,
     failure = next(line for line in err.splitlines() if line.startswith(f"  {number}: "))
     assert "Họ tên quá dài để ghi lên thẻ" in failure and "The name is too long for the card" in failure
     assert "Traceback" not in out + err
+
+
+def test_cardsvc_station_is_the_station_command_without_the_server(tmp_path: Path) -> None:
+    """`cardsvc station` hands over to the station's own command: the server's settings are not read (a production
+    environment without its secret is no obstacle) and its database layer is not even imported."""
+    code = ("import sys\n"
+            "from cardsvc.cli import main\n"
+            f"status = main(['station', '--drain', '--db', {str(tmp_path / 'station.sqlite3')!r}])\n"
+            "loaded = sorted(m for m in ('sqlalchemy', 'fastapi', 'cardsvc.db', 'cardsvc.logs') if m in sys.modules)\n"
+            "print(status, loaded)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                          env={**os.environ, "CARDSVC_ENVIRONMENT": "production", "CARDSVC_SECRET_KEY": "",
+                               "CARDSVC_SECRET_KEY_FILE": ""})
+    assert done.stdout.splitlines() == ["2 []"]
+    assert "this station is not set up: run `cardsvc-station --setup" in done.stderr

@@ -8,7 +8,7 @@ import csv
 import io
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -17,11 +17,13 @@ from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 from sqlalchemy.orm import Session
 
+from cardsvc.api.schemas import EventOut
 from cardsvc.db.models import Event, Member
 from cardsvc.security import PiiCipher
 from cardsvc.services import events
 from cardsvc.services.reports import to_csv, to_xlsx
 from tests.conftest import Tree, login, make_member
+from verification.entry import EntryRules
 from verification.errors import TrustError
 from verification.event_bundle import EVENT_BUNDLE_TYP, EventBundle, verify_event_bundle
 from verification.format import VIETNAM_TZ, credential_from_text, parse_credential
@@ -126,8 +128,12 @@ def test_bundle_verifies_offline_with_only_the_published_anchor(client: TestClie
     assert event is not None
     assert bundle.event.id == scene.event_id
     assert bundle.event.title == "Hội nghị chi hội"
-    assert (bundle.event.mode, bundle.event.eligibility, bundle.event.allow_reentry) == ("entry", "subtree", False)
-    assert bundle.event.checkin_closes_at == event.checkin_closes_at
+    assert bundle.event.rules == event.rules
+    # The API shows the same rule fields, from the same rules type.
+    rule_fields = set(EntryRules.__dataclass_fields__)
+    assert EventOut.of(event).model_dump(include=rule_fields) == asdict(bundle.event.rules)
+    assert (bundle.event.rules.mode, bundle.event.rules.eligibility, bundle.event.rules.allow_reentry) == (
+        "entry", "subtree", False)
     # Valid until a day after check-in closes, never more than a week, and never beyond the trust bundle.
     assert bundle.expires_at <= event.checkin_closes_at + timedelta(days=1)
     assert bundle.expires_at <= bundle.issued_at + timedelta(days=7)

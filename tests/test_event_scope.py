@@ -27,9 +27,9 @@ from cardsvc.db.session import make_engine
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards
 from cardsvc.services.printing import credential_of
+from station.loop import decide_offline
 from tests.conftest import SYSTEM, Tree, login, make_member
 from verification.event_bundle import EventBundle, verify_event_bundle
-from verification.station.loop import decide_offline
 from verification.trust import TrustAnchor
 
 pytestmark = pytest.mark.usefixtures("signing_keys")

@@ -18,36 +18,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-import jwt
-
+from verification.entry import Direction, EntryRules
 from verification.errors import TrustError
-from verification.format import ALGORITHM_NAMES
 from verification.status import StatusListView, verify_status_list
-from verification.trust import TrustAnchor, TrustBundle, verify_trust_bundle
+from verification.trust import TrustAnchor, TrustBundle, decode_anchor_jwt, verify_trust_bundle
 
 EVENT_BUNDLE_TYP: Final = "cardsvc-event+jwt"
 # A roster of ~100 000 members with two status lists stays well under this.
 MAX_BUNDLE_CHARS: Final = 64_000_000
-Direction = Literal["in", "out"]
 
 
 @dataclass(frozen=True)
 class BundleEvent:
-    """The event's identity and check-in rules, as the station applies them offline."""
+    """The event's identity and its check-in rules, which the station applies offline with
+    :func:`verification.entry.decide_entry`."""
 
     id: int
     title: str
     venue: str
     starts_at: datetime
     ends_at: datetime
-    checkin_opens_at: datetime
-    checkin_closes_at: datetime
-    eligibility: str
-    mode: str
-    allow_reentry: bool
-    status: str
+    rules: EntryRules
 
 
 @dataclass(frozen=True)
@@ -142,24 +135,35 @@ def _integer(value: Any, what: str) -> int:
     return value
 
 
-def _event(raw: Any) -> BundleEvent:
-    if not isinstance(raw, dict):
-        raise TrustError("event bundle has no event")
+def entry_rules_of(raw: Mapping[str, Any]) -> EntryRules:
+    """The entry rules in an event bundle's ``event`` object (:meth:`EntryRules.to_json` writes them).
+
+    Raises:
+        TrustError: A rule is missing or of the wrong type.
+    """
     allow_reentry = raw.get("allow_reentry")
     if not isinstance(allow_reentry, bool):
         raise TrustError("event bundle allow_reentry is not a boolean")
-    return BundleEvent(
-        id=_integer(raw.get("id"), "event id"),
-        title=_text(raw.get("title"), "title"),
-        venue=_text(raw.get("venue"), "venue"),
-        starts_at=_timestamp(raw.get("starts_at"), "starts_at"),
-        ends_at=_timestamp(raw.get("ends_at"), "ends_at"),
+    return EntryRules(
         checkin_opens_at=_timestamp(raw.get("checkin_opens_at"), "checkin_opens_at"),
         checkin_closes_at=_timestamp(raw.get("checkin_closes_at"), "checkin_closes_at"),
         eligibility=_text(raw.get("eligibility"), "eligibility"),
         mode=_text(raw.get("mode"), "mode"),
         allow_reentry=allow_reentry,
         status=_text(raw.get("status"), "status"),
+    )
+
+
+def _event(raw: Any) -> BundleEvent:
+    if not isinstance(raw, dict):
+        raise TrustError("event bundle has no event")
+    return BundleEvent(
+        id=_integer(raw.get("id"), "event id"),
+        title=_text(raw.get("title"), "title"),
+        venue=_text(raw.get("venue"), "venue"),
+        starts_at=_timestamp(raw.get("starts_at"), "starts_at"),
+        ends_at=_timestamp(raw.get("ends_at"), "ends_at"),
+        rules=entry_rules_of(raw),
     )
 
 
@@ -219,9 +223,9 @@ def _status_lists(raw: Any, trust: TrustBundle, issued_at: datetime) -> dict[int
 def verify_event_bundle(token: str, anchor: TrustAnchor, now: datetime) -> EventBundle:
     """Verify an event bundle with the pinned trust anchor and return its contents.
 
-    Order: size, header (``kid`` of the anchor, ``typ``), signature with the anchor's algorithm only, expiry
-    against ``now``, then the embedded trust bundle (as of ``now``) and status lists (as of the bundle's ``iat``,
-    see the module docstring), then the roster and check-ins.
+    Order: the checks of :func:`verification.trust.decode_anchor_jwt` (size, header, signature with the anchor's
+    algorithm only, ``iat`` not in the future and expiry, against ``now``), then the embedded trust bundle (as of
+    ``now``) and status lists (as of the bundle's ``iat``, see the module docstring), then the roster and check-ins.
 
     Args:
         token: The compact JWT downloaded from ``GET /v1/events/{id}/bundle``.
@@ -232,30 +236,15 @@ def verify_event_bundle(token: str, anchor: TrustAnchor, now: datetime) -> Event
         The verified bundle.
 
     Raises:
-        TrustError: wrong signer or type, bad signature, expired, a nested token that fails its own checks, or
-            malformed content.
+        TrustError: wrong signer or type, bad signature, issued in the future, expired, a nested token that fails its
+            own checks, or malformed content.
         ValueError: ``now`` is naive (a programming error).
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    if len(token) > MAX_BUNDLE_CHARS:
-        raise TrustError("event bundle too large")
-    try:
-        header = jwt.get_unverified_header(token)
-        if header.get("kid") != anchor.kid.hex() or header.get("typ") != EVENT_BUNDLE_TYP:
-            raise TrustError("event bundle is not signed by the pinned trust key")
-        claims: dict[str, Any] = jwt.decode(
-            token, anchor.key, algorithms=[ALGORITHM_NAMES[anchor.algorithm]],
-            options={"require": ["iss", "iat", "exp", "event", "trust_bundle", "status_lists", "roster",
-                                 "checkins"],
-                     "verify_exp": False, "verify_iat": False},
-        )
-    except jwt.PyJWTError as exc:
-        raise TrustError(f"event bundle does not verify: {exc}") from exc
-    issued = _integer(claims["iat"], "iat")
-    expires = _integer(claims["exp"], "exp")
-    if expires < now.timestamp():
-        raise TrustError("event bundle has expired; download a fresh one")
+    claims, issued, expires = decode_anchor_jwt(
+        token, anchor, typ=EVENT_BUNDLE_TYP, max_chars=MAX_BUNDLE_CHARS,
+        require=["iss", "event", "trust_bundle", "status_lists", "roster", "checkins"], now=now, what="event bundle")
     issued_at = datetime.fromtimestamp(issued, tz=UTC)
     trust = verify_trust_bundle(_text(claims["trust_bundle"], "trust bundle"), anchor, now=now)
     issuer = _text(claims["iss"], "iss")

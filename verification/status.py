@@ -12,7 +12,7 @@ from typing import Final
 
 from verification.crypto import PublicKey
 from verification.errors import TrustError
-from verification.trust import decode_anchor_jwt
+from verification.trust import TrustAnchor, decode_anchor_jwt
 
 BITS: Final = 2
 STATUS_VALID: Final = 0
@@ -75,7 +75,7 @@ def verify_status_list(token: str, *, algorithm: int, key: PublicKey, kid: bytes
         TrustError: bad signature, wrong key id, wrong list, expired, or malformed content.
     """
     claims, issued_at, expires_at = decode_anchor_jwt(
-        token, algorithm=algorithm, key=key, kid=kid, typ=STATUS_LIST_TYP, max_chars=MAX_TOKEN_CHARS,
+        token, TrustAnchor(kid, algorithm, key), typ=STATUS_LIST_TYP, max_chars=MAX_TOKEN_CHARS,
         require=["sub", "ttl", "status_list"], now=now, what="status list", subject=uri)
     ttl = claims["ttl"]
     if type(ttl) is not int or ttl < 1 or expires_at != issued_at + 2 * ttl:

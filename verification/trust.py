@@ -56,10 +56,10 @@ class TrustBundle:
     token: str
 
 
-def decode_anchor_jwt(token: str, *, algorithm: int, key: PublicKey, kid: bytes, typ: str, max_chars: int,
-                      require: Sequence[str], now: datetime, what: str, subject: str | None = None
-                      ) -> tuple[dict[str, Any], int, int]:
-    """The claims of a compact JWT signed by the pinned trust key (docs/card-format.md §6.4).
+def decode_anchor_jwt(token: str, anchor: TrustAnchor, *, typ: str, max_chars: int, require: Sequence[str],
+                      now: datetime, what: str, subject: str | None = None) -> tuple[dict[str, Any], int, int]:
+    """The claims of a compact JWT signed by the pinned trust key (docs/card-format.md §6.4): the one check of the
+    trust bundle, the status lists and the event bundle, which pass only what differs.
 
     Checks, in this order: the size; the header's ``kid`` and ``typ``; the signature with the anchor's own algorithm
     (never the token's choice); the required claims; ``sub`` when ``subject`` is given; ``iat`` and ``exp`` integers
@@ -67,9 +67,7 @@ def decode_anchor_jwt(token: str, *, algorithm: int, key: PublicKey, kid: bytes,
 
     Args:
         token: The compact JWS.
-        algorithm: The anchor's COSE algorithm number.
-        key: The anchor's public key.
-        kid: The anchor's key id.
+        anchor: The pinned trust key.
         typ: The ``typ`` the header must carry.
         max_chars: The largest token accepted.
         require: Claims that must be present (besides ``iat`` and ``exp``).
@@ -87,10 +85,10 @@ def decode_anchor_jwt(token: str, *, algorithm: int, key: PublicKey, kid: bytes,
         raise TrustError(f"{what} too large")
     try:
         header = jwt.get_unverified_header(token)
-        if header.get("kid") != kid.hex() or header.get("typ") != typ:
+        if header.get("kid") != anchor.kid.hex() or header.get("typ") != typ:
             raise TrustError(f"{what} is not signed by the pinned trust key or is of the wrong type")
         claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=[ALGORITHM_NAMES[algorithm]], subject=subject,
+            token, anchor.key, algorithms=[ALGORITHM_NAMES[anchor.algorithm]], subject=subject,
             options={"require": ["iat", "exp", *require], "verify_exp": False, "verify_iat": False},
         )
     except jwt.PyJWTError as exc:
@@ -114,8 +112,8 @@ def verify_trust_bundle(token: str, anchor: TrustAnchor, *, now: datetime) -> Tr
         TrustError: wrong signer, bad signature, expired, or malformed content.
     """
     claims, issued_at, expires_at = decode_anchor_jwt(
-        token, algorithm=anchor.algorithm, key=anchor.key, kid=anchor.kid, typ=TRUST_BUNDLE_TYP,
-        max_chars=MAX_TRUST_BUNDLE_CHARS, require=["iss", "keys", "status_lists"], now=now, what="trust bundle")
+        token, anchor, typ=TRUST_BUNDLE_TYP, max_chars=MAX_TRUST_BUNDLE_CHARS, require=["iss", "keys", "status_lists"],
+        now=now, what="trust bundle")
     keys: dict[bytes, TrustedKey] = {}
     try:
         for entry in claims["keys"]:

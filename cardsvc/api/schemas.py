@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from cardsvc.db.models import Chapter, Consent, Member, MemberStatusChange, Officer
+from cardsvc.db.models import Chapter, Consent, Event, Member, MemberStatusChange, Officer
 from cardsvc.services.pii import PiiView
 
 Text100 = Annotated[str, StringConstraints(max_length=100)]
@@ -545,14 +546,13 @@ class EventOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, event: Any) -> EventOut:
+    def of(cls, event: Event) -> EventOut:
         chapter = event.chapter
+        # The rule fields are those of the one rules type (verification.entry.EntryRules), as the bundle's are.
         return cls(
             id=event.id, chapter=ChapterRef(id=chapter.id, code=chapter.code, name=chapter.name), title=event.title,
-            venue=event.venue, starts_at=event.starts_at, ends_at=event.ends_at,
-            checkin_opens_at=event.checkin_opens_at, checkin_closes_at=event.checkin_closes_at,
-            eligibility=event.eligibility, mode=event.mode, allow_reentry=event.allow_reentry, status=event.status,
-            created_at=event.created_at,
+            venue=event.venue, starts_at=event.starts_at, ends_at=event.ends_at, created_at=event.created_at,
+            **asdict(event.rules),
         )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cardsvc.db.base import Base, BigId, PathString, UTCDateTime, utcnow
+from verification.entry import EntryRules
 
 MEMBER_STATUSES = ("active", "suspended", "left", "deceased")
 OFFICER_ROLES = ("admin", "officer", "viewer")
@@ -429,6 +430,13 @@ class Event(Base):
 
     chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True, foreign_keys=[chapter_id])
     scope_chapter: Mapped[Chapter | None] = relationship(lazy="joined", foreign_keys=[scope_chapter_id])
+
+    @property
+    def rules(self) -> EntryRules:
+        """The event's check-in rules, as check-ins decide with them, the offline bundle carries them and the API
+        shows them."""
+        return EntryRules(self.checkin_opens_at, self.checkin_closes_at, self.eligibility, self.mode,
+                          self.allow_reentry, self.status)
 
 
 class EventInvite(Base):

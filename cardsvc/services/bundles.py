@@ -140,9 +140,7 @@ def event_bundle(session: Session, caller: CheckinCaller, event_id: int, *, keyr
         "exp": int(expires.timestamp()),
         "event": {
             "id": event.id, "title": event.title, "venue": event.venue, "starts_at": _iso(event.starts_at),
-            "ends_at": _iso(event.ends_at), "checkin_opens_at": _iso(event.checkin_opens_at),
-            "checkin_closes_at": _iso(event.checkin_closes_at), "eligibility": event.eligibility,
-            "mode": event.mode, "allow_reentry": event.allow_reentry, "status": event.status,
+            "ends_at": _iso(event.ends_at), **event.rules.to_json(),
         },
         "trust_bundle": trust_bundle(session, keyring, settings),
         "status_lists": status_lists,

@@ -2,9 +2,10 @@
 
 The credential is checked by :func:`verification.verify.verify` — the same code a door station runs offline —
 against the server's own keys and the cards' current status. Then the event rules apply (closed, window,
-eligibility, entries). The database makes it exactly-once: a unique client nonce per event (retries return the
-stored answer) and a unique (event, member, sequence) among accepted rows (two doors scanning the same card at the
-same moment get one ``ok`` and one ``already_checked_in``).
+eligibility, entries) through :func:`verification.entry.decide_entry`, the decision stations and phones make offline.
+The database makes it exactly-once: a unique client nonce per event (retries return the stored answer) and a unique
+(event, member, sequence) among accepted rows (two doors scanning the same card at the same moment get one ``ok``
+and one ``already_checked_in``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from typing import Any, Literal, cast
 
 from sqlalchemy import ColumnElement, Engine, Table, bindparam, select, update
@@ -31,6 +32,7 @@ from cardsvc.services.events import EventRules, get_event, is_eligible
 from cardsvc.services.stations import device_token_digest, require_active_station
 from cardsvc.services.status_lists import STATUS_CODES
 from verification.crypto import load_public_key
+from verification.entry import EntryRules, PriorEntry, decide_entry
 from verification.errors import CredentialError
 from verification.format import ALGORITHM_NAMES, credential_from_text, parse_credential
 from verification.trust import KeyStatus, TrustAnchor, TrustBundle, TrustedKey
@@ -322,7 +324,7 @@ def station_context(session: Session, token: str, request: CheckinRequest) -> St
                                                           "slot_index": slot_index}).first()
     require_active_station(digest, row[3] if row else None, row[2] if row else None)
     assert row is not None
-    rules = EventRules(row[1], row[11], row[5], row[6], row[7], row[8], row[9], row[10], row[13])
+    rules = EventRules(row[1], row[11], EntryRules(row[6], row[7], row[8], row[9], row[10], row[5]), row[13])
     return StationContext(row[0], row[1], row[4], rules, row[12], (slot_list, slot_index), _holder_of(row[14:]))
 
 
@@ -399,23 +401,29 @@ def _replay(session: Session, event_id: int, request: CheckinRequest, digest: st
     return CheckinResult(CheckinRow.of(stored), MemberRef.of(member) if member else None, first, replayed=True)
 
 
-def _next_entry(session: Session, event: EventRules, member_id: int) -> tuple[int, str] | None:
-    """(sequence, direction) of this member's next accepted scan, or None when the rules refuse it."""
-    if event.mode == "entry" and not event.allow_reentry:
-        # One entry only: it is sequence 1, and the unique index refuses it if it exists (no query needed).
-        return 1, "in"
-    last = session.execute(
-        select(Checkin.seq, Checkin.direction)
-        .where(Checkin.event_id == event.id, Checkin.member_id == member_id, Checkin.result == "ok")
-        .order_by(Checkin.seq.desc()).limit(1)
-    ).first()
-    if last is None:
-        return 1, "in"
-    if event.mode == "entry_exit" and last.direction == "in":
-        return last.seq + 1, "out"
-    if event.allow_reentry:
-        return last.seq + 1, "in"
-    return None
+class _LatestEntry:
+    """The member's accepted scans as :func:`verification.entry.decide_entry` needs them from the database: only her
+    latest, read when the rules get that far, and none at all for a single entry — then the unique index on
+    (event, member, seq) refuses a second sequence 1 (no query needed). :attr:`next_seq` is the sequence number of
+    the entry the rules may grant her."""
+
+    def __init__(self, session: Session, event: EventRules, member_id: int) -> None:
+        self._session, self._event, self._member_id = session, event, member_id
+        self.next_seq = 1
+
+    def __call__(self) -> Sequence[PriorEntry]:
+        rules = self._event.rules
+        if rules.mode == "entry" and not rules.allow_reentry:
+            return ()
+        last = self._session.execute(
+            select(Checkin.seq, Checkin.direction, Checkin.scanned_at, Checkin.received_at)
+            .where(Checkin.event_id == self._event.id, Checkin.member_id == self._member_id, Checkin.result == "ok")
+            .order_by(Checkin.seq.desc()).limit(1)
+        ).first()
+        if last is None:
+            return ()
+        self.next_seq = last.seq + 1
+        return (PriorEntry(last.scanned_at or last.received_at, "out" if last.direction == "out" else "in"),)
 
 
 def checkin(session: Session, actor: Actor, event_id: int, request: CheckinRequest) -> CheckinResult:
@@ -470,29 +478,32 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
                 # A card holder outside the event's scope is not eligible and is never named: not in the answer,
                 # not in the stored row (reports show the member of a row), whatever else is wrong with the scan.
                 member, verdict_reason = None, verdict_reason or "not_eligible"
-    reason = verdict_reason or _event_rule(event, scanned_at)
-    if reason is None and member is not None and not is_eligible(session, event, member.id, member.status,
-                                                                 member.chapter_path):
-        reason = "not_eligible"
+    admitted: tuple[int, str] | None = None  # (sequence, direction) of the entry the rules grant
+    reason = verdict_reason
+    if reason is None and member is not None:
+        entries = _LatestEntry(session, event, member.id)
+        decision = decide_entry(event.rules, entries, scanned_at, eligible=partial(
+            is_eligible, session, event, member.id, member.status, member.chapter_path))
+        reason = decision.reason
+        if decision.direction is not None:
+            admitted = (entries.next_seq, decision.direction)
     base = dict(event_id=event.id, member_id=member.id if member else None, card_id=card_id,
                 source=request.source, station_id=station.station_id if station else None,
                 officer_id=actor.id if actor else None, client_nonce=request.client_nonce,
                 payload_hash=digest, scanned_at=request.scanned_at, received_at=now,
                 manual_reason=request.manual_reason if manual else None, offline=request.offline,
                 local_result=request.local_result, local_reason=request.local_reason)
-    if reason is None and member is not None:
-        entry = _next_entry(session, event, member.id)
-        if entry is not None:
-            row = _insert(session, dict(result="ok", reason=None, seq=entry[0], direction=entry[1], **base))
-            if row is not None:
-                if manual and actor is not None:
-                    audit.record(session, actor, "checkin.manual", target_type="event", target_id=event.id,
-                                 chapter_path=event.chapter_path, details={"member_id": member.id})
-                _touch(session, station, now)
-                session.commit()
-                return CheckinResult(row, member, None, replayed=False)
-        # Refused by the rules or by the unique index: an earlier entry, or a retry of this very nonce (the denied
-        # row below then collides with the nonce too and the stored answer is returned).
+    if admitted is not None and member is not None:
+        row = _insert(session, dict(result="ok", reason=None, seq=admitted[0], direction=admitted[1], **base))
+        if row is not None:
+            if manual and actor is not None:
+                audit.record(session, actor, "checkin.manual", target_type="event", target_id=event.id,
+                             chapter_path=event.chapter_path, details={"member_id": member.id})
+            _touch(session, station, now)
+            session.commit()
+            return CheckinResult(row, member, None, replayed=False)
+        # Refused by the unique index: an earlier entry, or a retry of this very nonce (the denied row below then
+        # collides with the nonce too and the stored answer is returned).
         reason = "already_checked_in"
     row = _insert(session, dict(result="error", reason=reason, seq=0, direction="in", **base))
     if row is None:  # Only the nonce can collide with a denied row: this scan was recorded before.
@@ -529,14 +540,6 @@ def _insert(session: Session, values: dict[str, Any]) -> CheckinRow | None:
 def _touch(session: Session, station: StationContext | None, now: datetime) -> None:
     if station is not None and (station.last_seen_at is None or now - station.last_seen_at > LAST_SEEN_RESOLUTION):
         session.execute(update(Station).where(Station.id == station.station_id).values(last_seen_at=now))
-
-
-def _event_rule(event: EventRules, at: datetime) -> str | None:
-    if event.status == "closed":
-        return "event_closed"
-    if not event.checkin_opens_at <= at <= event.checkin_closes_at:
-        return "outside_window"
-    return None
 
 
 def _member_of(session: Session, verdict: Verdict, holder: CardHolder | None

@@ -24,10 +24,9 @@ from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, PathColumn, subtree_condition
+from verification.entry import ELIGIBILITY, MODES, EntryRules
 
-ELIGIBILITY = ("subtree", "invite", "all")
 MAX_INVITE_NUMBERS = 5000
-MODES = ("entry", "entry_exit")
 Columns = TypeVarTuple("Columns")
 
 
@@ -206,23 +205,16 @@ def invite_member_numbers(session: Session, actor: Actor, event_id: int, numbers
 
 @dataclass(frozen=True, slots=True)
 class EventRules:
-    """What a check-in decides with: the event's state, window, eligibility, scope (None: the whole tree) and entry
-    rules."""
+    """What a check-in decides with: the event, its chapter's path, its rules and its scope (None: the whole tree)."""
 
     id: int
     chapter_path: str
-    status: str
-    checkin_opens_at: datetime
-    checkin_closes_at: datetime
-    eligibility: str
-    mode: str
-    allow_reentry: bool
+    rules: EntryRules
     scope_path: str | None
 
     @classmethod
     def of(cls, event: Event) -> EventRules:
-        return cls(event.id, event.chapter.path, event.status, event.checkin_opens_at, event.checkin_closes_at,
-                   event.eligibility, event.mode, event.allow_reentry, scope_path(event))
+        return cls(event.id, event.chapter.path, event.rules, scope_path(event))
 
     def in_scope(self, chapter_path: str) -> bool:
         """Whether a chapter lies in the event's scope: a member outside it is never named to anyone at the event."""
@@ -234,7 +226,7 @@ def is_eligible(session: Session, event: EventRules, member_id: int, member_stat
     invited to an invite-list event. :func:`restrict_to_eligible` is the same rule as a filter."""
     if member_status != "active" or not event.in_scope(chapter_path):
         return False
-    return event.eligibility != "invite" or session.get(EventInvite, (event.id, member_id)) is not None
+    return event.rules.eligibility != "invite" or session.get(EventInvite, (event.id, member_id)) is not None
 
 
 def _in_scope(path: PathColumn, scope: str | None) -> ColumnElement[bool]:
@@ -252,7 +244,7 @@ def restrict_to_eligible(stmt: Select[*Columns], event: EventRules) -> Select[*C
     """Limit a statement over ``Member`` joined with its ``Chapter`` to the members eligible for ``event``: the rule
     of :func:`is_eligible` as a filter, so that rosters, counts and joins run in the database."""
     stmt = stmt.where(Member.status == "active", _in_scope(Chapter.path, event.scope_path))
-    if event.eligibility == "invite":
+    if event.rules.eligibility == "invite":
         return stmt.join(EventInvite, and_(EventInvite.member_id == Member.id, EventInvite.event_id == event.id))
     return stmt
 

@@ -16,10 +16,10 @@ from issuance.credential import new_card_id, sign_credential
 from issuance.jws import sign_jwt
 from issuance.keys import LocalSigner, generate_private_key
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
+from station.store import Provisioning, StationStore
 from verification.crypto import public_jwk
 from verification.event_bundle import EVENT_BUNDLE_TYP
 from verification.format import ALG_EDDSA, CardClaims, to_qr_text
-from verification.station.store import Provisioning, StationStore
 from verification.trust import TRUST_BUNDLE_TYP
 
 ISSUER = "https://cards.example.vn"

@@ -17,12 +17,8 @@ import serial
 from evdev import InputEvent, ecodes
 
 from issuance.ndef import encode_card_ndef, ndef_tlv
-from tests.readers.conftest import vpcd  # noqa: F401 - the session fixture: pcscd with the vpcd driver
-from tests.readers.virtual_ntag import VirtualNtag, VpcdSlot
-from tests.station.conftest import ISSUER, FakeServer, World
-from tests.station.test_station import RecordingDisplay
-from verification.station.client import LinkState, StationClient
-from verification.station.inputs import (
+from station.client import LinkState, StationClient
+from station.inputs import (
     US_KEYMAP,
     EvdevSource,
     KeyDecoder,
@@ -32,8 +28,12 @@ from verification.station.inputs import (
     SerialSource,
     StdinSource,
 )
-from verification.station.loop import Station
-from verification.station.store import StationStore
+from station.loop import Station
+from station.store import StationStore
+from tests.readers.conftest import vpcd  # noqa: F401 - the session fixture: pcscd with the vpcd driver
+from tests.readers.virtual_ntag import VirtualNtag, VpcdSlot
+from tests.station.conftest import ISSUER, FakeServer, World
+from tests.station.test_station import RecordingDisplay
 
 # What a US keyboard types for each key, by evdev's own names: the table must agree with the kernel's codes.
 EXPECTED = {
@@ -121,7 +121,7 @@ def test_key_decoder_caps_lock_backspace_and_repeats() -> None:
 
 
 def test_evdev_device_path_errors_are_scanner_errors() -> None:
-    from verification.station.errors import ScannerError
+    from station.errors import ScannerError
 
     with pytest.raises(ScannerError, match="input"):
         next(EvdevSource("/dev/input/does-not-exist").events())
@@ -178,8 +178,8 @@ def nfc_slot(vpcd: list[VpcdSlot]) -> Iterator[VpcdSlot]:  # noqa: F811 - the fi
 
 def test_a_tapped_tag_is_checked_in_through_the_station_loop(world: World, server: FakeServer,
                                                              nfc_slot: VpcdSlot, tmp_path: object) -> None:
+    from station.store import Provisioning
     from tests.station.conftest import EVENT_ID, STATION_ID
-    from verification.station.store import Provisioning
 
     store = StationStore(":memory:")
     store.save_provisioning(Provisioning(ISSUER, "cdv_test", EVENT_ID, STATION_ID, world.anchor_jwk))

@@ -82,7 +82,7 @@ def provisioning_url(server: LiveServer, event_id: int) -> str:
 
 
 def station_command(db: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cardsvc.station_cli", "station", "--db", str(db), "--plain", *args]
+    return [sys.executable, "-m", "station", "--db", str(db), "--plain", *args]
 
 
 def run_station(db: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -91,7 +91,7 @@ def run_station(db: Path, *args: str, timeout: float = 60) -> subprocess.Complet
 
 
 class StationProcess:
-    """``cardsvc station --stdin --plain`` as a subprocess: write scans, read its result lines."""
+    """``cardsvc-station --stdin --plain`` as a subprocess: write scans, read its result lines."""
 
     def __init__(self, db: Path, *args: str) -> None:
         self.process = subprocess.Popen(station_command(db, "--stdin", *args), stdin=subprocess.PIPE,

@@ -12,17 +12,17 @@ from datetime import datetime
 
 import pytest
 
+from station.client import CheckinUpload
+from station.errors import ServerUnavailable
+from station.inputs import Scan
+from station.loop import BLANK_TAG_PROMPT, Station
+from station.nfc_writer import TagWriter
 from tests.readers.virtual_ntag import VirtualNtag
 from tests.station.conftest import FakeClock, FakeServer, World
 from tests.station.test_station import MakeStore, feed, make_station, scan
 from verification.ndef import card_credential_from_ndef
 from verification.readers import TagReader
 from verification.readers.pcsc import Ntag
-from verification.station.client import CheckinUpload
-from verification.station.errors import ServerUnavailable
-from verification.station.inputs import Scan
-from verification.station.loop import BLANK_TAG_PROMPT, Station
-from verification.station.nfc_writer import TagWriter
 
 
 class DirectReader:

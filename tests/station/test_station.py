@@ -13,16 +13,17 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from station.client import LinkState, StationClient
+from station.dedupe import Deduplicator
+from station.display import Outcome, StationStatus, TerminalDisplay
+from station.errors import SetupError
+from station.inputs import ListSource, ReadFailure, Scan
+from station.loop import Station, decide_offline
+from station.setup import parse_setup_text, provision_station
+from station.store import StationStore
 from tests.station.conftest import EVENT_ID, ISSUER, STATION_ID, FakeClock, FakeServer, World
+from verification.entry import PriorEntry
 from verification.event_bundle import verify_event_bundle
-from verification.station.client import LinkState, StationClient
-from verification.station.dedupe import Deduplicator
-from verification.station.display import Outcome, StationStatus, TerminalDisplay
-from verification.station.errors import SetupError
-from verification.station.inputs import ListSource, ReadFailure, Scan
-from verification.station.loop import Station, decide_offline
-from verification.station.setup import parse_setup_text, provision_station
-from verification.station.store import StationStore
 from verification.trust import TrustAnchor
 
 MakeStore = Callable[..., StationStore]
@@ -242,22 +243,24 @@ def _bundle(world: World, **rules: object) -> object:
 def test_offline_rules_follow_the_event(world: World) -> None:
     qr = world.cards["lan"].qr
     now = world.now
-    earlier = [(now - timedelta(minutes=5), "in")]
+    earlier = [PriorEntry(now - timedelta(minutes=5), "in")]
     entry = _bundle(world)
-    assert decide_offline(qr, entry, [], now).direction == "in"  # type: ignore[arg-type]
-    refused = decide_offline(qr, entry, earlier, now)  # type: ignore[arg-type]
-    assert refused.reason == "already_checked_in" and refused.first_at == earlier[0][0]
+    assert decide_offline(qr, entry, lambda _number: [], now).direction == "in"  # type: ignore[arg-type]
+    refused = decide_offline(qr, entry, lambda _number: earlier, now)  # type: ignore[arg-type]
+    assert refused.reason == "already_checked_in" and refused.first_at == earlier[0].at
     exits = _bundle(world, mode="entry_exit")
-    assert decide_offline(qr, exits, earlier, now).direction == "out"  # type: ignore[arg-type]
-    back = [*earlier, (now - timedelta(minutes=1), "out")]
-    assert decide_offline(qr, exits, back, now).reason == "already_checked_in"  # type: ignore[arg-type]
-    assert decide_offline(qr, _bundle(world, mode="entry_exit", allow_reentry=True), back,  # type: ignore[arg-type]
-                          now).direction == "in"
-    assert decide_offline(qr, _bundle(world, status="closed"), [], now).reason == "event_closed"  # type: ignore[arg-type]
+    assert decide_offline(qr, exits, lambda _number: earlier, now).direction == "out"  # type: ignore[arg-type]
+    back = [*earlier, PriorEntry(now - timedelta(minutes=1), "out")]
+    assert decide_offline(qr, exits, lambda _number: back, now).reason == "already_checked_in"  # type: ignore[arg-type]
+    assert decide_offline(qr, _bundle(world, mode="entry_exit", allow_reentry=True),  # type: ignore[arg-type]
+                          lambda _number: back, now).direction == "in"
+    closed = _bundle(world, status="closed")
+    assert decide_offline(qr, closed, lambda _number: [], now).reason == "event_closed"  # type: ignore[arg-type]
     late = _bundle(world, closes=now - timedelta(minutes=1))
-    assert decide_offline(qr, late, [], now).reason == "outside_window"  # type: ignore[arg-type]
-    assert decide_offline(qr, None, [], now).reason == "no_bundle"
-    assert decide_offline(qr, entry, [], now + timedelta(days=3)).reason == "no_bundle"  # type: ignore[arg-type]
+    assert decide_offline(qr, late, lambda _number: [], now).reason == "outside_window"  # type: ignore[arg-type]
+    assert decide_offline(qr, None, lambda _number: [], now).reason == "no_bundle"
+    expired = now + timedelta(days=3)
+    assert decide_offline(qr, entry, lambda _number: [], expired).reason == "no_bundle"  # type: ignore[arg-type]
 
 
 def test_bundle_check_ins_count_offline(world: World, server: FakeServer, clock: FakeClock,

@@ -9,7 +9,9 @@
    every validity edge, and the JS verdict must equal :func:`verification.verify.verify`'s; the forbidden code points
    of names are the same in both, code point by code point.
 4. The anchor-signed documents are refused when tampered with, signed by another key, or not what
-   docs/card-format.md §6.4 allows, and the Python verifier refuses the same status-list tokens.
+   docs/card-format.md §6.4 allows, and the Python verifier refuses the same tokens.
+5. The entry-rule vectors (tests/vectors/entry-rules.json): decideEntry gives the decision
+   :func:`verification.entry.decide_entry` gives.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from issuance.jws import sign_jwt
 from issuance.keys import LocalSigner, generate_private_key
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
 from tests.vectors import make_vectors
+from tests.verification import test_anchor_tokens as anchor_tokens
+from tests.verification import test_entry as entry_vectors
 from tests.web.harness import LiveServer, chromium, live_server, screenshot
 from verification.crypto import public_jwk
 from verification.errors import TrustError
@@ -388,3 +392,82 @@ def test_status_list_tokens_are_judged_alike(page: webdriver.Chrome) -> None:
     assert {name for name, outcome in javascript.items() if outcome == "accepted"} == accepted, javascript
     assert {name for name, outcome in python.items() if outcome == "accepted"} == accepted, python
     assert all(outcome.startswith("untrusted") for outcome in javascript.values() if outcome != "accepted")
+
+
+RUN_ANCHOR_TOKENS = """
+const [input, done] = arguments;
+const V = window.cardsvcVerify;
+(async () => {
+  const anchor = await V.importJwk(input.anchor);
+  const check = {
+    trust_bundle: (token) => V.verifyTrustBundle(token, anchor, input.now),
+    status_list: (token) => V.verifyStatusList(token, anchor, input.uri, input.now),
+    event_bundle: (token) => V.verifyEventBundle(token, anchor, input.now),
+  };
+  const out = {};
+  for (const [name, {kind, token}] of Object.entries(input.tokens)) {
+    try { await check[kind](token); out[name] = "accepted"; } catch (e) { out[name] = e.reason + ": " + e.message; }
+  }
+  return out;
+})().then(done, (e) => done({error: String(e && e.stack || e)}));
+"""
+
+
+def test_anchor_signed_tokens_are_judged_alike(page: webdriver.Chrome) -> None:
+    """The trust bundle, a status list and the event bundle pass one anchor check in JavaScript as in Python
+    (tests/verification/test_anchor_tokens.py): the event bundle, too, is refused when issued in the future."""
+    tokens: dict[str, dict[str, str]] = {}
+    python: dict[str, str] = {}
+    for kind in anchor_tokens.KINDS:
+        other = LocalSigner(anchor_tokens.TRUST.kid, ALG_EDDSA, generate_private_key("ed25519"))
+        for label, signer, iat, typ in (
+            ("good", anchor_tokens.TRUST, anchor_tokens.STAMP, kind.typ),
+            ("issued_600_seconds_ahead", anchor_tokens.TRUST, anchor_tokens.STAMP + 600, kind.typ),
+            ("issued_601_seconds_ahead", anchor_tokens.TRUST, anchor_tokens.STAMP + 601, kind.typ),
+            ("expired", anchor_tokens.TRUST, anchor_tokens.STAMP - 8 * 86400, kind.typ),
+            ("wrong_typ", anchor_tokens.TRUST, anchor_tokens.STAMP, "JWT"),
+            ("other_signer", other, anchor_tokens.STAMP, kind.typ),
+        ):
+            name = f"{kind.name}/{label}"
+            tokens[name] = {"kind": kind.name, "token": sign_jwt(signer, kind.claims(iat), typ=typ)}
+            try:
+                kind.verify(tokens[name]["token"], anchor_tokens.NOW)
+                python[name] = "accepted"
+            except TrustError:
+                python[name] = "refused"
+    anchor_jwk = public_jwk(anchor_tokens.TRUST.kid, anchor_tokens.TRUST.algorithm,
+                            anchor_tokens.TRUST.private_key.public_key())
+    javascript = _run(page, RUN_ANCHOR_TOKENS, {"anchor": anchor_jwk, "tokens": tokens, "uri": anchor_tokens.URI,
+                                                "now": anchor_tokens.STAMP})
+    accepted = {name for name in tokens if name.endswith(("/good", "/issued_600_seconds_ahead"))}
+    assert {name for name, outcome in python.items() if outcome == "accepted"} == accepted, python
+    assert {name for name, outcome in javascript.items() if outcome == "accepted"} == accepted, javascript
+    assert all(outcome.startswith("untrusted") for outcome in javascript.values() if outcome != "accepted")
+    assert "issued in the future" in javascript["event_bundle/issued_601_seconds_ahead"]
+
+
+RUN_ENTRY_RULES = """
+const [input, done] = arguments;
+const V = window.cardsvcVerify;
+const seconds = (text) => Date.parse(text) / 1000;
+const out = {};
+for (const c of input.cases) {
+  const prior = c.prior_entries.map((entry) => ({...entry, at: seconds(entry.at)}));
+  const decision = V.decideEntry(V.entryRulesOf(c.rules), prior, seconds(c.at), c.eligible);
+  out[c.name] = {ok: decision.ok, reason: decision.reason, direction: decision.direction, first: decision.first};
+}
+done(out);
+"""
+
+
+def test_entry_rule_vectors(page: webdriver.Chrome) -> None:
+    """tests/vectors/entry-rules.json in JavaScript (decideEntry), as tests/verification/test_entry.py runs them
+    through verification.entry.decide_entry."""
+    result = _run(page, RUN_ENTRY_RULES, {"cases": entry_vectors.CASES})
+    assert set(result) == {case["name"] for case in entry_vectors.CASES}
+    for case in entry_vectors.CASES:
+        expected, got = case["decision"], result[case["name"]]
+        first = expected["first"] and {**expected["first"],
+                                       "at": datetime.fromisoformat(expected["first"]["at"]).timestamp()}
+        assert got == {"ok": expected["reason"] is None, "reason": expected["reason"],
+                       "direction": expected["direction"], "first": first}, case["note"]

@@ -514,47 +514,44 @@ function jsonPart(text, what) {
 }
 
 /**
- * Verify a compact JWS signed by the pinned anchor: kid and typ from the header must match, the algorithm is the
- * anchor's own (never the token's choice), then the signature, the required claims, ``sub`` when ``subject`` is
- * given, and integer ``iat`` and ``exp``. Returns the claims.
+ * verification.trust.decode_anchor_jwt, the one check of the trust bundle, the status lists and the event bundle:
+ * the size, kid and typ from the header, the algorithm of the anchor (never the token's choice), the signature, the
+ * required claims, ``sub`` when ``subject`` is given, integer ``iat`` and ``exp``, ``iat`` at most CLOCK_SKEW ahead
+ * of ``now`` and ``exp`` not before it. Returns the claims.
  */
-export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = [], subject = null }) {
-  if (typeof token !== "string" || token.length > maxChars) throw new TrustError(`${typ} token too large`);
+export async function verifyAnchorJwt(token, anchor, { typ, maxChars, require = [], subject = null, now, what }) {
+  if (typeof token !== "string" || token.length > maxChars) throw new TrustError(`${what} too large`);
   const parts = token.split(".");
-  if (parts.length !== 3) throw new TrustError(`${typ} token is not a compact JWS`);
+  if (parts.length !== 3) throw new TrustError(`${what} is not a compact JWS`);
   const header = jsonPart(parts[0], "header");
   if (header.kid !== anchor.kid || header.typ !== typ) {
-    throw new TrustError(`${typ} is not signed by the pinned trust key`);
+    throw new TrustError(`${what} is not signed by the pinned trust key or is of the wrong type`);
   }
-  if (header.alg !== ALGORITHM_NAMES[anchor.algorithm]) throw new TrustError(`${typ}: algorithm not allowed`);
+  if (header.alg !== ALGORITHM_NAMES[anchor.algorithm]) throw new TrustError(`${what}: algorithm not allowed`);
   const signature = b64urlDecode(parts[2]);
   const data = utf8Encoder.encode(`${parts[0]}.${parts[1]}`);
   if (!(await verifyRaw(anchor.algorithm, anchor.key, signature, data))) {
-    throw new TrustError(`${typ}: signature verification failed`);
+    throw new TrustError(`${what}: signature verification failed`);
   }
   const claims = jsonPart(parts[1], "payload");
   for (const name of ["iat", "exp", ...require]) {
-    if (!(name in claims)) throw new TrustError(`${typ}: missing ${name}`);
+    if (!(name in claims)) throw new TrustError(`${what}: missing ${name}`);
   }
-  if (subject !== null && claims.sub !== subject) throw new TrustError(`${typ} is for another subject`);
+  if (subject !== null && claims.sub !== subject) throw new TrustError(`${what} is for another subject`);
   if (!Number.isInteger(claims.iat) || !Number.isInteger(claims.exp)) {
-    throw new TrustError(`${typ}: iat or exp is not an integer`);
+    throw new TrustError(`${what}: iat or exp is not an integer`);
   }
-  return claims;
-}
-
-/** verification.trust.decode_anchor_jwt's clock checks: iat at most CLOCK_SKEW ahead of now, exp not before now. */
-function checkFreshness(claims, now, what) {
   if (claims.iat > now + CLOCK_SKEW) throw new TrustError(`${what} is issued in the future; check the clock`);
   if (claims.exp < now) throw new TrustError(`${what} has expired; download a fresh one`);
+  return claims;
 }
 
 /** verification.trust.verify_trust_bundle: card keys (kid → {algorithm, key, status}) and status-list URIs. */
 export async function verifyTrustBundle(token, anchor, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
-    typ: TRUST_BUNDLE_TYP, maxChars: MAX_TRUST_TOKEN_CHARS, require: ["iss", "keys", "status_lists"],
+    typ: TRUST_BUNDLE_TYP, maxChars: MAX_TRUST_TOKEN_CHARS, require: ["iss", "keys", "status_lists"], now,
+    what: "trust bundle",
   });
-  checkFreshness(claims, now, "trust bundle");
   if (!Array.isArray(claims.keys) || !Array.isArray(claims.status_lists)) {
     throw new TrustError("trust bundle content is malformed");
   }
@@ -627,9 +624,9 @@ export class StatusListView {
  */
 export async function verifyStatusList(token, anchor, uri, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
-    typ: STATUS_LIST_TYP, maxChars: MAX_STATUS_TOKEN_CHARS, require: ["sub", "ttl", "status_list"], subject: uri,
+    typ: STATUS_LIST_TYP, maxChars: MAX_STATUS_TOKEN_CHARS, require: ["sub", "ttl", "status_list"], subject: uri, now,
+    what: "status list",
   });
-  checkFreshness(claims, now, "status list");
   if (!Number.isInteger(claims.ttl) || claims.ttl < 1 || claims.exp !== claims.iat + 2 * claims.ttl) {
     throw new TrustError("status list ttl must be a positive integer with exp = iat + 2 * ttl");
   }
@@ -738,9 +735,8 @@ function text(value, what) {
 export async function verifyEventBundle(token, anchor, now) {
   const claims = await verifyAnchorJwt(token, anchor, {
     typ: EVENT_BUNDLE_TYP, maxChars: MAX_BUNDLE_CHARS,
-    require: ["iss", "iat", "exp", "event", "trust_bundle", "status_lists", "roster", "checkins"],
+    require: ["iss", "event", "trust_bundle", "status_lists", "roster", "checkins"], now, what: "event bundle",
   });
-  if (claims.exp < now) throw new TrustError("event bundle has expired; download a fresh one");
   const trust = await verifyTrustBundle(text(claims.trust_bundle, "trust bundle"), anchor, now);
   if (text(claims.iss, "iss") !== trust.issuer) throw new TrustError("bundle and trust bundle issuers differ");
   if (!claims.status_lists || typeof claims.status_lists !== "object") throw new TrustError("bad status lists");
@@ -752,16 +748,13 @@ export async function verifyEventBundle(token, anchor, now) {
     lists.set(listId, await verifyStatusList(text(listToken, "status list"), anchor, uri, claims.iat));
   }
   const raw = claims.event;
-  if (!raw || typeof raw !== "object" || typeof raw.allow_reentry !== "boolean" || !Number.isInteger(raw.id)) {
+  if (!raw || typeof raw !== "object" || !Number.isInteger(raw.id)) {
     throw new TrustError("event bundle has no valid event");
   }
+  // The rules sit beside the event's identity, as in the bundle (app.js reads bundle.event.opensAt and closesAt).
   const event = {
     id: raw.id, title: text(raw.title, "title"), venue: text(raw.venue, "venue"),
-    startsAt: timestamp(raw.starts_at, "starts_at"), endsAt: timestamp(raw.ends_at, "ends_at"),
-    opensAt: timestamp(raw.checkin_opens_at, "checkin_opens_at"),
-    closesAt: timestamp(raw.checkin_closes_at, "checkin_closes_at"),
-    eligibility: text(raw.eligibility, "eligibility"), mode: text(raw.mode, "mode"),
-    allowReentry: raw.allow_reentry, status: text(raw.status, "status"),
+    startsAt: timestamp(raw.starts_at, "starts_at"), endsAt: timestamp(raw.ends_at, "ends_at"), ...entryRulesOf(raw),
   };
   if (!Array.isArray(claims.roster) || !Array.isArray(claims.checkins)) throw new TrustError("bad roster");
   const roster = claims.roster.map((entry) => {
@@ -789,8 +782,53 @@ export async function verifyEventBundle(token, anchor, now) {
 }
 
 /**
- * The event rules the station applies offline after the card verdict (cardsvc/services/checkins.py order):
- * the card's own reason, then closed / outside the window, then not in the roster, then the entry rules.
+ * verification.event_bundle.entry_rules_of: the entry rules in a bundle's ``event`` object, times in seconds.
+ *
+ * @returns {{opensAt:number, closesAt:number, eligibility:string, mode:string, allowReentry:boolean, status:string}}
+ */
+export function entryRulesOf(raw) {
+  if (!raw || typeof raw !== "object" || typeof raw.allow_reentry !== "boolean") {
+    throw new TrustError("event bundle allow_reentry is not a boolean");
+  }
+  return {
+    opensAt: timestamp(raw.checkin_opens_at, "checkin_opens_at"),
+    closesAt: timestamp(raw.checkin_closes_at, "checkin_closes_at"),
+    eligibility: text(raw.eligibility, "eligibility"), mode: text(raw.mode, "mode"), allowReentry: raw.allow_reentry,
+    status: text(raw.status, "status"),
+  };
+}
+
+/**
+ * verification.entry.decide_entry, the entry rules of the server and the door station: the event closed, the scan
+ * outside the check-in window, the holder not eligible, then her accepted scans (ordered by time, an entry before an
+ * exit at the same instant): none → "in"; entry/exit after an entry → "out"; otherwise "in" again only with
+ * re-entry, else already_checked_in with her first entry. tests/vectors/entry-rules.json runs it against Python.
+ * (Python takes eligibility and the entries as sources read on demand, for the server's database; here they are in
+ * memory.)
+ *
+ * @param rules what entryRulesOf returns (a bundle's event carries it)
+ * @param priorEntries her accepted scans at this event: [{at (seconds), direction, ...}], any order
+ * @param at the scan time, seconds
+ * @param eligible whether she may attend (on the roster)
+ * @returns {{ok:boolean, reason:string|null, direction:string|null, first:object|null}}
+ */
+export function decideEntry(rules, priorEntries, at, eligible) {
+  const refuse = (reason, first = null) => ({ ok: false, reason, direction: null, first });
+  const admit = (direction) => ({ ok: true, reason: null, direction, first: null });
+  if (rules.status === "closed") return refuse("event_closed");
+  if (!(rules.opensAt <= at && at <= rules.closesAt)) return refuse("outside_window");
+  if (!eligible) return refuse("not_eligible");
+  const entries = [...priorEntries].sort((a, b) => (a.at - b.at) || (a.direction === b.direction ? 0
+    : a.direction === "in" ? -1 : 1));
+  if (!entries.length) return admit("in");
+  if (rules.mode === "entry_exit" && entries[entries.length - 1].direction === "in") return admit("out");
+  if (rules.allowReentry) return admit("in");
+  return refuse("already_checked_in", entries[0]);
+}
+
+/**
+ * What the station decides offline after the card verdict (cardsvc/services/checkins.py order): the card's own
+ * reason, then decideEntry with the bundle's rules, its roster (eligibility) and the member's known entries.
  *
  * @param bundle a verified event bundle
  * @param verdict the card verdict from verify()
@@ -800,21 +838,9 @@ export async function verifyEventBundle(token, anchor, now) {
  */
 export function eventDecision(bundle, verdict, entries, at) {
   const member = verdict.claims ? bundle.byCard.get(verdict.claims.card_id) ?? null : null;
-  const refuse = (reason, first = null) => ({ ok: false, reason, member, direction: null, first });
-  if (!verdict.ok) return refuse(verdict.reason);
-  const { event } = bundle;
-  if (event.status === "closed") return refuse("event_closed");
-  if (!(event.opensAt <= at && at <= event.closesAt)) return refuse("outside_window");
-  if (member === null) return refuse("not_eligible");
-  const mine = entries.filter((entry) => entry.member_number === member.member_number)
-    .sort((a, b) => a.at - b.at);
-  const last = mine.length ? mine[mine.length - 1] : null;
-  if (last === null) return { ok: true, reason: null, member, direction: "in", first: null };
-  if (event.mode === "entry_exit" && last.direction === "in") {
-    return { ok: true, reason: null, member, direction: "out", first: null };
-  }
-  if (event.allowReentry) return { ok: true, reason: null, member, direction: "in", first: null };
-  return refuse("already_checked_in", mine[0]);
+  if (!verdict.ok) return { ok: false, reason: verdict.reason, member, direction: null, first: null };
+  const mine = member === null ? [] : entries.filter((entry) => entry.member_number === member.member_number);
+  return { ...decideEntry(bundle.event, mine, at, member !== null), member };
 }
 
 /** Accent-insensitive search text: NFD without combining marks, đ → d, lower case (DOMAIN.md §3). */

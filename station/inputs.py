@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol, TextIO
 
-from verification.station.errors import ScannerError
+from station.errors import ScannerError
 
 ScanKind = Literal["qr_scanner", "nfc", "stdin"]
 Clock = Callable[[], datetime]

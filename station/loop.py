@@ -4,9 +4,9 @@ scan → de-duplicate → queue (committed, with a fresh client nonce) → decid
 
 * **online**: the scan is sent to ``POST /v1/events/{id}/checkins`` and the server's answer is shown and stored;
 * **offline** (the link is down, or this very request failed or timed out): :func:`decide_offline` decides with the
-  verified event bundle — :func:`verification.verify.verify` with the bundle's keys and status lists, the event's
-  window and rules, the roster, and the check-ins known so far (the bundle's and this station's own) — and the
-  verdict is stored on the queued row.
+  verified event bundle — :func:`verification.verify.verify` with the bundle's keys and status lists, then
+  :func:`verification.entry.decide_entry` with the event's rules, the roster, and the check-ins known so far (the
+  bundle's and this station's own) — and the verdict is stored on the queued row.
 
 A background thread (:meth:`Station.background`) uploads queued rows oldest first, probes the server while offline,
 and refreshes the event bundle. A row is marked uploaded only after a definitive answer (2xx, or a 4xx other than
@@ -26,17 +26,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from station.client import CheckinAnswer, CheckinUpload, NfcWriteTask, ServerSource, StationClient
+from station.dedupe import Deduplicator
+from station.display import Display, Outcome, StationStatus
+from station.errors import NotProvisionedError, ServerError, ServerRefused, StationError
+from station.inputs import Clock, ReadFailure, ScanEvent, ScanKind, ScanSource, utc_now
+from station.nfc_writer import TagWriter
+from station.store import QueuedScan, StationStore
+from verification.entry import PriorEntry, decide_entry
 from verification.errors import TrustError
 from verification.event_bundle import EventBundle, verify_event_bundle
 from verification.ndef import NdefError
 from verification.readers.errors import ReaderError
-from verification.station.client import CheckinAnswer, CheckinUpload, NfcWriteTask, ServerSource, StationClient
-from verification.station.dedupe import Deduplicator
-from verification.station.display import Display, Outcome, StationStatus
-from verification.station.errors import NotProvisionedError, ServerError, ServerRefused, StationError
-from verification.station.inputs import Clock, ReadFailure, ScanEvent, ScanKind, ScanSource, utc_now
-from verification.station.nfc_writer import TagWriter
-from verification.station.store import QueuedScan, StationStore
 from verification.trust import TrustAnchor
 from verification.verify import StatusLists, payload_hash_of, verify
 
@@ -65,18 +66,19 @@ class LocalDecision:
     first_at: datetime | None = None
 
 
-def decide_offline(payload: str | bytes, bundle: EventBundle | None,
-                   entries: Iterable[tuple[datetime, str]] | Callable[[str], Iterable[tuple[datetime, str]]],
+def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: Callable[[str], Iterable[PriorEntry]],
                    now: datetime) -> LocalDecision:
-    """Decide a scan without the server, with the rules :mod:`cardsvc.services.checkins` applies online.
+    """Decide a scan without the server: :func:`verification.verify.verify` with the bundle's keys and status lists,
+    then :func:`verification.entry.decide_entry` with the bundle's rules and roster — the rules the server applies
+    online.
 
     Args:
         payload: QR text or tag bytes.
         bundle: The verified event bundle, or None when the station has none; an expired bundle counts as none.
             Without a bundle nothing is accepted (``no_bundle``): the station cannot check keys or revocations.
-        entries: The member's accepted scans known to the station (time, direction), or a function of her member
-            number that returns them, called once the card is known (:meth:`Station.decide_locally` reads the
-            bundle and the station's own queue that way).
+        entries: The accepted scans known to the station of a member, by her member number; called once the card
+            is known and the rules need them (:meth:`Station.decide_locally` reads the bundle and the station's own
+            queue).
         now: The scan's time (station clock, timezone-aware).
 
     Returns:
@@ -93,31 +95,16 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None,
     number = claims.member_number
     name = member.name if member else claims.display_name
     chapter = member.chapter_name if member else claims.chapter_code
-
-    def decided(reason: str | None, *, direction: str | None = None,
-                first_at: datetime | None = None) -> LocalDecision:
-        return LocalDecision("error" if reason else "ok", reason, number, name, chapter, direction, first_at)
-
     if not verdict.ok:
-        if verdict.reason == "revoked" and not verdict.status_checked:
-            # No status list for this card in the bundle: the roster's cards all have theirs, so it is not eligible.
-            return decided("no_status_list" if member else "not_eligible")
-        return decided(verdict.reason)
-    event = bundle.event
-    if event.status == "closed":
-        return decided("event_closed")
-    if not event.checkin_opens_at <= now <= event.checkin_closes_at:
-        return decided("outside_window")
-    if member is None:
-        return decided("not_eligible")
-    known = sorted(entries(number) if callable(entries) else entries)
-    if not known:
-        return decided(None, direction="in")
-    if event.mode == "entry_exit" and known[-1][1] == "in":
-        return decided(None, direction="out")
-    if event.allow_reentry:
-        return decided(None, direction="in")
-    return decided("already_checked_in", first_at=known[0][0])
+        # No status list for this card in the bundle: the roster's cards all have theirs, so it is not eligible.
+        missing_list = verdict.reason == "revoked" and not verdict.status_checked
+        reason = ("no_status_list" if member else "not_eligible") if missing_list else verdict.reason
+        return LocalDecision("error", reason, number, name, chapter)
+    # The roster is the event's eligible members, as the server selected them when it signed the bundle.
+    decision = decide_entry(bundle.event.rules, lambda: tuple(entries(number)), now,
+                            eligible=lambda: member is not None)
+    return LocalDecision("ok" if decision.ok else "error", decision.reason, number, name, chapter,
+                         decision.direction, decision.first.at if decision.first else None)
 
 
 def new_nonce(station_id: int) -> str:
@@ -135,8 +122,8 @@ class Station:
     """A provisioned door station.
 
     Args:
-        store: The station database (provisioned: see ``cardsvc station --setup``).
-        client: The server client, with its :class:`~verification.station.client.LinkState`; None for a station
+        store: The station database (provisioned: see ``cardsvc-station --setup``).
+        client: The server client, with its :class:`~station.client.LinkState`; None for a station
             that never goes online (tests of the offline path).
         display: Where results go.
         clock: The station clock.
@@ -153,7 +140,7 @@ class Station:
                  nonce_factory: Callable[[int], str] = new_nonce, nfc_writer: TagWriter | None = None) -> None:
         provisioning = store.provisioning()
         if provisioning is None:
-            raise NotProvisionedError("this station is not set up: run `cardsvc station --setup <set-up QR text>`")
+            raise NotProvisionedError("this station is not set up: run `cardsvc-station --setup <set-up QR text>`")
         self.store = store
         self.client = client
         self.display = display
@@ -229,8 +216,9 @@ class Station:
         """:func:`decide_offline` with this station's bundle and check-in state."""
         bundle = self.bundle
 
-        def entries_of(member_number: str) -> list[tuple[datetime, str]]:
-            known = [(c.at, c.direction) for c in bundle.checkins if c.member_number == member_number] if bundle else []
+        def entries_of(member_number: str) -> list[PriorEntry]:
+            known = [PriorEntry(c.at, c.direction, c.station_id) for c in bundle.checkins
+                     if c.member_number == member_number] if bundle else []
             return known + self.store.accepted_entries(member_number)
 
         return decide_offline(payload, bundle, entries_of, now)

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from verification.station.errors import ServerRefused, ServerUnavailable
+from station.errors import ServerRefused, ServerUnavailable
 
 DEFAULT_TIMEOUT_SECONDS: Final = 3.0
 # Statuses that say "not now" rather than "no": the same request may succeed later.

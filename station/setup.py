@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
+from station.client import StationClient
+from station.errors import ServerError, ServerRefused, SetupError
+from station.store import Provisioning, StationStore
 from verification.errors import TrustError
 from verification.event_bundle import EventBundle, verify_event_bundle
-from verification.station.client import StationClient
-from verification.station.errors import ServerError, ServerRefused, SetupError
-from verification.station.store import Provisioning, StationStore
 from verification.trust import TrustAnchor
 
 

@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from verification.entry import PriorEntry
+
 LocalResult = Literal["ok", "error"]
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS config (
@@ -267,7 +269,7 @@ class StationStore:
         with self._lock:
             return [_row(r) for r in self._db.execute("SELECT * FROM scans ORDER BY id").fetchall()]
 
-    def accepted_entries(self, member_number: str) -> list[tuple[datetime, str]]:
+    def accepted_entries(self, member_number: str) -> list[PriorEntry]:
         """This station's accepted scans of a member (by the server's answer when there is one, else by the offline
         decision), oldest first: the local check-in state for ``already_checked_in`` while offline."""
         with self._lock:
@@ -275,7 +277,7 @@ class StationStore:
                 "SELECT scanned_at, direction FROM scans WHERE member_number = ? "
                 "AND COALESCE(server_result, local_result) = 'ok' ORDER BY scanned_at, id", (member_number,),
             ).fetchall()
-        return [(datetime.fromisoformat(r[0]), str(r[1] or "in")) for r in rows]
+        return [PriorEntry(datetime.fromisoformat(r[0]), "out" if r[1] == "out" else "in") for r in rows]
 
     def conflicts(self) -> int:
         """Scans accepted offline that the server refused afterwards (another door let the member in first, a card
