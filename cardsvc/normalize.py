@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from cardsvc.days import vietnam_day, vietnam_today
+from verification.format import forbidden_code_point
 
 __all__ = [
     "NAME_MAX_BYTES",
@@ -111,13 +112,11 @@ def search_terms(query: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------
 # Invisible characters
 
-# Control and format characters (bidi embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, the
-# direction marks, zero-width spaces and joiners, the soft hyphen, the BOM), line and paragraph separators, and
-# private-use, surrogate and unassigned code points.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
-# Letters, marks and symbols that draw nothing: the combining grapheme joiner, Hangul fillers, Khmer inherent
-# vowels, the braille blank.
-_BLANK_GLYPHS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0")
+# Verifiers refuse a card whose name holds a code point of verification.format.FORBIDDEN_TEXT_RANGES (controls, bidi
+# formatting, zero-width and other invisible characters, private use, surrogates, noncharacters): every entry point
+# refuses at least those. It also refuses what that fixed list leaves to each Unicode version — code points not
+# assigned in this Python's Unicode data — and the braille blank, which draws nothing.
+_ALSO_INVISIBLE = frozenset("\u2800")
 # Tabs and line breaks are whitespace that every caller collapses into one space.
 _COLLAPSED_WHITESPACE = frozenset("\t\n\r")
 
@@ -125,12 +124,7 @@ _COLLAPSED_WHITESPACE = frozenset("\t\n\r")
 def _is_invisible(ch: str) -> bool:
     if ch in _COLLAPSED_WHITESPACE:
         return False
-    return (
-        unicodedata.category(ch) in _INVISIBLE_CATEGORIES
-        or ch in _BLANK_GLYPHS
-        or "\ufe00" <= ch <= "\ufe0f"  # variation selectors
-        or "\U000e0100" <= ch <= "\U000e01ef"  # variation selectors supplement
-    )
+    return forbidden_code_point(ord(ch)) or ch in _ALSO_INVISIBLE or unicodedata.category(ch) == "Cn"
 
 
 def invisible_character(text: str) -> str | None:

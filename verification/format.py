@@ -164,7 +164,7 @@ LAST_NUMERIC_DATE: Final = day_start(date(9999, 12, 31))
 _DAY_SECONDS: Final = 86400
 
 
-def _is_forbidden(code_point: int) -> bool:
+def forbidden_code_point(code_point: int) -> bool:
     """Whether ``code_point`` lies in one of :data:`FORBIDDEN_TEXT_RANGES`."""
     at = bisect.bisect_right(_FORBIDDEN_STARTS, code_point) - 1
     return at >= 0 and code_point <= FORBIDDEN_TEXT_RANGES[at][1]
@@ -181,7 +181,7 @@ def name_problem(name: str) -> str | None:
         otherwise what is wrong, in English, for logs (never the name itself).
     """
     # The forbidden code points come first: they include lone surrogates, which would not encode below.
-    if _SUSPECT_TEXT.search(name) is not None and any(map(_is_forbidden, map(ord, name))):
+    if _SUSPECT_TEXT.search(name) is not None and any(map(forbidden_code_point, map(ord, name))):
         return "display name holds a control, bidi, invisible or non-printing character"
     if not 0 < len(name.encode()) <= MAX_NAME_BYTES:
         return "display name must be 1 to 100 bytes of UTF-8"
