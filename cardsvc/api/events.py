@@ -97,7 +97,8 @@ def provision(body: ProvisionIn, session: SessionDep, settings: SettingsDep) -> 
     """A device exchanges its one-time set-up code for a device token (public: the code is the credential)."""
     provisioned = stations.provision(session, body.code)
     return ProvisionOut(device_token=provisioned.device_token, station_id=provisioned.station.id,
-                        event_id=provisioned.station.event_id, server=settings.public_base_url.rstrip("/"))
+                        event_id=provisioned.station.event_id, server=settings.public_base_url.rstrip("/"),
+                        station_name=provisioned.station.name)
 
 
 @router.post("/events/{event_id}/checkins", response_model=CheckinOut, responses={429: {}})
