@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,14 +120,17 @@ def chromium_paths() -> tuple[str, str]:
     return browser, driver
 
 
-def chromium(*, fake_camera: Path | None = None, user_data_dir: Path) -> webdriver.Chrome:
-    """Headless Chromium as the machine's probe starts it; optionally fed a looping Y4M/MJPEG as the camera."""
+def chromium(*, fake_camera: Path | None = None, user_data_dir: Path, flags: Sequence[str] = ()) -> webdriver.Chrome:
+    """Headless Chromium as the machine's probe starts it; optionally fed a looping Y4M/MJPEG as the camera, with
+    ``flags`` added (e.g. ``--host-resolver-rules`` to reach the live server under a name)."""
     browser, driver = chromium_paths()
     options = Options()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage", "--window-size=1280,1000", f"--user-data-dir={user_data_dir}"):
+        options.add_argument(flag)
+    for flag in flags:
         options.add_argument(flag)
     if fake_camera is not None:
         options.add_argument("--use-fake-ui-for-media-stream")
