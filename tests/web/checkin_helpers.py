@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from PIL import Image
+from PIL import Image, ImageFilter
 from selenium import webdriver
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
@@ -189,3 +189,21 @@ def cached_paths(driver: webdriver.Chrome, cache: str, expected: int) -> set[str
         })().then(done, (e) => done([String(e)]));
     """, cache, expected)
     return set(found)
+
+
+def card_photo(qr_text: str, path: Path) -> Path:
+    """A phone camera's photo of a printed card (JPEG, 1600 × 1200): the card's QR on a white card, turned 8° on a
+    brown table, slightly out of focus and lit unevenly."""
+    card = Image.new("RGB", (856, 540), "white")
+    code = qr_image(qr_text, module_px=6)
+    card.paste(code.convert("RGB"), (856 - code.width - 30, (540 - code.height) // 2))
+    for row in range(4):  # the printed name and number lines
+        card.paste((90, 90, 90), (40, 120 + row * 70, 400 - row * 40, 140 + row * 70))
+    photo = Image.new("RGB", (1600, 1200), (120, 84, 52))
+    turned = card.rotate(8, expand=True, resample=Image.Resampling.BICUBIC, fillcolor=(120, 84, 52))
+    photo.paste(turned, ((1600 - turned.width) // 2, (1200 - turned.height) // 2))
+    light = Image.linear_gradient("L").resize(photo.size).point(lambda v: 150 + v * 105 // 255)
+    photo = Image.composite(photo, Image.new("RGB", photo.size, "black"), light)
+    photo = photo.filter(ImageFilter.GaussianBlur(1.2))
+    photo.save(path, "JPEG", quality=82)
+    return path

@@ -373,8 +373,9 @@ function announceChange(before, after) {
   const text = after.ok
     ? `${who}: máy chủ xác nhận HỢP LỆ, nhưng máy này đã báo “${T.verdictShort(false, before.reason)}” lúc ${when}.`
       + " Nếu hội viên đã rời cửa, hãy mời quay lại."
-    : `${who}: máy chủ báo “${T.verdictShort(false, after.reason)}”, nhưng máy này đã cho vào lúc ${when}.`
-      + " Hãy báo cán bộ để đối chiếu.";
+    : `${who}: máy chủ báo “${T.verdictShort(false, after.reason)}”`
+      + (after.first ? ` (${T.firstEntry(after.first, state.device.stationId, state.device.stationName)})` : "")
+      + `, nhưng máy này đã cho vào lúc ${when}. Hãy báo cán bộ để đối chiếu.`;
   $("notice-text").textContent = text;
   $("notice").hidden = false;
 }
