@@ -108,7 +108,7 @@ def seed(server: LiveServer, people: Mapping[str, str], station_roles: Sequence[
         qr: dict[str, str] = {}
         member_ids: dict[str, int] = {}
         for number, (key, name) in enumerate(people.items()):
-            birth = date(1950 + number % 50, 5, 1)
+            birth = date(1940 + number % 50, 5, 1)
             member, _warnings = members.create_member(db, SYSTEM, cipher, chapter_id=branch.id, fields={
                 "full_name": name, "birth_date": birth, "gender": "female",
                 "id_number": f"0011{birth.year % 100:02d}{number + 100:06d}", "phone": "0912345678",

@@ -24,6 +24,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from cardsvc.db.models import Checkin
+from cardsvc.web.checkin import STATIC, shell_version
 from tests.web.checkin_helpers import (
     Seeded,
     cached_paths,
@@ -70,6 +71,16 @@ def test_page_headers_and_service_worker_scope(server: LiveServer) -> None:
     schema = httpx.get(f"{server.url}/openapi.json").json()
     assert not any(path.startswith("/checkin") for path in schema["paths"])
     assert httpx.get(f"{server.url}/static/checkin/vendor/jsQR.js").status_code == 200
+
+
+def test_service_worker_caches_every_module_and_the_decoder_under_a_content_version(server: LiveServer) -> None:
+    cache, shell = served_shell(server.url)
+    assert cache == f"checkin-shell-{shell_version()}"
+    # Every script, style and icon the page loads offline, the decoder worker and jsQR included.
+    served_elsewhere = {"sw.js", "selftest.js", "decoder-worker.js"}
+    static = {f"/static/checkin/{path.relative_to(STATIC).as_posix()}" for path in STATIC.rglob("*")
+              if path.suffix in {".js", ".css", ".png"} and path.name not in served_elsewhere}
+    assert static | {"/checkin", "/checkin/manifest.webmanifest", "/checkin/decoder-worker.js"} == shell
 
 
 def test_online_scan_checks_the_member_in(server: LiveServer, seeded: Seeded, tmp_path: Path) -> None:
