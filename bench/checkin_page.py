@@ -39,15 +39,13 @@ from selenium import webdriver
 
 from tests.web.checkin_helpers import (
     Seeded,
-    cached_paths,
     checkin_rows,
     qr_image,
     result_state,
     seed,
-    served_shell,
+    set_up_phone,
     wait_for,
     y4m,
-    y4m_frames,
 )
 from tests.web.harness import LiveServer, chromium, live_server
 
@@ -134,23 +132,9 @@ def nearest_rank(values: Sequence[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def set_up_phone(server: LiveServer, code: str, profile: Path, work: Path) -> None:
-    """Provision a phone and wait until it holds the bundle and the service worker's cache."""
-    driver = chromium(fake_camera=y4m_frames(None, work / "blank.y4m"), user_data_dir=profile)
-    try:
-        driver.get(f"{server.url}/checkin#setup={code}")
-        wait_for(driver, lambda d: result_state(d)["bundle"] == "yes", 30)
-        cache, shell = served_shell(server.url)
-        if cached_paths(driver, cache, len(shell)) != shell:
-            raise RuntimeError("the service worker did not cache the app shell")
-    finally:
-        driver.quit()
-
-
 def measure(server: LiveServer, seeded: Seeded, role: str, keys: Sequence[str], network: dict[str, Any] | None,
             work: Path) -> Measured:
-    profile = work / f"profile-{role}"
-    set_up_phone(server, seeded.codes[role], profile, work)
+    profile = set_up_phone(server.url, seeded.codes[role], work / f"profile-{role}")
     camera = card_sequence([seeded.qr[key] for key in keys], work / f"cards-{role}.y4m")
     driver: webdriver.Chrome = chromium(fake_camera=camera, user_data_dir=profile)
     try:

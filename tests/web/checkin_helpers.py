@@ -30,7 +30,7 @@ from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from issuance.render import qr_png
-from tests.web.harness import SERVER_KEK, SERVER_SECRET, LiveServer
+from tests.web.harness import SERVER_KEK, SERVER_SECRET, LiveServer, chromium
 
 SYSTEM = system_actor("browser-tests")
 WIDTH, HEIGHT = 640, 480
@@ -207,3 +207,18 @@ def card_photo(qr_text: str, path: Path) -> Path:
     photo = photo.filter(ImageFilter.GaussianBlur(1.2))
     photo.save(path, "JPEG", quality=82)
     return path
+
+
+def set_up_phone(server_url: str, code: str, profile: Path) -> Path:
+    """A phone profile set up from the provisioning link (camera showing nothing): it holds the verified bundle and
+    the service worker's cache of the app shell when this returns."""
+    driver = chromium(fake_camera=y4m_frames(None, profile.with_name(f"{profile.name}-blank.y4m")),
+                      user_data_dir=profile)
+    try:
+        driver.get(f"{server_url}/checkin#setup={code}")
+        wait_for(driver, lambda d: result_state(d)["bundle"] == "yes", 30)
+        cache, shell = served_shell(server_url)
+        assert cached_paths(driver, cache, len(shell)) == shell
+    finally:
+        driver.quit()
+    return profile

@@ -39,6 +39,7 @@ from tests.web.checkin_helpers import (
     checkin_rows,
     result_state,
     seed,
+    set_up_phone,
     wait_for,
     wait_result,
     y4m_frames,
@@ -103,12 +104,6 @@ def assert_accessible_while_shown(driver: webdriver.Chrome, shown: dict[str, Any
     assert result_state(driver)["nonce"] == shown["nonce"], "the panel changed while it was scanned"
 
 
-def provisioned(driver: webdriver.Chrome, url: str) -> None:
-    """Open the set-up link and wait until the phone holds the verified bundle."""
-    driver.get(url)
-    wait_for(driver, lambda d: result_state(d)["bundle"] == "yes")
-
-
 def check_in_at(server: LiveServer, seeded: Seeded, role: str, member: str) -> dict[str, Any]:
     """Another door (station ``role``) checks ``member`` in through the API; its answer."""
     code = seeded.codes[role]
@@ -160,12 +155,7 @@ def test_plain_http_says_what_to_do_and_a_photo_of_the_card_is_decided(server: L
 
 def test_verdicts_come_from_the_phone_first_when_throttled_and_offline(server: LiveServer, seeded: Seeded,
                                                                       tmp_path: Path) -> None:
-    profile = tmp_path / "profile"
-    driver = chromium(fake_camera=y4m_frames(None, tmp_path / "blank.y4m"), user_data_dir=profile)
-    try:
-        provisioned(driver, f"{server.url}/checkin#setup={seeded.codes['throttled']}")
-    finally:
-        driver.quit()
+    profile = set_up_phone(server.url, seeded.codes["throttled"], tmp_path / "profile")
 
     # 400 kb/s, 300 ms round trips: the phone's verdict is shown, then the server's confirmation follows.
     driver = chromium(fake_camera=card_camera(seeded.qr["throttled"], tmp_path / "a.y4m"), user_data_dir=profile)
@@ -214,7 +204,7 @@ def test_badge_follows_the_network_events_and_a_heartbeat(server: LiveServer, se
         return str(result_state(d)["net"])
 
     try:
-        provisioned(driver, f"{server.url}/checkin#setup={seeded.codes['badge']}")
+        driver.get(f"{server.url}/checkin#setup={seeded.codes['badge']}")
         wait_for(driver, lambda d: net(d) == "online")
         driver.execute_cdp_cmd("Network.enable", {})
         driver.execute_cdp_cmd("Network.emulateNetworkConditions", OFFLINE)
@@ -238,12 +228,7 @@ def test_badge_follows_the_network_events_and_a_heartbeat(server: LiveServer, se
 
 def test_another_door_was_first_the_server_wins_and_the_change_is_shown(server: LiveServer, seeded: Seeded,
                                                                         tmp_path: Path) -> None:
-    profile = tmp_path / "profile"
-    driver = chromium(fake_camera=y4m_frames(None, tmp_path / "blank.y4m"), user_data_dir=profile)
-    try:
-        provisioned(driver, f"{server.url}/checkin#setup={seeded.codes['conflict']}")
-    finally:
-        driver.quit()
+    profile = set_up_phone(server.url, seeded.codes["conflict"], tmp_path / "profile")
     # Door B lets her in after this phone took its bundle; the phone cannot get a newer one.
     first = check_in_at(server, seeded, "B", "conflict")
     driver = chromium(fake_camera=card_camera(seeded.qr["conflict"], tmp_path / "c.y4m"), user_data_dir=profile)

@@ -230,16 +230,19 @@ function allEntries() {
 // --- sound ---------------------------------------------------------------------------------------------------------
 
 // A page may only start sound (and vibration) after a tap: the first tap after set-up turns them on.
-function unlockSound() {
+function resumeSound() {
   try {
     state.audio = state.audio || new AudioContext();
     state.audio.onstatechange = renderSound;
-    state.audio.resume().then(renderSound, renderSound);
-    tone("ok");
+    return state.audio.resume().then(renderSound, renderSound);
   } catch {
     // No audio device: the colour and the words are the result.
+    return Promise.resolve();
   }
-  renderSound();
+}
+
+function unlockSound() {
+  resumeSound().then(() => tone("ok"));
 }
 
 function renderSound() {
@@ -463,27 +466,34 @@ function markQueued(item) {
   updateShown(item.nonce, { ...item.shown, sync: "queued" });
 }
 
-/** Send one decided scan in the background; on a network failure it stays queued for the sync loop. */
-async function reconcile(item) {
-  if (state.inflight.has(item.nonce)) return;
+/** Send one decided scan. Returns "settled" (the server answered), "queued" (no answer: it stays queued), "auth"
+ * (the device was refused: it stays queued) or "busy" (already being sent). */
+async function send(item) {
+  if (state.inflight.has(item.nonce)) return "busy";
   state.inflight.add(item.nonce);
   try {
     const outcome = await postCheckin(item, RECONCILE_TIMEOUT_MS);
     answered();
     if (outcome.kind === "auth") {
       warn(T.MESSAGES.deviceRevoked);
-      markQueued(item);
-      return;
+      return "auth";
     }
     await settle(item, outcome);
+    return "settled";
   } catch (error) {
     if (!(error instanceof NetworkError)) throw error;
-    markQueued(item);
     heartbeat();
+    return "queued";
   } finally {
     state.inflight.delete(item.nonce);
-    renderQueue();
   }
+}
+
+/** A scan just decided here goes to the server in the background; unanswered, it waits for the sync loop. */
+async function reconcile(item) {
+  const sent = await send(item);
+  if (sent === "queued" || sent === "auth") markQueued(item);
+  await renderQueue();
 }
 
 function claimsShown(verdict, local) {
@@ -586,23 +596,8 @@ async function syncQueue() {
   try {
     const items = (await store.all("queue")).sort((a, b) => a.queuedAt - b.queuedAt);
     for (const item of items) {
-      if (state.inflight.has(item.nonce)) continue;
-      state.inflight.add(item.nonce);
-      try {
-        const outcome = await postCheckin(item, RECONCILE_TIMEOUT_MS);
-        answered();
-        if (outcome.kind === "auth") {
-          warn(T.MESSAGES.deviceRevoked);
-          break;
-        }
-        await settle(item, outcome);
-      } catch (error) {
-        if (!(error instanceof NetworkError)) throw error;
-        heartbeat();
-        break;
-      } finally {
-        state.inflight.delete(item.nonce);
-      }
+      const sent = await send(item);
+      if (sent === "queued" || sent === "auth") break;
     }
   } finally {
     state.syncing = false;
@@ -771,7 +766,8 @@ async function main() {
     navigator.serviceWorker.register("/checkin/sw.js", { scope: "/checkin" }).catch(() => {});
   }
   $("sound").addEventListener("click", unlockSound);
-  document.addEventListener("pointerdown", () => { if (state.audio) state.audio.resume().then(renderSound); });
+  // Any first tap turns sound on too (silently); the button also plays a tone so the steward hears it works.
+  document.addEventListener("pointerdown", resumeSound);
   $("search").addEventListener("input", renderMatches);
   $("photo").addEventListener("change", scanPhoto);
   $("notice-close").addEventListener("click", () => { $("notice").hidden = true; });
