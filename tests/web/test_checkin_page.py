@@ -3,8 +3,8 @@
 One live server (committed data seeded through the services) and three devices, each set up by opening its
 provisioning URL (``/checkin#setup=<code>``):
 
-* online: the camera shows a valid card → green with the member's name, and the check-in row is in the database with
-  the nonce the page used;
+* online: the camera shows a valid card → green with the member's name, decided on the phone and then confirmed by
+  the server: the check-in row is in the database with the nonce the page used and the phone's own verdict;
 * revoked: a revoked card → red, the Vietnamese label and ``data-reason="revoked"``;
 * offline: the device is set up (service worker and event bundle stored), the server is stopped, the page is opened
   again with no server (served by the service worker), a third card verifies offline → green, "chưa đồng bộ"
