@@ -109,6 +109,16 @@ def door(client: TestClient, db: Session, tree: Tree) -> Door:
 
 # --- the accepted path ---------------------------------------------------------------------------------------------
 
+def test_provisioning_answer_names_the_station(client: TestClient, db: Session, tree: Tree) -> None:
+    event = make_event(db, tree.commune_a.id)
+    registration = stations.register_station(db, SYSTEM, event.id, "Cửa  chính ")
+    answer = client.post("/v1/devices/provision", json={"code": registration.provisioning_code}).json()
+    # The check-in page shows it in its header: the name the officer gave the station, not its number.
+    assert (answer["station_id"], answer["event_id"], answer["station_name"]) == (
+        registration.station.id, event.id, "Cửa chính")
+
+
+
 def test_ok_shows_the_steward_who_it_is_and_a_second_scan_is_already_checked_in(
         client: TestClient, app: FastAPI, db: Session, tree: Tree, cipher: PiiCipher, door: Door) -> None:
     member = make_member(db, cipher, tree.branch_a, full_name="Trần Thị Hoa")

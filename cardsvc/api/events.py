@@ -97,7 +97,8 @@ def provision(body: ProvisionIn, session: SessionDep, base_url: PublicBaseUrlDep
     """A device exchanges its one-time set-up code for a device token (public: the code is the credential)."""
     provisioned = stations.provision(session, body.code)
     return ProvisionOut(device_token=provisioned.device_token, station_id=provisioned.station.id,
-                        event_id=provisioned.station.event_id, server=base_url)
+                        event_id=provisioned.station.event_id, server=base_url,
+                        station_name=provisioned.station.name)
 
 
 @router.post("/events/{event_id}/checkins", response_model=CheckinOut, responses={429: {}})

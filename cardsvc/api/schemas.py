@@ -592,6 +592,8 @@ class ProvisionOut(BaseModel):
     station_id: int
     event_id: int
     server: str
+    # The name the officer gave the station ("Cửa chính"): the check-in page shows it in its header.
+    station_name: str
 
 
 class CheckinIn(Strict):

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +129,10 @@ def chromium_paths() -> tuple[str, str]:
     return browser, driver
 
 
-def chromium(*, fake_camera: Path | None = None, user_data_dir: Path, proxy: str | None = None) -> webdriver.Chrome:
-    """Headless Chromium as the machine's probe starts it; optionally fed a looping Y4M/MJPEG as the camera.
+def chromium(*, fake_camera: Path | None = None, user_data_dir: Path, proxy: str | None = None,
+             flags: Sequence[str] = ()) -> webdriver.Chrome:
+    """Headless Chromium as the machine's probe starts it; optionally fed a looping Y4M/MJPEG as the camera, with
+    ``flags`` added (e.g. ``--host-resolver-rules`` to reach the live server under a name).
 
     ``proxy`` (``http://127.0.0.1:PORT``, a live server) receives every request to an address other than the
     loopback: a test opens ``http://192.168.1.20:PORT/admin`` as an officer on a venue's network would, while the
@@ -145,6 +147,8 @@ def chromium(*, fake_camera: Path | None = None, user_data_dir: Path, proxy: str
         options.add_argument(flag)
     if proxy is not None:
         options.add_argument(f"--proxy-server={proxy}")
+    for flag in flags:
+        options.add_argument(flag)
     if fake_camera is not None:
         options.add_argument("--use-fake-ui-for-media-stream")
         options.add_argument("--use-fake-device-for-media-stream")

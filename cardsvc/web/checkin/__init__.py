@@ -10,6 +10,7 @@ See ``README.md`` in this folder for the design decisions (manual search, duplic
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
@@ -32,6 +33,7 @@ PAGE_HEADERS: Final = {"Content-Security-Policy": CSP, "Cache-Control": "no-cach
 # The worker script lives at /checkin/sw.js; it controls /checkin itself (one level up from its own folder), which
 # the browser only allows with this header.
 SW_SCOPE: Final = "/checkin"
+SHELL_VERSION_MARK: Final = "@SHELL_VERSION@"
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,10 +56,23 @@ def manifest() -> Response:
                     headers=PAGE_HEADERS)
 
 
+@lru_cache(maxsize=1)
+def shell_version() -> str:
+    """A hash of the page, its scripts (the decoder worker and jsQR included), styles and icons: the service worker's
+    cache version."""
+    digest = hashlib.sha256()
+    for path in sorted([*STATIC.rglob("*"), TEMPLATES / "checkin.html"]):
+        if path.is_file():
+            digest.update(path.relative_to(HERE).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @router.get("/checkin/sw.js")
 def service_worker() -> Response:
-    """The service worker (caches the app shell); served from /checkin/ with the scope ``/checkin``."""
-    return Response(_read(STATIC / "sw.js"), media_type="text/javascript; charset=utf-8",
+    """The service worker (caches the app shell under :func:`shell_version`); served from /checkin/ with the scope
+    ``/checkin``."""
+    script = _read(STATIC / "sw.js").replace(SHELL_VERSION_MARK, shell_version())
+    return Response(script, media_type="text/javascript; charset=utf-8",
                     headers={**PAGE_HEADERS, "Service-Worker-Allowed": SW_SCOPE})
 
 

@@ -1,13 +1,18 @@
 // Service worker of the check-in app (served at /checkin/sw.js with scope /checkin).
 // It caches the app shell so the page opens with no network; API calls (/v1/…) are never cached or intercepted:
 // the event bundle lives in IndexedDB and scans are queued by the page itself.
-const CACHE = "checkin-shell-v1";
+// The server writes a hash of every shell file (the decoder worker and jsQR included) into VERSION, so a new
+// version of any of them is a new service worker with a new cache, and the old cache is dropped on activation.
+const VERSION = "@SHELL_VERSION@";
+const CACHE = `checkin-shell-${VERSION}`;
 const SHELL = [
   "/checkin",
   "/checkin/manifest.webmanifest",
   "/static/checkin/app.js",
   "/static/checkin/verify.js",
   "/static/checkin/store.js",
+  "/static/checkin/text.js",
+  "/static/checkin/decoder.js",
   "/static/checkin/style.css",
   "/checkin/decoder-worker.js",
   "/static/checkin/vendor/jsQR.js",
