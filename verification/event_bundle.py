@@ -24,6 +24,7 @@ import jwt
 
 from verification.errors import TrustError
 from verification.format import ALGORITHM_NAMES
+from verification.live import LIVE_POLICIES
 from verification.status import StatusListView, verify_status_list
 from verification.trust import TrustAnchor, TrustBundle, verify_trust_bundle
 
@@ -48,6 +49,8 @@ class BundleEvent:
     mode: str
     allow_reentry: bool
     status: str
+    # Which cards pass (docs/card-format.md §8.6); bundles signed before live codes existed hold none: "any".
+    live_policy: str = "any"
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ def _event(raw: Any) -> BundleEvent:
     allow_reentry = raw.get("allow_reentry")
     if not isinstance(allow_reentry, bool):
         raise TrustError("event bundle allow_reentry is not a boolean")
+    live_policy = raw.get("live_policy", "any")
+    if live_policy not in LIVE_POLICIES:
+        raise TrustError("event bundle live_policy is invalid")
     return BundleEvent(
         id=_integer(raw.get("id"), "event id"),
         title=_text(raw.get("title"), "title"),
@@ -160,6 +166,7 @@ def _event(raw: Any) -> BundleEvent:
         mode=_text(raw.get("mode"), "mode"),
         allow_reentry=allow_reentry,
         status=_text(raw.get("status"), "status"),
+        live_policy=live_policy,
     )
 
 

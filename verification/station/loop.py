@@ -28,6 +28,7 @@ from typing import Final, Literal
 
 from verification.errors import TrustError
 from verification.event_bundle import EventBundle, verify_event_bundle
+from verification.live import needs_id_check, policy_reason
 from verification.ndef import NdefError
 from verification.readers.errors import ReaderError
 from verification.station.client import CheckinAnswer, CheckinUpload, NfcWriteTask, ServerSource, StationClient
@@ -63,6 +64,8 @@ class LocalDecision:
     chapter: str | None = None
     direction: str | None = None
     first_at: datetime | None = None
+    live: bool = False
+    id_check: bool = False
 
 
 def decide_offline(payload: str | bytes, bundle: EventBundle | None,
@@ -88,7 +91,7 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None,
     verdict = verify(payload, bundle.trust, StatusLists(bundle.status_lists), now)
     claims = verdict.claims
     if claims is None:
-        return LocalDecision("error", verdict.reason)
+        return LocalDecision("error", verdict.reason, live=verdict.live)
     member = bundle.member_for_card(claims.card_id)
     number = claims.member_number
     name = member.name if member else claims.display_name
@@ -96,7 +99,8 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None,
 
     def decided(reason: str | None, *, direction: str | None = None,
                 first_at: datetime | None = None) -> LocalDecision:
-        return LocalDecision("error" if reason else "ok", reason, number, name, chapter, direction, first_at)
+        return LocalDecision("error" if reason else "ok", reason, number, name, chapter, direction, first_at,
+                             verdict.live, not reason and needs_id_check(bundle.event.live_policy, verdict.live))
 
     if not verdict.ok:
         if verdict.reason == "revoked" and not verdict.status_checked:
@@ -104,6 +108,10 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None,
             return decided("no_status_list" if member else "not_eligible")
         return decided(verdict.reason)
     event = bundle.event
+    # The event's choice of cards is part of the card check (docs/card-format.md §8.6).
+    refused = policy_reason(event.live_policy, verdict.live)
+    if refused is not None:
+        return decided(refused)
     if event.status == "closed":
         return decided("event_closed")
     if not event.checkin_opens_at <= now <= event.checkin_closes_at:
@@ -292,7 +300,8 @@ class Station:
                 local_result=decision.result, local_reason=decision.reason))
         return Outcome(ok=decision.result == "ok", reason=decision.reason, name=decision.name,
                        member_number=decision.member_number, chapter=decision.chapter, direction=decision.direction,
-                       offline=True, nonce=row.nonce, first_at=decision.first_at)
+                       offline=True, nonce=row.nonce, first_at=decision.first_at, live=decision.live,
+                       id_check=decision.id_check)
 
     def _store_answer(self, nonce: str, answer: CheckinAnswer) -> None:
         self.store.record_server(nonce, answer.result, answer.reason, member_number=answer.member_number,
@@ -516,5 +525,5 @@ def _upload(row: QueuedScan) -> CheckinUpload:
 def _answer_outcome(nonce: str, answer: CheckinAnswer) -> Outcome:
     return Outcome(ok=answer.result == "ok", reason=answer.reason, name=answer.name, member_number=answer.member_number,
                    chapter=answer.chapter, direction=answer.direction, offline=False, nonce=nonce,
-                   first_at=answer.first_at)
+                   first_at=answer.first_at, live=answer.live, id_check=answer.id_check)
 
