@@ -24,6 +24,7 @@ from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, PathColumn, subtree_condition
+from verification.live import LIVE_POLICIES
 
 ELIGIBILITY = ("subtree", "invite", "all")
 MODES = ("entry", "entry_exit")
@@ -42,6 +43,7 @@ class EventSpec:
     eligibility: str = "subtree"
     mode: str = "entry"
     allow_reentry: bool = False
+    live_policy: str = "any"
 
 
 def _problem(field: str, code: str, message: str) -> ValidationFailed:
@@ -68,17 +70,20 @@ def create_event(session: Session, actor: Actor, spec: EventSpec) -> Event:
         raise _problem("eligibility", "invalid", f"eligibility must be one of {', '.join(ELIGIBILITY)}")
     if spec.mode not in MODES:
         raise _problem("mode", "invalid", f"mode must be one of {', '.join(MODES)}")
+    if spec.live_policy not in LIVE_POLICIES:
+        raise _problem("live_policy", "invalid", f"live_policy must be one of {', '.join(LIVE_POLICIES)}")
     scope = chapter if spec.eligibility != "all" else _scope_root(session, actor)
     event = Event(
         chapter_id=chapter.id, title=title, venue=" ".join(spec.venue.split()), starts_at=spec.starts_at,
         ends_at=spec.ends_at, checkin_opens_at=opens, checkin_closes_at=closes, eligibility=spec.eligibility,
         mode=spec.mode, allow_reentry=spec.allow_reentry, status="open", created_by_id=actor.id,
-        scope_chapter_id=scope.id if scope else None,
+        scope_chapter_id=scope.id if scope else None, live_policy=spec.live_policy,
     )
     session.add(event)
     session.flush()
     audit.record(session, actor, "event.create", target_type="event", target_id=event.id, chapter_path=chapter.path,
-                 details={"title": title, "eligibility": spec.eligibility, "mode": spec.mode})
+                 details={"title": title, "eligibility": spec.eligibility, "mode": spec.mode,
+                          "live_policy": spec.live_policy})
     session.commit()
     return event
 
@@ -158,8 +163,8 @@ def invite(session: Session, actor: Actor, event_id: int, member_ids: Sequence[i
 
 @dataclass(frozen=True, slots=True)
 class EventRules:
-    """What a check-in decides with: the event's state, window, eligibility, scope (None: the whole tree) and entry
-    rules."""
+    """What a check-in decides with: the event's state, window, eligibility, scope (None: the whole tree), entry
+    rules and which cards it accepts (``live_policy``, docs/card-format.md §8.6)."""
 
     id: int
     chapter_path: str
@@ -170,11 +175,12 @@ class EventRules:
     mode: str
     allow_reentry: bool
     scope_path: str | None
+    live_policy: str = "any"
 
     @classmethod
     def of(cls, event: Event) -> EventRules:
         return cls(event.id, event.chapter.path, event.status, event.checkin_opens_at, event.checkin_closes_at,
-                   event.eligibility, event.mode, event.allow_reentry, scope_path(event))
+                   event.eligibility, event.mode, event.allow_reentry, scope_path(event), event.live_policy)
 
     def in_scope(self, chapter_path: str) -> bool:
         """Whether a chapter lies in the event's scope: a member outside it is never named to anyone at the event."""

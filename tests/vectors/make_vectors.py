@@ -36,7 +36,6 @@ from qrcode import constants, util
 from issuance.keys import LocalSigner, PrivateKey, Signer, public_spki
 from verification.crypto import P256_ORDER, load_public_key, public_jwk
 from verification.errors import REASONS
-from verification.live import LIVE_REASONS
 from verification.format import (
     ALG_EDDSA,
     ALG_ES256,
@@ -51,6 +50,7 @@ from verification.format import (
     sig_structure,
     to_qr_text,
 )
+from verification.live import LIVE_REASONS
 from verification.ndef import CARD_RECORD_TYPE, encode_card_ndef, encode_ndef_tlv
 
 VECTORS_PATH = Path(__file__).with_name("card-v1.json")

@@ -13,9 +13,9 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from issuance.binding import holder_key_of, live_qr_text, sign_bound_credential
 from issuance.credential import credential_qr_text, sign_credential
 from issuance.jws import sign_jwt
-from issuance.binding import holder_key_of, live_qr_text, sign_bound_credential
 from issuance.keys import LocalSigner, algorithm_of, generate_private_key
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
 from verification.crypto import public_jwk
