@@ -24,6 +24,7 @@ from cardsvc.services.bindings import MAX_CODE_ATTEMPTS
 from issuance.binding import holder_key_of, live_qr_text
 from issuance.keys import PrivateKey
 from tests.conftest import SYSTEM, Tree, login, make_member
+from tests.test_admin_pages_http import page_login
 from tests.test_checkins import Door, issue, make_door, make_event, scan, verdict
 from verification.crypto import key_from_jwk
 from verification.event_bundle import verify_event_bundle
