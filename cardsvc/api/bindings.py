@@ -37,6 +37,7 @@ class BindingOut(BaseModel):
     """The bound credential for the phone to keep (the server does not), and the server's clock."""
 
     binding_id: int
+    card_id: str
     credential_base64: str
     server_time: datetime
     time_step_seconds: int
@@ -70,7 +71,8 @@ def bind(token: Token, body: BindingIn, response: Response, session: SessionDep,
     response.headers.update(NO_STORE)
     new = bindings.bind(session, keyring, token, code=body.code, public_key=body.public_key,
                         list_size=settings.status_list_size, request_id=req_id)
-    return BindingOut(binding_id=new.binding.id, credential_base64=base64.b64encode(new.credential).decode(),
+    return BindingOut(binding_id=new.binding.id, card_id=new.binding.card.card_id,
+                      credential_base64=base64.b64encode(new.credential).decode(),
                       server_time=utcnow(), time_step_seconds=LIVE_STEP_SECONDS)
 
 

@@ -10,6 +10,7 @@
    of names are the same in both, code point by code point.
 4. The anchor-signed documents are refused when tampered with, signed by another key, or not what
    docs/card-format.md §6.4 allows, and the Python verifier refuses the same status-list tokens.
+5. The live-code vectors (tests/vectors/card-v2-live.json): the same verdicts as the Python verifier's.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from issuance.credential import sign_credential
 from issuance.jws import sign_jwt
 from issuance.keys import LocalSigner, generate_private_key
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
-from tests.vectors import make_vectors
+from tests.vectors import make_live_vectors, make_vectors
 from tests.web.harness import LiveServer, chromium, live_server, screenshot
 from verification.crypto import public_jwk
 from verification.errors import TrustError
@@ -388,3 +389,24 @@ def test_status_list_tokens_are_judged_alike(page: webdriver.Chrome) -> None:
     assert {name for name, outcome in javascript.items() if outcome == "accepted"} == accepted, javascript
     assert {name for name, outcome in python.items() if outcome == "accepted"} == accepted, python
     assert all(outcome.startswith("untrusted") for outcome in javascript.values() if outcome != "accepted")
+
+
+LIVE: dict[str, Any] = json.loads(make_live_vectors.LIVE_PATH.read_text(encoding="utf-8"))
+
+
+def test_live_code_vectors(page: webdriver.Chrome) -> None:
+    """tests/vectors/card-v2-live.json through live.js (via verify()): the reasons, the claims shown, live codes
+    marked live; the golden live codes verify at their time step."""
+    golden = [{"name": g["name"], "input": {"qr_text": g["qr_text"]}, "trust": {g["card_kid"]: "active"},
+               "status_lists": {str(g["claims"]["status_list"]): {"size": 65536, "entries": {}}}, "now": g["now"],
+               "reason": None, "shows_claims": True} for g in LIVE["golden"]]
+    vectors = LIVE["vectors"] + LIVE["accepted"] + golden
+    result = _run(page, RUN_NEGATIVE, {"keys": LIVE["keys"], "vectors": vectors})
+    verdicts = {item["name"]: item["verdict"] for item in result}
+    assert set(verdicts) == {vector["name"] for vector in vectors}
+    for vector in vectors:
+        verdict = verdicts[vector["name"]]
+        assert (verdict["ok"], verdict["reason"]) == (vector["reason"] is None, vector["reason"]), vector["name"]
+        assert (verdict["claims"] is not None) is vector["shows_claims"], vector["name"]
+        scanned = vector["input"].get("qr_text", "")
+        assert verdict["live"] is ("8402" in scanned[:20]), vector["name"]

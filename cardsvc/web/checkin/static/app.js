@@ -1,6 +1,7 @@
 // The check-in page: set-up from the provisioning URL, continuous camera scanning, local verification against the
 // signed event bundle, the server's answer when it can be reached, and a local queue (same nonces) when it cannot.
 import * as V from "./verify.js";
+import { needsIdCheck, scanKey } from "./live.js";
 import * as store from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -32,7 +33,13 @@ const LABELS = {
   event_closed: "Sự kiện đã đóng",
   no_bundle: "Chưa có dữ liệu sự kiện",
   not_provisioned: "Trạm chưa được thiết lập",
+  holder_proof_invalid: "Bản sao thẻ điện tử – cần mã động trên điện thoại chủ thẻ",
+  stale_live_code: "Mã động đã cũ – ảnh chụp hoặc đồng hồ sai",
+  live_code_required: "Sự kiện chỉ nhận thẻ động trên điện thoại",
 };
+// Which kind of card was scanned (docs/card-format.md §8), and the prompt for a printed card at a live_preferred event.
+const CARD_KIND = { live: "Thẻ động trên điện thoại", printed: "Thẻ in / mã tĩnh" };
+const ID_CHECK = "Thẻ in — đối chiếu giấy tờ tùy thân";
 
 const state = {
   device: null, // {token, stationId, eventId, anchor (JWK)}
@@ -223,6 +230,8 @@ function showResult(result) {
   box.dataset.reason = result.reason || "";
   box.dataset.sync = result.sync;
   box.dataset.nonce = result.nonce || "";
+  box.dataset.live = result.live ? "1" : "0";
+  box.dataset.idCheck = result.idCheck ? "1" : "0";
   $("result-title").textContent = result.ok ? LABELS[result.direction === "out" ? "ok_out" : "ok_in"]
     : LABELS[result.reason] || result.reason;
   $("result-name").textContent = result.name || "";
@@ -231,6 +240,7 @@ function showResult(result) {
   if (result.chapter) parts.push(result.chapter);
   if (result.first) parts.push(`Vào lúc ${vnTime(result.first)}`);
   if (!result.ok && result.reason) parts.push(`mã lý do: ${result.reason}`);
+  if (result.ok) parts.push(result.idCheck ? ID_CHECK : CARD_KIND[result.live ? "live" : "printed"]);
   $("result-detail").textContent = parts.join(" · ");
   $("result-sync").textContent = SYNC_TEXT[result.sync] || "";
   beep(result.ok);
@@ -312,11 +322,13 @@ async function recordEntry(nonce, memberNumber, direction, at, synced) {
 
 async function handleScan(text, source) {
   const now = Date.now();
-  if (text === state.lastText && now - state.lastSeen < SAME_CODE_QUIET_MS) {
+  // A live code changes every 30 s while its card stays in view: the same card is the same scan.
+  const key = scanKey(text);
+  if (key === state.lastText && now - state.lastSeen < SAME_CODE_QUIET_MS) {
     state.lastSeen = now; // still in view: not a new scan
     return;
   }
-  state.lastText = text;
+  state.lastText = key;
   state.lastSeen = now;
   const setup = setupCodeFromScan(text);
   if (setup) {
@@ -358,6 +370,7 @@ async function handleScan(text, source) {
     if (ok) await recordEntry(item.nonce, answer.member.member_number, answer.direction, at, true);
     const member = answer.member;
     showResult({ ...shown, ok, reason: answer.reason, direction: answer.direction, sync: "synced",
+      live: answer.live === true, idCheck: answer.id_check === true,
       name: member ? member.full_name : shown.name, memberNumber: member ? member.member_number : shown.memberNumber,
       chapter: member ? member.chapter.name : shown.chapter,
       first: answer.first_checkin ? Date.parse(answer.first_checkin.at) / 1000 : null });
@@ -371,7 +384,8 @@ async function handleScan(text, source) {
     if (local.ok) await recordEntry(item.nonce, local.member.member_number, local.direction, at, false);
   }
   showResult({ ...shown, ok: local.ok, reason: local.reason, direction: local.direction,
-    sync: outcome ? "local" : "queued", first: local.first ? local.first.at : null });
+    sync: outcome ? "local" : "queued", first: local.first ? local.first.at : null, live: verdict.live,
+    idCheck: local.ok && needsIdCheck(state.bundle.event.livePolicy, verdict.live) });
   renderQueue();
   renderBundle();
 }

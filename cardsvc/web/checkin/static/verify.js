@@ -5,10 +5,12 @@
 // runs this module in Chromium against tests/vectors/card-v1.json and against the Python verifier.
 //
 // Nothing here touches the network or storage: it takes bytes, tokens and a pinned anchor and returns verdicts.
+// Live codes (QR text "8402…", docs/card-format.md §8) are parsed and checked in live.js, which verify() calls.
+import { isLiveText, livePolicyOf, livePolicyReason, verifyLive } from "./live.js";
 
 export const REASONS = Object.freeze([
   "malformed", "unsupported_version", "unknown_key", "bad_signature", "not_yet_valid", "expired", "revoked",
-  "suspended", "superseded", "key_retired",
+  "suspended", "superseded", "key_retired", "holder_proof_invalid", "stale_live_code",
 ]);
 
 export const QR_PREFIX = "8401";
@@ -38,7 +40,7 @@ const UINT32_LIMIT = 2 ** 32;
 const LAST_NUMERIC_DATE = Date.UTC(9999, 11, 31) / 1000 - VIETNAM_OFFSET;
 const CHAPTER_CODE = /^[A-Z0-9][A-Z0-9._-]{0,31}$/;
 // P-256's order n: ES256 signatures must be low-S, s ≤ (n - 1) / 2 (verification.crypto.P256_HALF_ORDER).
-const P256_HALF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n / 2n;
+export const P256_HALF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n / 2n;
 
 // Code points a name must not hold: docs/card-format.md §6.3, the same ranges as
 // verification.format.FORBIDDEN_TEXT_RANGES (tests/web/test_checkin_js_vectors.py compares every code point).
@@ -331,10 +333,10 @@ function requireCanonical(value, data, what) {
 
 // --- COSE_Sign1 credential -------------------------------------------------------------------------------------
 
-const isInt = (value) => (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint";
+export const isInt = (value) => (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint";
 const isUint = (value) => typeof value === "number" && Number.isInteger(value) && value >= 0;
 
-function mapGet(map, key) {
+export function mapGet(map, key) {
   for (const [k, v] of map.entries) if (isInt(k) && BigInt(k) === BigInt(key)) return v;
   return undefined;
 }
@@ -382,10 +384,14 @@ function checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, 
   if (!CHAPTER_CODE.test(chapter)) throw malformed("chapter code must be 1 to 32 of A-Z, 0-9, '.', '_', '-'");
 }
 
-function parseClaims(payload) {
+function parseClaims(payload, bound) {
   const body = decodeCbor(payload);
   requireCanonical(body, payload, "claims");
-  if (!hasExactlyIntKeys(body, [4, 6, 7, PRIVATE_CLAIM])) {
+  // A copy of a live code's credential without its holder's proof (docs/card-format.md §8.3).
+  if (!bound && hasExactlyIntKeys(body, [4, 6, 7, 8, PRIVATE_CLAIM])) {
+    throw new CredentialError("holder_proof_invalid", "a holder-bound credential is valid only in a live code");
+  }
+  if (!hasExactlyIntKeys(body, bound ? [4, 6, 7, 8, PRIVATE_CLAIM] : [4, 6, 7, PRIVATE_CLAIM])) {
     throw new CredentialError("malformed", "claims set has missing or unknown claims");
   }
   const card = mapGet(body, PRIVATE_CLAIM);
@@ -405,7 +411,7 @@ function parseClaims(payload) {
     throw new CredentialError("malformed", "claims have wrong types");
   }
   checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, statusIndex, iat, exp);
-  return {
+  const claims = {
     card_id: hex(cti),
     member_number: String(memberNumber).padStart(10, "0"),
     display_name: name,
@@ -416,10 +422,14 @@ function parseClaims(payload) {
     status_list: statusList,
     status_index: statusIndex,
   };
+  return bound ? { claims, cnf: mapGet(body, 8) } : { claims };
 }
 
-/** Structure checks of docs/card-format.md §6.1 step 2 (the signature is NOT checked here). */
-export function parseCredential(raw) {
+/**
+ * Structure checks of docs/card-format.md §6.1 step 2 (the signature is NOT checked here). With ``bound`` the
+ * credential is a live code's (§8.1): its claims hold ``cnf`` too, returned undecoded for live.js to check.
+ */
+export function parseCredential(raw, { bound = false } = {}) {
   if (!(raw instanceof Uint8Array) || raw.length === 0 || raw.length > MAX_CREDENTIAL_BYTES) {
     throw new CredentialError("malformed", "credential size out of bounds");
   }
@@ -448,7 +458,7 @@ export function parseCredential(raw) {
   }
   if (!(kid instanceof Uint8Array) || kid.length !== 2) throw new CredentialError("malformed", "kid must be 2 bytes");
   if (signature.length !== 64) throw new CredentialError("malformed", "signature must be 64 raw bytes");
-  return { raw, protected: protectedBytes, algorithm, kid: hex(kid), payload, signature, claims: parseClaims(payload) };
+  return { raw, protected: protectedBytes, algorithm, kid: hex(kid), payload, signature, ...parseClaims(payload, bound) };
 }
 
 /** The COSE Sig_structure ["Signature1", protected, h'', payload] over exactly the received bytes. */
@@ -479,7 +489,7 @@ export async function importJwk(jwk) {
   return { kid, algorithm, key };
 }
 
-async function verifyRaw(algorithm, key, signature, data) {
+export async function verifyRaw(algorithm, key, signature, data) {
   if (signature.length !== 64) return false;
   try {
     if (algorithm === ALG_EDDSA) return await crypto.subtle.verify({ name: "Ed25519" }, key, signature, data);
@@ -674,47 +684,61 @@ const STATUS_REASONS = { 1: "revoked", 2: "suspended", 3: "superseded" };
  */
 export async function verify(scanned, trust, status, now, { onMissingStatus = "reject" } = {}) {
   const digest = await payloadHash(scanned);
-  const denied = (reason, extra = {}) => ({ ok: false, reason, claims: null, kid: null, payloadHash: digest,
-    statusChecked: false, ...extra });
+  if (typeof scanned === "string" && isLiveText(scanned)) {
+    return verifyLive(scanned, trust, status, now, { onMissingStatus, digest });
+  }
   let parsed;
   try {
     const raw = typeof scanned === "string" ? credentialFromText(scanned) : scanned;
     parsed = parseCredential(raw);
   } catch (error) {
-    if (error instanceof CredentialError) return denied(error.reason);
-    return denied("malformed");
+    return deniedVerdict(error instanceof CredentialError ? error.reason : "malformed", digest);
   }
-  const { kid, claims } = parsed;
-  const trusted = trust.keys.get(kid);
-  if (trusted === undefined) return denied("unknown_key", { kid });
+  const refused = await cardKeyRefusal(parsed, trust);
+  if (refused !== null) return deniedVerdict(refused, digest, { kid: parsed.kid });
+  return datesAndStatus(parsed.claims, parsed.kid, digest, status, now, { onMissingStatus, live: false });
+}
+
+/** A refusing verdict (verification.verify.Verdict.denied). */
+export function deniedVerdict(reason, digest, extra = {}) {
+  return { ok: false, reason, claims: null, kid: null, payloadHash: digest, statusChecked: false, live: false,
+    ...extra };
+}
+
+/** Step 3 of docs/card-format.md §6.1: the key id, a compromised key, the bound algorithm and the signature. */
+export async function cardKeyRefusal(parsed, trust) {
+  const trusted = trust.keys.get(parsed.kid);
+  if (trusted === undefined) return "unknown_key";
   // A compromised key's signatures prove nothing: no claims are shown.
-  if (trusted.status === "compromised") return denied("key_retired", { kid });
-  if (parsed.algorithm !== trusted.algorithm) return denied("bad_signature", { kid });
+  if (trusted.status === "compromised") return "key_retired";
+  if (parsed.algorithm !== trusted.algorithm) return "bad_signature";
   // (r, n - s) verifies as well as (r, s): only the low-S form the issuer emits is accepted.
   if (trusted.algorithm === ALG_ES256 && BigInt(`0x${hex(parsed.signature.subarray(32))}`) > P256_HALF_ORDER) {
-    return denied("bad_signature", { kid });
+    return "bad_signature";
   }
   const signed = sigStructure(parsed.protected, parsed.payload);
-  if (!(await verifyRaw(trusted.algorithm, trusted.key, parsed.signature, signed))) {
-    return denied("bad_signature", { kid });
-  }
+  if (!(await verifyRaw(trusted.algorithm, trusted.key, parsed.signature, signed))) return "bad_signature";
+  return null;
+}
+
+/** Steps 4 and 5 of docs/card-format.md §6.1 for claims whose signature verified. */
+export function datesAndStatus(claims, kid, digest, status, now, { onMissingStatus, live }) {
+  const denied = (reason, extra = {}) => deniedVerdict(reason, digest, { kid, claims, live, ...extra });
+  const valid = (statusChecked) => ({ ok: true, reason: null, claims, kid, payloadHash: digest, statusChecked, live });
   // Valid from iat - CLOCK_SKEW to exp + CLOCK_SKEW, exp excluded (docs/card-format.md §6.1, step 4).
-  if (now < dayStart(claims.issued_on) - CLOCK_SKEW) return denied("not_yet_valid", { kid, claims });
-  if (now >= dayStart(claims.expires_on) + DAY + CLOCK_SKEW) return denied("expired", { kid, claims });
+  if (now < dayStart(claims.issued_on) - CLOCK_SKEW) return denied("not_yet_valid");
+  if (now >= dayStart(claims.expires_on) + DAY + CLOCK_SKEW) return denied("expired");
   let value;
   try {
     value = status.status(claims.status_list, claims.status_index);
   } catch {
-    return denied("malformed", { kid, claims, statusChecked: true });
+    return denied("malformed", { statusChecked: true });
   }
   if (value === null || value === undefined) {
-    if (onMissingStatus === "accept") {
-      return { ok: true, reason: null, claims, kid, payloadHash: digest, statusChecked: false };
-    }
-    return denied("revoked", { kid, claims });
+    return onMissingStatus === "accept" ? valid(false) : denied("revoked");
   }
-  if (value === 0) return { ok: true, reason: null, claims, kid, payloadHash: digest, statusChecked: true };
-  return denied(STATUS_REASONS[value] ?? "revoked", { kid, claims, statusChecked: true });
+  if (value === 0) return valid(true);
+  return denied(STATUS_REASONS[value] ?? "revoked", { statusChecked: true });
 }
 
 // --- the event bundle and the event rules ------------------------------------------------------------------------
@@ -761,7 +785,7 @@ export async function verifyEventBundle(token, anchor, now) {
     opensAt: timestamp(raw.checkin_opens_at, "checkin_opens_at"),
     closesAt: timestamp(raw.checkin_closes_at, "checkin_closes_at"),
     eligibility: text(raw.eligibility, "eligibility"), mode: text(raw.mode, "mode"),
-    allowReentry: raw.allow_reentry, status: text(raw.status, "status"),
+    allowReentry: raw.allow_reentry, status: text(raw.status, "status"), livePolicy: livePolicyOf(raw.live_policy),
   };
   if (!Array.isArray(claims.roster) || !Array.isArray(claims.checkins)) throw new TrustError("bad roster");
   const roster = claims.roster.map((entry) => {
@@ -790,7 +814,8 @@ export async function verifyEventBundle(token, anchor, now) {
 
 /**
  * The event rules the station applies offline after the card verdict (cardsvc/services/checkins.py order):
- * the card's own reason, then closed / outside the window, then not in the roster, then the entry rules.
+ * the card's own reason, the event's live-code policy, then closed / outside the window, then not in the roster,
+ * then the entry rules.
  *
  * @param bundle a verified event bundle
  * @param verdict the card verdict from verify()
@@ -802,6 +827,9 @@ export function eventDecision(bundle, verdict, entries, at) {
   const member = verdict.claims ? bundle.byCard.get(verdict.claims.card_id) ?? null : null;
   const refuse = (reason, first = null) => ({ ok: false, reason, member, direction: null, first });
   if (!verdict.ok) return refuse(verdict.reason);
+  // The event's choice of cards is part of the card check (docs/card-format.md §8.6).
+  const policy = livePolicyReason(bundle.event.livePolicy, verdict.live);
+  if (policy !== null) return refuse(policy);
   const { event } = bundle;
   if (event.status === "closed") return refuse("event_closed");
   if (!(event.opensAt <= at && at <= event.closesAt)) return refuse("outside_window");
