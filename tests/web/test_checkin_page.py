@@ -239,13 +239,13 @@ def test_offline_scan_is_verified_locally_and_synced_later(server: LiveServer, s
               await navigator.serviceWorker.ready;
               for (let i = 0; i < 100; i += 1) {
                 const cache = await caches.open('checkin-shell-v1');
-                if ((await cache.keys()).length >= 10) return (await cache.keys()).length;
+                if ((await cache.keys()).length >= 11) return (await cache.keys()).length;
                 await new Promise((r) => setTimeout(r, 100));
               }
               return 0;
             })().then(done, (e) => done(String(e)));
         """)
-        assert cached == 10
+        assert cached == 11
         screenshot(driver, "checkin-4-offline-device-ready")
     finally:
         driver.quit()

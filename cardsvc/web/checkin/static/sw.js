@@ -1,7 +1,7 @@
 // Service worker of the check-in app (served at /checkin/sw.js with scope /checkin).
 // It caches the app shell so the page opens with no network; API calls (/v1/…) are never cached or intercepted:
 // the event bundle lives in IndexedDB and scans are queued by the page itself.
-const CACHE = "checkin-shell-v2";
+const CACHE = "checkin-shell-v1";
 const SHELL = [
   "/checkin",
   "/checkin/manifest.webmanifest",
