@@ -22,6 +22,7 @@ from verification.live import (
     to_live_qr_text,
 )
 
+
 def sign_bound_credential(claims: CardClaims, holder: HolderKey, signer: Signer) -> bytes:
     """The holder-bound credential: ``claims`` (with the binding's own status slot) plus ``cnf``, signed by the
     card key.

@@ -293,3 +293,22 @@ def test_officers_set_the_policy_on_the_event(client: TestClient, officer: dict[
     assert client.post("/v1/events", json={**body, "live_policy": "sometimes"}, headers=officer).status_code == 422
     default = client.post("/v1/events", json={k: v for k, v in body.items() if k != "live_policy"}, headers=officer)
     assert default.json()["live_policy"] == "any"
+
+
+def test_officer_pages_show_the_code_once_and_turn_the_live_card_off(app: FastAPI, client: TestClient, db: Session,
+                                                                     member: Member, token: str, tree: Tree) -> None:
+    issue(app, db, member)
+    csrf = page_login(client, "t.officer.a")
+    page = client.get(f"/admin/members/{member.id}")
+    assert "Chưa bật trên điện thoại nào." in page.text and 'id="binding-code"' not in page.text
+    shown = client.post(f"/admin/members/{member.id}/binding-code", data={"csrf_token": csrf})
+    assert shown.status_code == 200 and shown.headers["cache-control"] == "no-store"
+    code = shown.text.split('id="binding-code">', 1)[1].split("<", 1)[0]
+    device = Ed25519PrivateKey.generate()
+    assert client.post(f"/m/{token}/binding", json={"code": code, "public_key": jwk_of(device)}).status_code == 201
+    assert "Đang bật trên một điện thoại" in client.get(f"/admin/members/{member.id}").text
+    off = client.post(f"/admin/members/{member.id}/binding/deactivate", data={"csrf_token": csrf},
+                      follow_redirects=False)
+    assert off.status_code == 303
+    assert client.get(off.headers["location"]).text.count("Đã tắt thẻ động") == 1
+    assert client.get(f"/m/{token}/binding").json()["binding_id"] is None

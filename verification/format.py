@@ -594,7 +594,7 @@ def _parse_claims(payload: bytes, bound: dict[str, Any] | None = None) -> CardCl
     # The fast check implies the four int keys; only the general path needs to look for them.
     if bound is not None or not _is_deterministic_claims(body, payload):
         _require_canonical(body, payload, "claims")
-        keys = set(body) if isinstance(body, dict) and _int_keys(body) else None
+        keys = frozenset(body) if isinstance(body, dict) and _int_keys(body) else None
         if bound is None and keys == _BOUND_CLAIM_KEYS:
             # A copy of a live code's credential without its holder's proof (docs/card-format.md §8.3).
             raise CredentialError("holder_proof_invalid", "a holder-bound credential is valid only in a live code")
