@@ -304,6 +304,15 @@ def _digits_to_bytes(digits: bytes, start: int) -> bytes:
     return bytes(out)
 
 
+def digits_after(digits: bytes, start: int) -> bytes:
+    """The bytes written by ASCII ``digits`` (0-9 only, checked by the caller) from ``start`` on (§2).
+
+    Raises:
+        CredentialError: ``malformed`` when the digit count or a group's value is not the encoding's.
+    """
+    return _digits_to_bytes(digits, start)
+
+
 def digits_to_bytes(digits: str) -> bytes:
     if len(digits) > MAX_QR_TEXT:
         raise CredentialError("malformed", "too many digits for a credential")

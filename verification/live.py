@@ -34,7 +34,7 @@ from verification.format import (
     ParsedCredential,
     bytes_to_digits,
     clean_scanned_text,
-    digits_to_bytes,
+    digits_after,
     parse_bound_credential,
 )
 
@@ -113,8 +113,9 @@ def holder_key(cnf: Any) -> HolderKey:
     Raises:
         CredentialError: ``malformed`` unless it is ``{1: COSE_Key}`` with exactly the parameters of §8.1.
     """
-    key = cnf.get(CNF_COSE_KEY) if isinstance(cnf, Mapping) and len(cnf) == 1 else None
-    if not isinstance(key, Mapping) or not all(type(label) is int for label in key):
+    # type() first: the maps a decoder gives are dicts, and an ABC isinstance costs a microsecond on every scan.
+    key = cnf.get(CNF_COSE_KEY) if (type(cnf) is dict or isinstance(cnf, Mapping)) and len(cnf) == 1 else None
+    if not (type(key) is dict or isinstance(key, Mapping)) or not all(type(label) is int for label in key):
         raise CredentialError("malformed", "cnf must hold exactly one COSE_Key")
     kty, crv, x, y = key.get(KTY), key.get(CRV), key.get(X), key.get(Y)
     okp = type(kty) is int and kty == KTY_OKP and type(crv) is int and crv == CRV_ED25519 and len(key) == 3
@@ -146,10 +147,12 @@ def live_code_from_text(text: str) -> bytes:
     """
     if len(text) > MAX_QR_TEXT:
         raise CredentialError("malformed", "scanned text too long")
-    digits = text if text.isascii() and text.isdigit() else clean_scanned_text(text)
-    if not digits.startswith(LIVE_QR_PREFIX):
+    encoded = text.encode() if text.isascii() else b""
+    if not encoded.isdigit():
+        encoded = clean_scanned_text(text).encode()
+    if not encoded.startswith(b"8402"):
         raise CredentialError("malformed", "not a live code")
-    return digits_to_bytes(digits[len(LIVE_QR_PREFIX):])
+    return digits_after(encoded, len(LIVE_QR_PREFIX))
 
 
 def to_live_qr_text(live_code: bytes) -> str:
@@ -213,7 +216,10 @@ def parse_live_code(raw: bytes) -> ParsedLiveCode:
         raise CredentialError("malformed", "proof must be 64 raw bytes")
     proof = raw[at + 2:at + 2 + SIGNATURE_LENGTH]
     credential, cnf = parse_bound_credential(raw[at + 2 + SIGNATURE_LENGTH:])
-    return ParsedLiveCode(raw, time_step, proof, credential, holder_key(cnf))
+    live = object.__new__(ParsedLiveCode)
+    # What ParsedLiveCode(...) builds, filled in directly: a frozen dataclass's __init__ pays a call per field.
+    live.__dict__.update(raw=raw, time_step=time_step, proof=proof, credential=credential, holder=holder_key(cnf))
+    return live
 
 
 def _load_holder_key(holder: HolderKey) -> HolderPublicKey:
