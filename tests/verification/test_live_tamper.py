@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from issuance.binding import holder_key_of, live_code, sign_bound_credential
 from issuance.keys import LocalSigner, PrivateKey
 from tests.verification.test_verify import ED_KID, ES_KID, LIST_ID, NOW, RETIRED_KID, WORLD
+from tests.verification.test_verify_fuzz import flip_bits, substitute_bytes
 from verification.errors import CredentialError
 from verification.format import (
     CardClaims,
@@ -92,17 +93,11 @@ def _parts(base: Base) -> tuple[int, bytes, bytes]:
 # --- anyone, on the bytes ------------------------------------------------------------------------------------------
 
 def bit_flip(rng: Rng, base: Base) -> bytes:
-    data = bytearray(base.raw)
-    for _ in range(1 if rng.random() < 0.6 else rng.randint(2, 16)):
-        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-    return bytes(data)
+    return flip_bits(rng, base.raw)
 
 
 def substitute(rng: Rng, base: Base) -> bytes:
-    data = bytearray(base.raw)
-    for _ in range(rng.randint(1, 8)):
-        data[rng.randrange(len(data))] = rng.randrange(256)
-    return bytes(data)
+    return substitute_bytes(rng, base.raw)
 
 
 def cut(rng: Rng, base: Base) -> bytes:

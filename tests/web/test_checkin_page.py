@@ -158,6 +158,17 @@ def checkin_rows(server: LiveServer, event_id: int) -> list[Checkin]:
         return rows
 
 
+def rows_with_nonce(server: LiveServer, event_id: int, nonce: str, timeout: float = 30) -> list[Checkin]:
+    """The check-in rows of a nonce, once the page's queue has delivered them (empty after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [r for r in checkin_rows(server, event_id) if r.client_nonce == nonce]
+        if rows:
+            return rows
+        time.sleep(0.3)
+    return []
+
+
 def test_page_headers_and_service_worker_scope(server: LiveServer) -> None:
     import httpx
 
@@ -272,13 +283,7 @@ def test_offline_scan_is_verified_locally_and_synced_later(server: LiveServer, s
 
     # 3. The server is back: the queued scan is sent with the same nonce and recorded once.
     try:
-        deadline = time.monotonic() + 30
-        rows: list[Checkin] = []
-        while time.monotonic() < deadline:
-            rows = [r for r in checkin_rows(server, seeded.event_id) if r.client_nonce == nonce]
-            if rows:
-                break
-            time.sleep(0.3)
+        rows = rows_with_nonce(server, seeded.event_id, nonce)
         assert len(rows) == 1
         assert (rows[0].result, rows[0].member_id) == ("ok", seeded.member_ids["offline"])
         assert rows[0].scanned_at is not None  # the offline scan time travelled with it

@@ -26,7 +26,6 @@ from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
-from cardsvc.db.models import Checkin
 from cardsvc.security import PiiCipher
 from cardsvc.services import bindings, cards, chapters, events, keys, member_links, members, stations
 from cardsvc.services.context import system_actor
@@ -35,7 +34,7 @@ from cardsvc.settings import Settings
 from issuance.render import qr_png
 from tests.vectors.make_vectors import qr_version_ecc_m
 from tests.web.harness import SERVER_KEK, SERVER_SECRET, LiveServer, chromium, live_server, screenshot
-from tests.web.test_checkin_page import checkin_rows, result_state, wait_for, wait_result, y4m_frames
+from tests.web.test_checkin_page import result_state, rows_with_nonce, wait_for, wait_result, y4m_frames
 from verification.format import to_qr_text
 
 SYSTEM = system_actor("browser-tests")
@@ -212,11 +211,7 @@ def test_live_card_from_the_member_phone_to_an_offline_door(server: LiveServer, 
 
     # 4. Back online, the queued live scan reaches the server, which decides it at the scan's own time.
     try:
-        deadline = time.monotonic() + 30
-        rows: list[Checkin] = []
-        while time.monotonic() < deadline and not rows:
-            rows = [r for r in checkin_rows(server, seeded.event_id) if r.client_nonce == nonce]
-            time.sleep(0.3)
+        rows = rows_with_nonce(server, seeded.event_id, nonce)
         assert len(rows) == 1
         assert (rows[0].result, rows[0].member_id, rows[0].offline) == ("ok", seeded.member_id, True)
     finally:
