@@ -186,6 +186,8 @@ function cardActive() {
 }
 
 async function render() {
+  // The link was revoked: card.js replaced the card with the notice, and the saved card is gone.
+  if (!document.getElementById("qr-box")) return;
   const root = section();
   const card = document.getElementById("card");
   const live = state.record !== null && cardActive();
