@@ -7,6 +7,7 @@
 4. A copy of the bound credential read from the member's IndexedDB (all a thief gets: the key does not export) is
    refused (``holder_proof_invalid``); the same capture shown after its window is refused (``stale_live_code``).
 5. The server comes back: the queued live scan is recorded, and confirmed by the server at the scan's time.
+6. A second phone is activated: the first phone's page says the card now lives on another phone.
 
 Screenshots go to var/test-artifacts/live-card-*.png.
 """
@@ -97,7 +98,7 @@ def _camera(image: Image.Image, path: Path) -> Path:
                                    Image.Resampling.LANCZOS), path)
 
 
-def _activate_and_capture(seeded: Seeded, profile: Path) -> tuple[Image.Image, str, bytes]:
+def _activate_and_capture(seeded: Seeded, profile: Path, code: str) -> tuple[Image.Image, str, bytes]:
     """The member's phone: activate, then the live QR as pixels, its text (decoded), and the bound credential read
     from IndexedDB as a thief with the phone's storage would."""
     phone = chromium(user_data_dir=profile)
@@ -105,7 +106,7 @@ def _activate_and_capture(seeded: Seeded, profile: Path) -> tuple[Image.Image, s
         phone.set_window_size(412, 915)
         phone.get(seeded.member_url)
         field = wait_for(phone, lambda d: d.find_elements(By.ID, "live-code"))[0]
-        field.send_keys(seeded.activation_code)
+        field.send_keys(code)
         phone.find_element(By.ID, "live-on").click()
         qr = wait_for(phone, lambda d: d.find_elements(By.CSS_SELECTOR, "#live-qr[data-step]"))[0]
         wait_for(phone, lambda d: d.execute_script("const i = document.getElementById('live-qr');"
@@ -167,7 +168,7 @@ def test_live_card_from_the_member_phone_to_an_offline_door(server: LiveServer, 
     finally:
         door.quit()
 
-    image, text, bound = _activate_and_capture(seeded, tmp_path / "member")
+    image, text, bound = _activate_and_capture(seeded, tmp_path / "member", seeded.activation_code)
     assert qr_version_ecc_m(text) <= 13
     captured_at = time.monotonic()
     server.stop()
@@ -216,3 +217,17 @@ def test_live_card_from_the_member_phone_to_an_offline_door(server: LiveServer, 
         assert (rows[0].result, rows[0].member_id, rows[0].offline) == ("ok", seeded.member_id, True)
     finally:
         door.quit()
+
+    # 5. She activates another phone: the first phone's page says so and forgets its key and credential.
+    with server.session() as db:
+        code = bindings.create_code(db, SYSTEM, seeded.member_id).code
+    _activate_and_capture(seeded, tmp_path / "second-phone", code)
+    phone = chromium(user_data_dir=tmp_path / "member")
+    try:
+        phone.get(seeded.member_url)
+        wait_for(phone, lambda d: d.find_element(By.ID, "live").get_attribute("data-live-state") == "superseded")
+        assert "điện thoại khác" in phone.find_element(By.ID, "live-message").text
+        assert phone.find_elements(By.ID, "live-qr") == [] and phone.find_elements(By.ID, "live-form")
+        screenshot(phone, "live-card-5-first-phone-superseded")
+    finally:
+        phone.quit()
