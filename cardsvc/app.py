@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cardsvc import __version__
 from cardsvc.api import audit, auth, cards, chapters, events, member_links, members, officers, publication, reports
+from cardsvc.api import bindings as bindings_api
 from cardsvc.api import data_subject as data_subject_api
 from cardsvc.api import identity as identity_api
 from cardsvc.api import keys as keys_api
@@ -367,7 +368,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched one by one in registration order: the health checks, then events (with check-in, the
     # door-rush route), then the rest.
     for module in (events, auth, chapters, members, member_links, cards, keys_api, officers, audit, publication,
-                   reports, identity_api, data_subject_api, nfc_writes_api, wallet_api):
+                   reports, identity_api, data_subject_api, nfc_writes_api, wallet_api, bindings_api):
         app.include_router(module.router)
     app.include_router(wallet_api.logo_router)
 

@@ -163,6 +163,8 @@ class CheckinAnswer:
     direction: str | None
     first_at: datetime | None
     replayed: bool
+    live: bool = False
+    id_check: bool = False
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> CheckinAnswer:
@@ -183,7 +185,8 @@ class CheckinAnswer:
                 member_number=member.get("member_number"), name=member.get("full_name"),
                 chapter=chapter.get("name"), direction=body.get("direction"),
                 first_at=datetime.fromisoformat(first["at"]) if first.get("at") else None,
-                replayed=bool(body.get("replayed")),
+                replayed=bool(body.get("replayed")), live=body.get("live") is True,
+                id_check=body.get("id_check") is True,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ServerUnavailable(f"the server's check-in answer is not understood: {exc}") from exc

@@ -39,7 +39,13 @@ REASON_TEXT: Final[dict[str, str]] = {
     "device_rejected": "Thiết bị bị từ chối — cần cài đặt lại trạm",
     "read_failed": "Không đọc được thẻ — giữ yên thẻ và thử lại",
     "nfc_write_failed": "Ghi thẻ NFC không thành công",
+    "holder_proof_invalid": "Bản sao thẻ điện tử — cần mã động trên điện thoại chủ thẻ",
+    "stale_live_code": "Mã động đã cũ — ảnh chụp hoặc đồng hồ sai",
+    "live_code_required": "Sự kiện chỉ nhận thẻ động trên điện thoại",
 }
+LIVE_TEXT: Final = "thẻ động trên điện thoại"
+PRINTED_TEXT: Final = "thẻ in hoặc mã tĩnh"
+ID_CHECK_TEXT: Final = "Thẻ in — đối chiếu giấy tờ tùy thân"
 DENIED_TEXT: Final = "Không được vào"
 _RESET: Final = "\x1b[0m"
 _GREEN: Final = "\x1b[1;97;42m"
@@ -74,6 +80,8 @@ class Outcome:
         nonce: The client nonce the scan is queued under (None for a read failure, which is not a scan).
         first_at: For ``already_checked_in``: when she was first let in, if known.
         message: Extra text (a reader's message for a failed read).
+        live: The scan was a live code (docs/card-format.md §8); the screen says which kind of card it was.
+        id_check: A printed card let in at a ``live_preferred`` event: compare it with an identity document.
     """
 
     ok: bool
@@ -86,6 +94,8 @@ class Outcome:
     nonce: str | None = None
     first_at: datetime | None = None
     message: str | None = None
+    live: bool = False
+    id_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,7 +213,9 @@ class TerminalDisplay:
         details = [d for d in (outcome.member_number, outcome.chapter) if d]
         if outcome.ok:
             big = ["✓ MỜI RA" if outcome.direction == "out" else "✓ MỜI VÀO", *who]
-            small = [" · ".join(details)] if details else []
+            small = [" · ".join([*details, LIVE_TEXT if outcome.live else PRINTED_TEXT])]
+            if outcome.id_check:
+                big.append(ID_CHECK_TEXT)
         else:
             big = ["✗ " + reason_text(outcome.reason), *who]
             small = [f"mã lỗi: {outcome.reason}", *([" · ".join(details)] if details else [])]
@@ -219,8 +231,9 @@ class TerminalDisplay:
         verdict = "OK" if outcome.ok else "DENIED"
         mode = "offline" if outcome.offline else "online"
         name = outcome.name or "-"
+        card = (" card=live" if outcome.live else "") + (" id_check" if outcome.id_check else "")
         return (f"RESULT {verdict} reason={outcome.reason or '-'} mode={mode} nonce={outcome.nonce or '-'} "
-                f"queued={status.queued} name={name}\n")
+                f"queued={status.queued}{card} name={name}\n")
 
     def ready(self, status: StationStatus) -> None:
         """See :meth:`Display.ready`. Plain mode writes a line only when the state changes."""

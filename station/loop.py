@@ -64,6 +64,8 @@ class LocalDecision:
     chapter: str | None = None
     direction: str | None = None
     first_at: datetime | None = None
+    live: bool = False
+    id_check: bool = False
 
 
 def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: Callable[[str], Iterable[PriorEntry]],
@@ -82,15 +84,17 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: Ca
         now: The scan's time (station clock, timezone-aware).
 
     Returns:
-        The decision, with the server's reason codes (``malformed`` … ``key_retired``, ``event_closed``,
-        ``outside_window``, ``not_eligible``, ``already_checked_in``) plus ``no_bundle`` and ``no_status_list``.
+        The decision, with the server's reason codes (``malformed`` … ``key_retired``, ``holder_proof_invalid``,
+        ``stale_live_code``, ``live_code_required``, ``event_closed``, ``outside_window``, ``not_eligible``,
+        ``already_checked_in``) plus ``no_bundle`` and ``no_status_list``; whether the card was a live code and
+        whether the steward must check an identity document.
     """
     if bundle is None or bundle.expires_at < now:
         return LocalDecision("error", "no_bundle")
     verdict = verify(payload, bundle.trust, StatusLists(bundle.status_lists), now)
     claims = verdict.claims
     if claims is None:
-        return LocalDecision("error", verdict.reason)
+        return LocalDecision("error", verdict.reason, live=verdict.live)
     member = bundle.member_for_card(claims.card_id)
     number = claims.member_number
     name = member.name if member else claims.display_name
@@ -99,12 +103,14 @@ def decide_offline(payload: str | bytes, bundle: EventBundle | None, entries: Ca
         # No status list for this card in the bundle: the roster's cards all have theirs, so it is not eligible.
         missing_list = verdict.reason == "revoked" and not verdict.status_checked
         reason = ("no_status_list" if member else "not_eligible") if missing_list else verdict.reason
-        return LocalDecision("error", reason, number, name, chapter)
-    # The roster is the event's eligible members, as the server selected them when it signed the bundle.
-    decision = decide_entry(bundle.event.rules, lambda: tuple(entries(number)), now,
+        return LocalDecision("error", reason, number, name, chapter, live=verdict.live)
+    # The roster is the event's eligible members, as the server selected them when it signed the bundle; the rules
+    # include the event's choice of cards (docs/card-format.md §8.6).
+    decision = decide_entry(bundle.event.rules, lambda: tuple(entries(number)), now, live=verdict.live,
                             eligible=lambda: member is not None)
     return LocalDecision("ok" if decision.ok else "error", decision.reason, number, name, chapter,
-                         decision.direction, decision.first.at if decision.first else None)
+                         decision.direction, decision.first.at if decision.first else None, verdict.live,
+                         decision.id_check)
 
 
 def new_nonce(station_id: int) -> str:
@@ -280,7 +286,8 @@ class Station:
                 local_result=decision.result, local_reason=decision.reason))
         return Outcome(ok=decision.result == "ok", reason=decision.reason, name=decision.name,
                        member_number=decision.member_number, chapter=decision.chapter, direction=decision.direction,
-                       offline=True, nonce=row.nonce, first_at=decision.first_at)
+                       offline=True, nonce=row.nonce, first_at=decision.first_at, live=decision.live,
+                       id_check=decision.id_check)
 
     def _store_answer(self, nonce: str, answer: CheckinAnswer) -> None:
         self.store.record_server(nonce, answer.result, answer.reason, member_number=answer.member_number,
@@ -504,5 +511,5 @@ def _upload(row: QueuedScan) -> CheckinUpload:
 def _answer_outcome(nonce: str, answer: CheckinAnswer) -> Outcome:
     return Outcome(ok=answer.result == "ok", reason=answer.reason, name=answer.name, member_number=answer.member_number,
                    chapter=answer.chapter, direction=answer.direction, offline=False, nonce=nonce,
-                   first_at=answer.first_at)
+                   first_at=answer.first_at, live=answer.live, id_check=answer.id_check)
 

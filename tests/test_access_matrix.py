@@ -225,6 +225,10 @@ MATRIX.update({
     ("GET", "/v1/members/{member_id}/links"): Case("read", lambda t: (f"/v1/members/{t.member.id}/links", {})),
     ("POST", "/v1/members/{member_id}/links/revoke"): Case("write", lambda t: (
         f"/v1/members/{t.member.id}/links/revoke", {})),
+    ("POST", "/v1/members/{member_id}/binding-code"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/binding-code", {})),
+    ("POST", "/v1/members/{member_id}/binding/deactivate"): Case("write", lambda t: (
+        f"/v1/members/{t.member.id}/binding/deactivate", {})),
 })
 MATRIX.update({
     ("GET", "/v1/members/{member_id}/export"): Case("read", lambda t: (f"/v1/members/{t.member.id}/export", {}),
@@ -258,6 +262,8 @@ PUBLIC = {
     ("GET", "/v1/status-lists/{list_id}"), ("POST", "/v1/devices/provision"),
     # The member's card page data: the link's random token is the credential (tests/test_member_links.py).
     ("GET", "/m/{token}/card.json"),
+    # Live cards: the link is the member's, binding also needs the officer's one-time code (tests/test_bindings.py).
+    ("GET", "/m/{token}/binding"), ("POST", "/m/{token}/binding"), ("DELETE", "/m/{token}/binding"),
     # Apple's PassKit web service: a request about a pass bears the pass's own token (tests/wallet/test_wallet.py).
     ("POST", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}/{serial}"),
     ("DELETE", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}/{serial}"),

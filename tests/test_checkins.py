@@ -182,7 +182,7 @@ def test_payload_base64_is_the_raw_credential_in_standard_base64(client: TestCli
 def test_text_reasons_malformed_and_unsupported_version(client: TestClient, door: Door) -> None:
     for garbage in ("hello", "8401", "8401123", "", "   ", "84011234567890123456789", "8401\u00a0٣"):
         assert verdict(scan(client, door, garbage)) == ("error", "malformed"), garbage
-    assert verdict(scan(client, door, "8402" + "0" * 17)) == ("error", "unsupported_version")
+    assert verdict(scan(client, door, "8403" + "0" * 17)) == ("error", "unsupported_version")
     # A lone surrogate is not text at all: the schema refuses it (422), it never reaches the decision path.
     surrogate = client.post(f"/v1/events/{door.event.id}/checkins", headers={**door.headers,
                             "Content-Type": "application/json"},

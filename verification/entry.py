@@ -1,10 +1,13 @@
 """An event's entry rules: one decision for the server, the door station and (in JavaScript) the phone.
 
-After a card verified, :func:`decide_entry` decides whether its holder comes in, in this order: the event is closed
-(``event_closed``); the scan is outside the check-in window (``outside_window``); the holder may not attend
-(``not_eligible``); then her accepted scans at this event: the first one is her entry (``in``); in entry/exit mode a
-scan after an entry is her exit (``out``); after an exit — or after an entry in entry-only mode — she comes in again
-only when re-entry is allowed, otherwise ``already_checked_in`` with her first entry.
+After a card verified, :func:`decide_entry` decides whether its holder comes in, in this order: the event's choice
+of cards (``live_code_required``: a printed card or static code at a ``live_required`` event, docs/card-format.md
+§8.6); the event is closed (``event_closed``); the scan is outside the check-in window (``outside_window``); the
+holder may not attend (``not_eligible``); then her accepted scans at this event: the first one is her entry (``in``);
+in entry/exit mode a scan after an entry is her exit (``out``); after an exit — or after an entry in entry-only mode
+— she comes in again only when re-entry is allowed, otherwise ``already_checked_in`` with her first entry. A printed
+card accepted at a ``live_preferred`` event is flagged ``id_check``: the steward compares it with an identity
+document.
 
 Who may attend (the chapter's subtree, an invite list, or everyone, and active members only) is decided where the
 members are known: the server reads it from its database, the station and the phone from the roster of the signed
@@ -21,11 +24,15 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 Direction = Literal["in", "out"]
-EntryReason = Literal["event_closed", "outside_window", "not_eligible", "already_checked_in"]
-ENTRY_REASONS: Final[tuple[EntryReason, ...]] = ("event_closed", "outside_window", "not_eligible",
-                                                 "already_checked_in")
+EntryReason = Literal["live_code_required", "event_closed", "outside_window", "not_eligible", "already_checked_in"]
+ENTRY_REASONS: Final[tuple[EntryReason, ...]] = ("live_code_required", "event_closed", "outside_window",
+                                                 "not_eligible", "already_checked_in")
 ELIGIBILITY: Final = ("subtree", "invite", "all")
 MODES: Final = ("entry", "entry_exit")
+# The event's choice of cards (docs/card-format.md §8.6): any card, live codes preferred (a printed card passes with
+# an identity check), live codes only.
+LivePolicy = Literal["any", "live_preferred", "live_required"]
+LIVE_POLICIES: Final[tuple[LivePolicy, ...]] = ("any", "live_preferred", "live_required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,7 @@ class EntryRules:
         mode: ``entry`` (entries only) or ``entry_exit`` (entries and exits alternate).
         allow_reentry: Whether a member who came in (and, with exits, went out) may come in again.
         status: ``open`` or ``closed``.
+        live_policy: Which cards pass: ``any``, ``live_preferred`` or ``live_required`` (see :data:`LIVE_POLICIES`).
     """
 
     checkin_opens_at: datetime
@@ -48,12 +56,14 @@ class EntryRules:
     mode: str
     allow_reentry: bool
     status: str
+    live_policy: str
 
     def to_json(self) -> dict[str, Any]:
         """The rules as the event bundle's ``event`` object carries them (times in ISO 8601 with their offset)."""
         return {"checkin_opens_at": self.checkin_opens_at.isoformat(),
                 "checkin_closes_at": self.checkin_closes_at.isoformat(), "eligibility": self.eligibility,
-                "mode": self.mode, "allow_reentry": self.allow_reentry, "status": self.status}
+                "mode": self.mode, "allow_reentry": self.allow_reentry, "status": self.status,
+                "live_policy": self.live_policy}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +83,14 @@ class EntryDecision:
         reason: None when she comes in (or goes out), else the refusal.
         direction: ``in`` or ``out`` for an accepted scan; None when refused.
         first: Her earliest prior entry given, for ``already_checked_in``; None otherwise.
+        id_check: An accepted printed card (or static code) at a ``live_preferred`` event: the steward compares it
+            with an identity document.
     """
 
     reason: EntryReason | None
     direction: Direction | None = None
     first: PriorEntry | None = None
+    id_check: bool = False
 
     @property
     def ok(self) -> bool:
@@ -86,7 +99,7 @@ class EntryDecision:
 
 
 def decide_entry(rules: EntryRules, prior_entries: Callable[[], Sequence[PriorEntry]], at: datetime, *,
-                 eligible: Callable[[], bool]) -> EntryDecision:
+                 eligible: Callable[[], bool], live: bool | None) -> EntryDecision:
     """Decide a verified card's scan at an event (see the module docstring for the order).
 
     The holder's eligibility and her prior entries are sources, each called at most once and only when the decision
@@ -99,21 +112,28 @@ def decide_entry(rules: EntryRules, prior_entries: Callable[[], Sequence[PriorEn
             ``already_checked_in``; a caller that knows the database will refuse a second entry may return none.
         at: When the card was scanned (timezone-aware).
         eligible: Whether she may attend this event.
+        live: Whether the card was a live code (``Verdict.live``); None when no card was shown (an officer's manual
+            check-in), which the event's choice of cards does not concern.
 
     Returns:
         The decision.
     """
+    printed = live is False
+    # An unknown policy is treated as live_required (fail closed).
+    if printed and rules.live_policy not in ("any", "live_preferred"):
+        return EntryDecision("live_code_required")
     if rules.status == "closed":
         return EntryDecision("event_closed")
     if not rules.checkin_opens_at <= at <= rules.checkin_closes_at:
         return EntryDecision("outside_window")
     if not eligible():
         return EntryDecision("not_eligible")
+    id_check = printed and rules.live_policy == "live_preferred"
     entries = sorted(prior_entries(), key=lambda entry: (entry.at, entry.direction))
     if not entries:
-        return EntryDecision(None, "in")
+        return EntryDecision(None, "in", id_check=id_check)
     if rules.mode == "entry_exit" and entries[-1].direction == "in":
-        return EntryDecision(None, "out")
+        return EntryDecision(None, "out", id_check=id_check)
     if rules.allow_reentry:
-        return EntryDecision(None, "in")
+        return EntryDecision(None, "in", id_check=id_check)
     return EntryDecision("already_checked_in", first=entries[0])

@@ -5,7 +5,7 @@
     VerificationError                 base (carries ``reason``)
     └── CredentialError               the credential itself: malformed, unsupported_version, unknown_key,
                                       bad_signature, not_yet_valid, expired, revoked, suspended, superseded,
-                                      key_retired
+                                      key_retired; for live codes also holder_proof_invalid, stale_live_code
     TrustError                        a trust bundle or status list that fails its own checks
 
 Reason codes are part of the public contract (stations, the web page and the API show them); messages are for logs.
@@ -17,11 +17,11 @@ from typing import Final, Literal
 
 Reason = Literal[
     "malformed", "unsupported_version", "unknown_key", "bad_signature", "not_yet_valid", "expired", "revoked",
-    "suspended", "superseded", "key_retired",
+    "suspended", "superseded", "key_retired", "holder_proof_invalid", "stale_live_code",
 ]
 REASONS: Final[tuple[Reason, ...]] = (
     "malformed", "unsupported_version", "unknown_key", "bad_signature", "not_yet_valid", "expired", "revoked",
-    "suspended", "superseded", "key_retired",
+    "suspended", "superseded", "key_retired", "holder_proof_invalid", "stale_live_code",
 )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from verification.entry import Direction, EntryRules
+from verification.entry import LIVE_POLICIES, Direction, EntryRules
 from verification.errors import TrustError
 from verification.status import StatusListView, verify_status_list
 from verification.trust import TrustAnchor, TrustBundle, decode_anchor_jwt, verify_trust_bundle
@@ -144,6 +144,10 @@ def entry_rules_of(raw: Mapping[str, Any]) -> EntryRules:
     allow_reentry = raw.get("allow_reentry")
     if not isinstance(allow_reentry, bool):
         raise TrustError("event bundle allow_reentry is not a boolean")
+    # Which cards pass (docs/card-format.md §8.6); bundles signed before live codes existed hold none: "any".
+    live_policy = raw.get("live_policy", "any")
+    if live_policy not in LIVE_POLICIES:
+        raise TrustError("event bundle live_policy is invalid")
     return EntryRules(
         checkin_opens_at=_timestamp(raw.get("checkin_opens_at"), "checkin_opens_at"),
         checkin_closes_at=_timestamp(raw.get("checkin_closes_at"), "checkin_closes_at"),
@@ -151,6 +155,7 @@ def entry_rules_of(raw: Mapping[str, Any]) -> EntryRules:
         mode=_text(raw.get("mode"), "mode"),
         allow_reentry=allow_reentry,
         status=_text(raw.get("status"), "status"),
+        live_policy=live_policy,
     )
 
 

@@ -41,6 +41,7 @@ PRIVATE_CLAIM: Final = -65537  # CWT private-use range (< -65536): this union's 
 CWT_EXP: Final = 4
 CWT_IAT: Final = 6
 CWT_CTI: Final = 7
+CWT_CNF: Final = 8  # RFC 8747 confirmation claim: only in a holder-bound credential (docs/card-format.md §8)
 HEADER_ALG: Final = 1
 HEADER_KID: Final = 4
 ALG_EDDSA: Final = -8
@@ -214,20 +215,28 @@ def _check_values(card_id: bytes, member_number: int, name: str, chapter: str, v
         raise CredentialError("malformed", "chapter code must be 1 to 32 of A-Z, 0-9, '.', '_', '-'")
 
 
-def encode_claims(claims: CardClaims) -> bytes:
-    """The deterministic CBOR encoding of a claims set (what gets signed)."""
+def encode_claims(claims: CardClaims, cnf: Mapping[int, Any] | None = None) -> bytes:
+    """The deterministic CBOR encoding of a claims set (what gets signed).
+
+    Args:
+        claims: The card's claims.
+        cnf: For a holder-bound credential (docs/card-format.md §8.1), the ``cnf`` claim: ``{1: COSE_Key}``.
+    """
     check_claims(claims)
-    body = {
+    body: dict[int, Any] = {
         CWT_EXP: day_start(claims.expires_on + timedelta(days=1)),
         CWT_IAT: day_start(claims.issued_on),
         CWT_CTI: claims.card_id,
-        PRIVATE_CLAIM: [
-            FORMAT_VERSION, int(claims.member_number), claims.display_name, claims.chapter_code,
-            claims.card_version, claims.status_list, claims.status_index,
-        ],
     }
-    # The keys are already in deterministic order (4, 6, 7, -65537), so plain encoding is deterministic.
-    return bytes(cbor2.dumps(body))
+    if cnf is not None:
+        body[CWT_CNF] = cnf
+    body[PRIVATE_CLAIM] = [
+        FORMAT_VERSION, int(claims.member_number), claims.display_name, claims.chapter_code,
+        claims.card_version, claims.status_list, claims.status_index,
+    ]
+    # The keys are already in deterministic order (4, 6, 7, -65537), so plain encoding is deterministic; a cnf map is
+    # sorted by the canonical encoder.
+    return bytes(cbor2.dumps(body, canonical=cnf is not None))
 
 
 def check_claims(claims: CardClaims) -> None:
@@ -293,6 +302,15 @@ def _digits_to_bytes(digits: bytes, start: int) -> bytes:
         except OverflowError as exc:
             raise CredentialError("malformed", "digit group out of range") from exc
     return bytes(out)
+
+
+def digits_after(digits: bytes, start: int) -> bytes:
+    """The bytes written by ASCII ``digits`` (0-9 only, checked by the caller) from ``start`` on (§2).
+
+    Raises:
+        CredentialError: ``malformed`` when the digit count or a group's value is not the encoding's.
+    """
+    return _digits_to_bytes(digits, start)
 
 
 def digits_to_bytes(digits: str) -> bytes:
@@ -408,8 +426,12 @@ def parse_credential(raw: bytes) -> ParsedCredential:
     return _parse_credential_general(raw)
 
 
-def _parse_credential_general(raw: bytes) -> ParsedCredential:
-    """:func:`parse_credential` for any input: decode with cbor2, then require deterministic CBOR at every level."""
+def _parse_credential_general(raw: bytes, bound: dict[str, Any] | None = None) -> ParsedCredential:
+    """:func:`parse_credential` for any input: decode with cbor2, then require deterministic CBOR at every level.
+
+    With ``bound`` (a holder-bound credential, :func:`parse_bound_credential`) the claims must hold ``cnf`` as well,
+    and its value is stored in ``bound["cnf"]``.
+    """
     if not isinstance(raw, bytes | bytearray) or not 0 < len(raw) <= MAX_CREDENTIAL_BYTES:
         raise CredentialError("malformed", "credential size out of bounds")
     raw = bytes(raw)
@@ -445,7 +467,24 @@ def _parse_credential_general(raw: bytes) -> ParsedCredential:
         raise CredentialError("malformed", "key id must be 2 bytes")
     if len(signature) != SIGNATURE_LENGTH:
         raise CredentialError("malformed", "signature must be 64 raw bytes")
-    return ParsedCredential(raw, protected, algorithm, kid, payload, signature, _parse_claims(payload))
+    return ParsedCredential(raw, protected, algorithm, kid, payload, signature, _parse_claims(payload, bound))
+
+
+def parse_bound_credential(raw: bytes) -> tuple[ParsedCredential, Any]:
+    """Check the structure of a holder-bound credential (docs/card-format.md §8.1); the signature is not checked.
+
+    Args:
+        raw: The credential bytes cut from a live code.
+
+    Returns:
+        The parsed credential and the value of its ``cnf`` claim, still to be checked as a COSE_Key by the caller.
+
+    Raises:
+        CredentialError: As :func:`parse_credential`, except that the claims must be exactly 4, 6, 7, 8 and −65537.
+    """
+    bound: dict[str, Any] = {}
+    parsed = _parse_issued_shape(raw, bound) if type(raw) is bytes and len(raw) <= MAX_CREDENTIAL_BYTES else None
+    return parsed or _parse_credential_general(raw, bound), bound["cnf"]
 
 
 # A CBOR unsigned integer in shortest form (RFC 8949 §4.2.1) as one group, head and argument: the lookaheads refuse an
@@ -461,23 +500,38 @@ _ISSUED_START: Final = re.compile(
     + _TEXT_HEAD,
     re.DOTALL,
 )
+# A holder-bound credential (docs/card-format.md §8.1) up to its name: the same, with a map of five claims and
+# 8: {1: COSE_Key} after the card id, the key OKP/Ed25519 {1: 1, -1: 6, -2: x} or EC2/P-256 {1: 2, -1: 1, -2: x, -3: y}.
+_BOUND_START: Final = re.compile(
+    _ISSUED_START.pattern.replace(rb"\xa4\x04", rb"\xa5\x04").replace(
+        rb"\x07\x48(.{8})", rb"\x07\x48(.{8})\x08(\xa1\x01(?:\xa3\x01\x01\x20\x06\x21\x58\x20.{32}"
+                            rb"|\xa4\x01\x02\x20\x01\x21\x58\x20.{32}\x22\x58\x20.{32}))"),
+    re.DOTALL,
+)
 # ... chapter_code, version, status_list, status_index]}, then the signature's bstr(64) head.
 _ISSUED_CHAPTER_HEAD: Final = re.compile(_TEXT_HEAD, re.DOTALL)
 _ISSUED_END: Final = re.compile(_UINT_ITEM * 3 + rb"\x58\x40", re.DOTALL)
 
 
-def _parse_issued_shape(raw: bytes) -> ParsedCredential | None:
+def _parse_issued_shape(raw: bytes, bound: dict[str, Any] | None = None) -> ParsedCredential | None:
     """What the general parser returns, read straight from the bytes, for the one shape an issued credential has.
 
     That shape is :func:`assemble` over a protected header from :data:`_PROTECTED_PREFIXES`, a payload of 24 to 255
     bytes that :func:`encode_claims` could have written (every head in shortest form, texts of up to 255 bytes) and a
     64-byte signature, with nothing after. The general parser accepts all such bytes and builds an equal result; for
-    any other bytes this returns None and leaves the verdict to it.
+    any other bytes this returns None and leaves the verdict to it. With ``bound``, the shape is a holder-bound
+    credential's (:data:`_BOUND_START`) and its ``cnf`` is stored in ``bound["cnf"]`` as the general parser would.
     """
-    start = _ISSUED_START.match(raw)
+    start = (_ISSUED_START if bound is None else _BOUND_START).match(raw)
     if start is None:
         return None
-    prefix, kid, size, exp_item, iat_item, card_id, member_item, name_head = start.groups()
+    if bound is None:
+        prefix, kid, size, exp_item, iat_item, card_id, member_item, name_head = start.groups()
+    else:
+        prefix, kid, size, exp_item, iat_item, card_id, cnf, member_item, name_head = start.groups()
+        # {1: {1: 1, -1: 6, -2: x}} or {1: {1: 2, -1: 1, -2: x, -3: y}}, as cbor2 decodes it.
+        key = {1: 1, -1: 6, -2: cnf[-32:]} if cnf[2] == 0xA3 else {1: 2, -1: 1, -2: cnf[10:42], -3: cnf[-32:]}
+        bound["cnf"] = {1: key}
     payload_end = 13 + size[0]
     name_end = start.end() + (name_head[1] if len(name_head) == 2 else name_head[0] - 0x60)
     if len(raw) != payload_end + 2 + SIGNATURE_LENGTH:
@@ -540,13 +594,23 @@ def _is_deterministic_claims(body: Any, payload: bytes) -> bool:
     return payload == cbor2.dumps({CWT_EXP: exp, CWT_IAT: iat, CWT_CTI: cti, PRIVATE_CLAIM: list(card)})
 
 
-def _parse_claims(payload: bytes) -> CardClaims:
+_CLAIM_KEYS: Final = frozenset({CWT_EXP, CWT_IAT, CWT_CTI, PRIVATE_CLAIM})
+_BOUND_CLAIM_KEYS: Final = _CLAIM_KEYS | {CWT_CNF}
+
+
+def _parse_claims(payload: bytes, bound: dict[str, Any] | None = None) -> CardClaims:
     body = _loads(payload)
     # The fast check implies the four int keys; only the general path needs to look for them.
-    if not _is_deterministic_claims(body, payload):
+    if bound is not None or not _is_deterministic_claims(body, payload):
         _require_canonical(body, payload, "claims")
-        if not isinstance(body, dict) or set(body) != {CWT_EXP, CWT_IAT, CWT_CTI, PRIVATE_CLAIM} or not _int_keys(body):
+        keys = frozenset(body) if isinstance(body, dict) and _int_keys(body) else None
+        if bound is None and keys == _BOUND_CLAIM_KEYS:
+            # A copy of a live code's credential without its holder's proof (docs/card-format.md §8.3).
+            raise CredentialError("holder_proof_invalid", "a holder-bound credential is valid only in a live code")
+        if keys != (_CLAIM_KEYS if bound is None else _BOUND_CLAIM_KEYS):
             raise CredentialError("malformed", "claims set has missing or unknown claims")
+        if bound is not None:
+            bound["cnf"] = body[CWT_CNF]
     card = body[PRIVATE_CLAIM]
     version = card[0] if isinstance(card, list | tuple) and card else None
     # A version is an unsigned integer; a negative one or another type is no version at all.

@@ -12,6 +12,9 @@ order of docs/card-format.md §6.1:
    signature over the received bytes, low-S for ES256 (``bad_signature``);
 4. validity dates with 600 seconds of clock skew at both edges (``not_yet_valid`` / ``expired``);
 5. the status list (``revoked`` / ``suspended`` / ``superseded``; an index outside the list is ``malformed``).
+
+A live code (QR text ``8402…``, docs/card-format.md §8) branches off at step 1 and adds, after step 3, the holder's
+proof (``holder_proof_invalid``) and its time step (``stale_live_code``); steps 4 and 5 are the same.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from typing import Final, Literal, Protocol
 
 from verification.crypto import verify_signature
 from verification.errors import CredentialError, Reason, TrustError
-from verification.format import CLOCK_SKEW_SECONDS, CardClaims, credential_from_text, day_start, parse_credential
+from verification.format import (
+    CLOCK_SKEW_SECONDS,
+    CardClaims,
+    ParsedCredential,
+    credential_from_text,
+    day_start,
+    parse_credential,
+)
+from verification.live import is_fresh, is_live_text, live_code_from_text, parse_live_code, verify_holder_proof
 from verification.status import (
     STATUS_REVOKED,
     STATUS_SUPERSEDED,
@@ -33,7 +44,7 @@ from verification.status import (
     StatusListView,
     verify_status_list,
 )
-from verification.trust import TrustBundle
+from verification.trust import TrustBundle, TrustedKey
 
 MissingStatusPolicy = Literal["accept", "reject"]
 _DAY_SECONDS: Final = 86400
@@ -58,6 +69,8 @@ class Verdict:
             itself is personal data and is never logged.
         status_checked: True when a status list was consulted for this card. False on a verdict reached without
             one, in particular when the card's status list was missing (see :func:`verify`).
+        live: True when the scan was a live code (QR text ``8402…``, docs/card-format.md §8), whatever the verdict;
+            False for a printed or static card.
     """
 
     ok: bool
@@ -66,9 +79,11 @@ class Verdict:
     kid: bytes | None
     payload_hash: str
     status_checked: bool = False
+    live: bool = False
 
     @classmethod
-    def valid(cls, claims: CardClaims, kid: bytes, payload_hash: str, *, status_checked: bool = True) -> Verdict:
+    def valid(cls, claims: CardClaims, kid: bytes, payload_hash: str, *, status_checked: bool = True,
+              live: bool = False) -> Verdict:
         """An accepting verdict.
 
         Args:
@@ -76,6 +91,7 @@ class Verdict:
             kid: The key id that signed them.
             payload_hash: See :attr:`payload_hash`.
             status_checked: Whether a status list was consulted.
+            live: See :attr:`live`.
 
         Returns:
             A verdict with ``ok`` True and no reason.
@@ -83,12 +99,12 @@ class Verdict:
         verdict = object.__new__(cls)
         # What cls(...) builds, filled in directly: a frozen dataclass's __init__ pays for a call per field.
         verdict.__dict__.update(ok=True, reason=None, claims=claims, kid=kid, payload_hash=payload_hash,
-                                status_checked=status_checked)
+                                status_checked=status_checked, live=live)
         return verdict
 
     @classmethod
     def denied(cls, reason: Reason, payload_hash: str, *, claims: CardClaims | None = None, kid: bytes | None = None,
-               status_checked: bool = False) -> Verdict:
+               status_checked: bool = False, live: bool = False) -> Verdict:
         """A refusing verdict.
 
         Args:
@@ -97,11 +113,12 @@ class Verdict:
             claims: Only when the signature verified.
             kid: The key id named by the credential, if it parsed.
             status_checked: Whether a status list was consulted.
+            live: See :attr:`live`.
 
         Returns:
             A verdict with ``ok`` False.
         """
-        return cls(False, reason, claims, kid, payload_hash, status_checked)
+        return cls(False, reason, claims, kid, payload_hash, status_checked, live)
 
 
 class StatusSource(Protocol):
@@ -214,6 +231,8 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     digest = payload_hash_of(scanned)
+    if isinstance(scanned, str) and is_live_text(scanned):
+        return _verify_live(scanned, digest, trust, status, now, on_missing_status)
     try:
         raw = credential_from_text(scanned) if isinstance(scanned, str) else scanned
         parsed = parse_credential(raw)
@@ -221,33 +240,70 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
         return Verdict.denied(exc.reason, digest)
     kid = parsed.kid
     trusted = trust.keys.get(kid)
+    refused = _key_refusal(parsed, trusted)
+    if refused is not None:
+        return Verdict.denied(refused, digest, kid=kid)
+    return _dates_and_status(parsed.claims, kid, digest, status, now, on_missing_status, live=False)
+
+
+def _key_refusal(parsed: ParsedCredential, trusted: TrustedKey | None) -> Reason | None:
+    """Step 3 of docs/card-format.md §6.1: the key id, a compromised key, the bound algorithm and the signature."""
     if trusted is None:
-        return Verdict.denied("unknown_key", digest, kid=kid)
+        return "unknown_key"
     # A compromised key's signatures prove nothing, so the claims are not shown even if the signature verifies.
     if trusted.status == "compromised":
-        return Verdict.denied("key_retired", digest, kid=kid)
+        return "key_retired"
     try:
         verify_signature(parsed, trusted.algorithm, trusted.key)
     except CredentialError as exc:
-        return Verdict.denied(exc.reason, digest, kid=kid)
+        return exc.reason
+    return None
+
+
+def _verify_live(scanned: str, digest: str, trust: TrustBundle, status: StatusSource, now: datetime,
+                 on_missing_status: MissingStatusPolicy) -> Verdict:
+    """:func:`verify` of a live code (docs/card-format.md §8.4): the card's steps with the holder's proof and the
+    time step between the signature and the dates."""
+    try:
+        live = parse_live_code(live_code_from_text(scanned))
+    except CredentialError as exc:
+        return Verdict.denied(exc.reason, digest, live=True)
+    parsed = live.credential
+    kid = parsed.kid
+    refused = _key_refusal(parsed, trust.keys.get(kid))
+    if refused is not None:
+        return Verdict.denied(refused, digest, kid=kid, live=True)
     claims = parsed.claims
+    try:
+        verify_holder_proof(live)
+    except CredentialError as exc:
+        return Verdict.denied(exc.reason, digest, claims=claims, kid=kid, live=True)
+    if not is_fresh(live.time_step, now.timestamp()):
+        return Verdict.denied("stale_live_code", digest, claims=claims, kid=kid, live=True)
+    return _dates_and_status(claims, kid, digest, status, now, on_missing_status, live=True)
+
+
+def _dates_and_status(claims: CardClaims, kid: bytes, digest: str, status: StatusSource, now: datetime,
+                      on_missing_status: MissingStatusPolicy, *, live: bool) -> Verdict:
+    """Steps 4 and 5 of docs/card-format.md §6.1 for claims whose signature verified."""
     instant = now.timestamp()
     # Valid from iat - skew to exp + skew, exp excluded: iat is 00:00 of issued_on, exp 00:00 of the day after
     # expires_on (adding seconds costs less than date arithmetic).
     if instant < day_start(claims.issued_on) - CLOCK_SKEW_SECONDS:
-        return Verdict.denied("not_yet_valid", digest, claims=claims, kid=kid)
+        return Verdict.denied("not_yet_valid", digest, claims=claims, kid=kid, live=live)
     if instant >= day_start(claims.expires_on) + (_DAY_SECONDS + CLOCK_SKEW_SECONDS):
-        return Verdict.denied("expired", digest, claims=claims, kid=kid)
+        return Verdict.denied("expired", digest, claims=claims, kid=kid, live=live)
     try:
         value = status.status(claims.status_list, claims.status_index)
     except IndexError:
         # Signed by a trusted key yet pointing outside its list: an issuer fault, not a revocation.
-        return Verdict.denied("malformed", digest, claims=claims, kid=kid, status_checked=True)
+        return Verdict.denied("malformed", digest, claims=claims, kid=kid, status_checked=True, live=live)
     if value is None:
         if on_missing_status == "accept":
-            return Verdict.valid(claims, kid, digest, status_checked=False)
-        return Verdict.denied("revoked", digest, claims=claims, kid=kid)
+            return Verdict.valid(claims, kid, digest, status_checked=False, live=live)
+        return Verdict.denied("revoked", digest, claims=claims, kid=kid, live=live)
     if value == STATUS_VALID:
-        return Verdict.valid(claims, kid, digest)
+        return Verdict.valid(claims, kid, digest, live=live)
     # Values outside the 2-bit range cannot come from a real list; refusing them keeps a buggy source fail-closed.
-    return Verdict.denied(_STATUS_REASONS.get(value, "revoked"), digest, claims=claims, kid=kid, status_checked=True)
+    return Verdict.denied(_STATUS_REASONS.get(value, "revoked"), digest, claims=claims, kid=kid, status_checked=True,
+                          live=live)

@@ -141,4 +141,6 @@ def _checkin(request: Request, event_id: int, body: CheckinIn, token: str | None
             replayed=result.replayed,
             received_at=row.received_at,
             conflict=result.conflict,
+            live=result.live,
+            id_check=result.id_check,
         )

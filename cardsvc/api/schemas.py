@@ -528,6 +528,8 @@ class EventCreate(Strict):
     eligibility: Literal["subtree", "invite", "all"] = "subtree"
     mode: Literal["entry", "entry_exit"] = "entry"
     allow_reentry: bool = False
+    # Which cards pass (docs/card-format.md §8.6): any card, live preferred (printed cards with an ID check), live only.
+    live_policy: Literal["any", "live_preferred", "live_required"] = "any"
 
 
 class EventOut(BaseModel):
@@ -544,6 +546,7 @@ class EventOut(BaseModel):
     allow_reentry: bool
     status: str
     created_at: datetime
+    live_policy: str
 
     @classmethod
     def of(cls, event: Event) -> EventOut:
@@ -635,6 +638,10 @@ class CheckinOut(BaseModel):
     received_at: datetime
     # Set when a station let the member in offline and the server refuses the scan (see services.checkins).
     conflict: Literal["accepted_at_two_stations", "accepted_after_revocation", "accepted_but_refused"] | None = None
+    # The scan was a live code (docs/card-format.md §8); a printed card let in at a live_preferred event is to be
+    # compared with an identity document (id_check). Both false on a replayed answer.
+    live: bool = False
+    id_check: bool = False
 
 
 class NfcWriteIn(Strict):

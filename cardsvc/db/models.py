@@ -347,6 +347,58 @@ class Card(Base):
     signing_key: Mapped[SigningKey] = relationship(lazy="joined", innerjoin=True)
 
 
+BINDING_STATUSES = ("active", "suspended", "revoked", "superseded")
+BINDING_ENDINGS = ("member", "officer", "other_phone", "card")
+
+
+class CardBinding(Base):
+    """A card bound to one phone's key: the phone shows live codes (docs/card-format.md §8).
+
+    The binding has its own random, never reused status slot, which the bound credential names; its status follows
+    the card (suspended, revoked and superseded with it) and ends on its own when the member or an officer
+    de-activates it or another phone is activated (``ended_by``). No phone identifier and no key is stored: the bound
+    credential, with the phone's public key, is handed to the phone and kept only there.
+    """
+
+    __tablename__ = "card_bindings"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended', 'revoked', 'superseded')", name="status"),
+        CheckConstraint("ended_by IN ('member', 'officer', 'other_phone', 'card')", name="ended_by"),
+        UniqueConstraint("status_list_id", "status_index", name="uq_card_bindings_status_slot"),
+        # One phone per card, enforced by the database.
+        Index("uq_card_bindings_current_card", "card_id", unique=True,
+              sqlite_where=text("status IN ('active', 'suspended')"),
+              postgresql_where=text("status IN ('active', 'suspended')")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    card_id: Mapped[int] = mapped_column(ForeignKey("cards.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    status_list_id: Mapped[int] = mapped_column(ForeignKey("status_lists.id"))
+    status_index: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(12))
+
+    card: Mapped[Card] = relationship(lazy="joined", innerjoin=True)
+
+
+class BindingCode(Base):
+    """A one-time code an officer gives a member to activate her live card on a phone (the second factor: the
+    ``/m/`` link alone is a bearer secret). Stored as a hash; a few wrong tries or its expiry burn it."""
+
+    __tablename__ = "binding_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Job(Base):
     """A long-running job (batch issuance, registry publication) with progress; re-running it is safe (it skips
     finished work).
@@ -403,6 +455,9 @@ class Event(Base):
     ``scope_chapter_id``: the subtree no eligible member lies outside, recorded at creation: the event's chapter for
     ``subtree`` and ``invite``, the creating officer's scope root for ``all`` (None, the whole tree, only when the
     creator's scope is the whole tree).
+
+    ``live_policy``: which cards pass (docs/card-format.md §8.6): ``any`` card, ``live_preferred`` (a printed card
+    passes with a prompt to check an identity document) or ``live_required`` (only a live code on a bound phone).
     """
 
     __tablename__ = "events"
@@ -410,6 +465,7 @@ class Event(Base):
         CheckConstraint("eligibility IN ('subtree', 'invite', 'all')", name="eligibility"),
         CheckConstraint("mode IN ('entry', 'entry_exit')", name="mode"),
         CheckConstraint("status IN ('open', 'closed')", name="status"),
+        CheckConstraint("live_policy IN ('any', 'live_preferred', 'live_required')", name="live_policy"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -427,6 +483,7 @@ class Event(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("officers.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     scope_chapter_id: Mapped[int | None] = mapped_column(ForeignKey("chapters.id"))
+    live_policy: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
 
     chapter: Mapped[Chapter] = relationship(lazy="joined", innerjoin=True, foreign_keys=[chapter_id])
     scope_chapter: Mapped[Chapter | None] = relationship(lazy="joined", foreign_keys=[scope_chapter_id])
@@ -436,7 +493,7 @@ class Event(Base):
         """The event's check-in rules, as check-ins decide with them, the offline bundle carries them and the API
         shows them."""
         return EntryRules(self.checkin_opens_at, self.checkin_closes_at, self.eligibility, self.mode,
-                          self.allow_reentry, self.status)
+                          self.allow_reentry, self.status, self.live_policy)
 
 
 class EventInvite(Base):

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import Card, Chapter, Checkin, Event, Member
+from cardsvc.db.models import Card, CardBinding, Chapter, Checkin, Event, Member
 from cardsvc.errors import Conflict, NotFound, PermissionDenied
 from cardsvc.services.checkins import CheckinCaller
 from cardsvc.services.events import EventRules, get_event, members_in_scope, restrict_to_eligible
@@ -73,6 +73,14 @@ def _roster(session: Session, rules: EventRules) -> tuple[list[dict[str, Any]], 
     for member_id, card_id, list_id in card_rows:
         cards.setdefault(member_id, []).append(card_id)
         list_ids.add(list_id)
+    # The status lists of those cards' live-card bindings (a live code names its binding's slot).
+    list_ids.update(session.scalars(
+        restrict_to_eligible(
+            select(CardBinding.status_list_id).select_from(CardBinding).join(Card, Card.id == CardBinding.card_id)
+            .join(Member, Member.id == Card.member_id).join(Chapter, Chapter.id == Member.chapter_id),
+            rules,
+        ).where(Card.status.in_(CURRENT_CARD_STATUSES), CardBinding.status.in_(CURRENT_CARD_STATUSES)).distinct()
+    ))
     roster = [
         {"member_number": m.member_number, "name": m.full_name, "chapter_code": m.code, "chapter_name": m.chapter,
          "card_ids": cards.get(m.id, []), "photo_url": None}

@@ -1,8 +1,9 @@
 """Check-in: one decision path for every source (scanner, camera, NFC, manual), exactly once per member.
 
 The credential is checked by :func:`verification.verify.verify` — the same code a door station runs offline —
-against the server's own keys and the cards' current status. Then the event rules apply (closed, window,
-eligibility, entries) through :func:`verification.entry.decide_entry`, the decision stations and phones make offline.
+against the server's own keys and the cards' current status. Then the event rules apply (the cards it accepts,
+closed, window, eligibility, entries) through :func:`verification.entry.decide_entry`, the decision stations and
+phones make offline.
 The database makes it exactly-once: a unique client nonce per event (retries return the stored answer) and a unique
 (event, member, sequence) among accepted rows (two doors scanning the same card at the same moment get one ``ok``
 and one ``already_checked_in``).
@@ -24,7 +25,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import CONFIG_COUNTER, Card, Chapter, Checkin, Counter, Event, Member, SigningKey, Station
+from cardsvc.db.models import (
+    CONFIG_COUNTER,
+    Card,
+    CardBinding,
+    Chapter,
+    Checkin,
+    Counter,
+    Event,
+    Member,
+    SigningKey,
+    Station,
+)
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.context import Actor
@@ -115,10 +127,15 @@ class MemberRef:
 
 @dataclass(frozen=True)
 class CheckinResult:
+    """The answer to a scan. ``live``: the scan was a live code (docs/card-format.md §8); ``id_check``: a printed
+    card let in at a ``live_preferred`` event, to compare with an identity document. Both are False on replays."""
+
     checkin: CheckinRow
     member: MemberRef | None
     first: FirstEntry | None
     replayed: bool
+    live: bool = False
+    id_check: bool = False
 
     @property
     def conflict(self) -> ConflictKind | None:
@@ -249,6 +266,13 @@ _CARD_HOLDER = (
     .join(Member, Member.id == Card.member_id)
     .join(Chapter, Chapter.id == Member.chapter_id)
 )
+# A live code names its binding's status slot: the binding's status, with its card and holder.
+_BINDING_HOLDER = (
+    select(Card.card_id, CardBinding.status, *_holder_columns(Chapter)[2:])
+    .join(Card, Card.id == CardBinding.card_id)
+    .join(Member, Member.id == Card.member_id)
+    .join(Chapter, Chapter.id == Member.chapter_id)
+)
 
 
 def _holder_of(row: Sequence[Any]) -> CardHolder | None:
@@ -270,7 +294,8 @@ _HOLDER_CHAPTER = aliased(Chapter)
 _STATION_CONTEXT = (
     select(Station.id, Station.event_id, Station.status, Station.token_hash, Station.last_seen_at, Event.status,
            Event.checkin_opens_at, Event.checkin_closes_at, Event.eligibility, Event.mode, Event.allow_reentry,
-           _EVENT_CHAPTER.path, _GENERATION, _SCOPE_CHAPTER.path, *_holder_columns(_HOLDER_CHAPTER))
+           _EVENT_CHAPTER.path, _GENERATION, _SCOPE_CHAPTER.path, *_holder_columns(_HOLDER_CHAPTER),
+           Event.live_policy)
     .join(Event, Event.id == Station.event_id)
     .join(_EVENT_CHAPTER, _EVENT_CHAPTER.id == Event.chapter_id)
     .outerjoin(_SCOPE_CHAPTER, _SCOPE_CHAPTER.id == Event.scope_chapter_id)
@@ -324,8 +349,9 @@ def station_context(session: Session, token: str, request: CheckinRequest) -> St
                                                           "slot_index": slot_index}).first()
     require_active_station(digest, row[3] if row else None, row[2] if row else None)
     assert row is not None
-    rules = EventRules(row[1], row[11], EntryRules(row[6], row[7], row[8], row[9], row[10], row[5]), row[13])
-    return StationContext(row[0], row[1], row[4], rules, row[12], (slot_list, slot_index), _holder_of(row[14:]))
+    rules = EventRules(row[1], row[11], EntryRules(row[6], row[7], row[8], row[9], row[10], row[5], row[24]),
+                       row[13])
+    return StationContext(row[0], row[1], row[4], rules, row[12], (slot_list, slot_index), _holder_of(row[14:24]))
 
 
 class DatabaseStatus:
@@ -348,6 +374,11 @@ class DatabaseStatus:
         else:
             self.holder = _card_holder(self._session,
                                        (Card.status_list_id == list_id) & (Card.status_index == index))
+        if self.holder is None:
+            # No card has that slot: a live card's binding may (the slot of a printed card is prefetched above).
+            row = self._session.connection().execute(_BINDING_HOLDER.where(
+                (CardBinding.status_list_id == list_id) & (CardBinding.status_index == index))).first()
+            self.holder = None if row is None else _holder_of(row)
         return None if self.holder is None else STATUS_CODES[self.holder.status]
 
 
@@ -461,6 +492,7 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
     now = utcnow()
     scanned_at = _scan_time(request.scanned_at, now)
     manual = request.source == "manual"
+    live: bool | None = None  # whether the card was a live code; None: an officer's manual check-in shows no card
     if manual:
         assert actor is not None  # station_checkin refuses manual scans
         member, verdict_reason, card_id, digest = _manual_member(session, actor, request)
@@ -472,19 +504,20 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
         else:
             status = DatabaseStatus(session, (station.slot, station.holder) if station else (None, None))
             verdict = verify(scanned, trust(), status, scanned_at)
-            digest = verdict.payload_hash
+            digest, live = verdict.payload_hash, verdict.live
             member, verdict_reason, card_id = _member_of(session, verdict, status.holder)
             if member is not None and not event.in_scope(member.chapter_path):
                 # A card holder outside the event's scope is not eligible and is never named: not in the answer,
                 # not in the stored row (reports show the member of a row), whatever else is wrong with the scan.
                 member, verdict_reason = None, verdict_reason or "not_eligible"
     admitted: tuple[int, str] | None = None  # (sequence, direction) of the entry the rules grant
+    id_check = False
     reason = verdict_reason
     if reason is None and member is not None:
         entries = _LatestEntry(session, event, member.id)
-        decision = decide_entry(event.rules, entries, scanned_at, eligible=partial(
+        decision = decide_entry(event.rules, entries, scanned_at, live=live, eligible=partial(
             is_eligible, session, event, member.id, member.status, member.chapter_path))
-        reason = decision.reason
+        reason, id_check = decision.reason, decision.id_check
         if decision.direction is not None:
             admitted = (entries.next_seq, decision.direction)
     base = dict(event_id=event.id, member_id=member.id if member else None, card_id=card_id,
@@ -501,7 +534,7 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
                              chapter_path=event.chapter_path, details={"member_id": member.id})
             _touch(session, station, now)
             session.commit()
-            return CheckinResult(row, member, None, replayed=False)
+            return CheckinResult(row, member, None, replayed=False, live=live is True, id_check=id_check)
         # Refused by the unique index: an earlier entry, or a retry of this very nonce (the denied row below then
         # collides with the nonce too and the stored answer is returned).
         reason = "already_checked_in"
@@ -514,7 +547,7 @@ def _record_scan(session: Session, event: EventRules, request: CheckinRequest, t
     _touch(session, station, now)
     session.commit()
     first = _first_entry(session, event.id, member.id) if member and reason == "already_checked_in" else None
-    return CheckinResult(row, member, first, replayed=False)
+    return CheckinResult(row, member, first, replayed=False, live=live is True)
 
 
 @cache

@@ -24,7 +24,7 @@ from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.services import audit
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, PathColumn, subtree_condition
-from verification.entry import ELIGIBILITY, MODES, EntryRules
+from verification.entry import ELIGIBILITY, LIVE_POLICIES, MODES, EntryRules
 
 MAX_INVITE_NUMBERS = 5000
 Columns = TypeVarTuple("Columns")
@@ -42,6 +42,7 @@ class EventSpec:
     eligibility: str = "subtree"
     mode: str = "entry"
     allow_reentry: bool = False
+    live_policy: str = "any"
 
 
 def _problem(field: str, code: str, message: str) -> ValidationFailed:
@@ -68,17 +69,20 @@ def create_event(session: Session, actor: Actor, spec: EventSpec) -> Event:
         raise _problem("eligibility", "invalid", f"eligibility must be one of {', '.join(ELIGIBILITY)}")
     if spec.mode not in MODES:
         raise _problem("mode", "invalid", f"mode must be one of {', '.join(MODES)}")
+    if spec.live_policy not in LIVE_POLICIES:
+        raise _problem("live_policy", "invalid", f"live_policy must be one of {', '.join(LIVE_POLICIES)}")
     scope = chapter if spec.eligibility != "all" else _scope_root(session, actor)
     event = Event(
         chapter_id=chapter.id, title=title, venue=" ".join(spec.venue.split()), starts_at=spec.starts_at,
         ends_at=spec.ends_at, checkin_opens_at=opens, checkin_closes_at=closes, eligibility=spec.eligibility,
         mode=spec.mode, allow_reentry=spec.allow_reentry, status="open", created_by_id=actor.id,
-        scope_chapter_id=scope.id if scope else None,
+        scope_chapter_id=scope.id if scope else None, live_policy=spec.live_policy,
     )
     session.add(event)
     session.flush()
     audit.record(session, actor, "event.create", target_type="event", target_id=event.id, chapter_path=chapter.path,
-                 details={"title": title, "eligibility": spec.eligibility, "mode": spec.mode})
+                 details={"title": title, "eligibility": spec.eligibility, "mode": spec.mode,
+                          "live_policy": spec.live_policy})
     session.commit()
     return event
 
@@ -205,7 +209,8 @@ def invite_member_numbers(session: Session, actor: Actor, event_id: int, numbers
 
 @dataclass(frozen=True, slots=True)
 class EventRules:
-    """What a check-in decides with: the event, its chapter's path, its rules and its scope (None: the whole tree)."""
+    """What a check-in decides with: the event, its chapter's path, its rules (with the cards it accepts) and its
+    scope (None: the whole tree)."""
 
     id: int
     chapter_path: str

@@ -1,4 +1,5 @@
-"""Status-list slots for cards, card status changes, and the signed status-list tokens stations download."""
+"""Status-list slots for cards and live-card bindings, their status changes, and the signed status-list tokens
+stations download."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import Card, StatusList
+from cardsvc.db.models import Card, CardBinding, StatusList
 from cardsvc.errors import NotFound
 from cardsvc.services import wallet_outbox
 from issuance.keys import Signer
@@ -22,13 +23,17 @@ STATUS_CODES = {"active": STATUS_VALID, "revoked": STATUS_REVOKED, "suspended": 
                 "superseded": STATUS_SUPERSEDED}
 # A list is closed to new cards at 75 % so that a random free slot is always found in a few tries.
 FILL_LIMIT = 0.75
+# A live card's binding (docs/card-format.md §8.5) follows its card: suspended and reinstated with it, ended when the
+# card is revoked or superseded.
+CURRENT_BINDING = ("active", "suspended")
 
 
 def allocate_slot(session: Session, size: int) -> tuple[StatusList, int]:
     """A random, never used index in an open list (a new list is opened when the current ones are full).
 
     Random indexes mean a list position says nothing about when or where a card was issued; slots are never
-    reused, so a revoked card can never come back to life through another card's index.
+    reused, so a revoked card can never come back to life through another card's index. Cards and live-card
+    bindings share the lists (the list's row lock serialises the choice of a free slot across both).
     """
     status_list = session.scalar(
         select(StatusList).where(StatusList.allocated < StatusList.size * FILL_LIMIT).order_by(StatusList.id)
@@ -42,6 +47,9 @@ def allocate_slot(session: Session, size: int) -> tuple[StatusList, int]:
         index = secrets.randbelow(status_list.size)
         taken = session.scalar(
             select(Card.id).where(Card.status_list_id == status_list.id, Card.status_index == index)
+        ) or session.scalar(
+            select(CardBinding.id).where(CardBinding.status_list_id == status_list.id,
+                                         CardBinding.status_index == index)
         )
         if taken is None:
             break
@@ -56,11 +64,27 @@ def set_card_status(session: Session, card: Card, status: str, *, reason: str | 
     card.status_reason = reason
     card.status_note = note
     card.status_changed_at = utcnow()
-    session.execute(
-        update(StatusList).where(StatusList.id == card.status_list_id)
-        .values(version=StatusList.version + 1, updated_at=utcnow())
-    )
+    bump_version(session, card.status_list_id)
+    binding = session.scalar(select(CardBinding).where(CardBinding.card_id == card.id,
+                                                       CardBinding.status.in_(CURRENT_BINDING)))
+    if binding is not None:
+        set_binding_status(session, binding, status, ended_by=None if status in CURRENT_BINDING else "card")
     wallet_outbox.card_changed(session, card.member_id)
+
+
+def set_binding_status(session: Session, binding: CardBinding, status: str, *, ended_by: str | None) -> None:
+    """Change a live-card binding's status (ending it when ``ended_by`` is given) and bump its list's version."""
+    binding.status = status
+    if ended_by is not None:
+        binding.ended_at = utcnow()
+        binding.ended_by = ended_by
+    bump_version(session, binding.status_list_id)
+
+
+def bump_version(session: Session, list_id: int) -> None:
+    """A list changed: its version makes the ETag stations revalidate against."""
+    session.execute(update(StatusList).where(StatusList.id == list_id)
+                    .values(version=StatusList.version + 1, updated_at=utcnow()))
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,8 @@ class StatusListCache:
         entries = session.execute(
             select(Card.status_index, Card.status).where(Card.status_list_id == status_list.id,
                                                          Card.status != "active")
+            .union_all(select(CardBinding.status_index, CardBinding.status)
+                       .where(CardBinding.status_list_id == status_list.id, CardBinding.status != "active"))
         ).all()
         data = build_status_bytes(status_list.size, ((index, STATUS_CODES[status]) for index, status in entries))
         token = status_list_jwt(signer, uri=uri, compressed=compress_status_bytes(data), issued_at=utcnow(),

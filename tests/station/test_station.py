@@ -13,7 +13,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from station.client import LinkState, StationClient
+from station.client import CheckinAnswer, LinkState, StationClient
 from station.dedupe import Deduplicator
 from station.display import Outcome, StationStatus, TerminalDisplay
 from station.errors import SetupError
@@ -342,3 +342,27 @@ def test_plain_display_writes_one_line_per_result() -> None:
     display.ready(StationStatus(True, 0))
     assert out.getvalue().splitlines() == [
         "RESULT DENIED reason=expired mode=offline nonce=st1-a queued=2 name=-", "STATUS online queued=0 conflicts=0"]
+
+
+def test_the_door_says_which_kind_of_card_was_scanned() -> None:
+    """A live code (docs/card-format.md §8) or a printed card, and the ID-check prompt of a live_preferred event."""
+    out = io.StringIO()
+    display = TerminalDisplay(out, full_screen=True, bell=False)
+    status = StationStatus(online=True, queued=0)
+    display.show(Outcome(ok=True, reason=None, name="Nguyễn Thị Lan", direction="in", live=True), status)
+    assert "thẻ động trên điện thoại" in out.getvalue() and "đối chiếu" not in out.getvalue()
+    out.seek(0)
+    out.truncate()
+    display.show(Outcome(ok=True, reason=None, name="Lê Thị Thu", direction="in", id_check=True), status)
+    assert "thẻ in hoặc mã tĩnh" in out.getvalue() and "Thẻ in — đối chiếu giấy tờ tùy thân" in out.getvalue()
+    out.seek(0)
+    out.truncate()
+    display.show(Outcome(ok=False, reason="stale_live_code", name="Lê Thị Thu", live=True), status)
+    assert "Mã động đã cũ" in out.getvalue()
+    plain = io.StringIO()
+    TerminalDisplay(plain, bell=False).show(Outcome(ok=True, reason=None, nonce="st1-b", live=True), status)
+    assert plain.getvalue() == "RESULT OK reason=- mode=online nonce=st1-b queued=0 card=live name=-\n"
+    answer = CheckinAnswer.from_json({"result": "ok", "reason": None, "direction": "in", "live": True,
+                                      "id_check": False})
+    assert (answer.live, answer.id_check) == (True, False)
+    assert CheckinAnswer.from_json({"result": "ok", "reason": None}).live is False  # a server before live codes

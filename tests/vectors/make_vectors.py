@@ -50,6 +50,7 @@ from verification.format import (
     sig_structure,
     to_qr_text,
 )
+from verification.live import LIVE_REASONS
 from verification.ndef import CARD_RECORD_TYPE, encode_card_ndef, encode_ndef_tlv
 
 VECTORS_PATH = Path(__file__).with_name("card-v1.json")
@@ -62,6 +63,8 @@ P256_SCALAR = bytes.fromhex("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8
 ED25519_KID = bytes.fromhex("7e01")
 ES256_KID = bytes.fromhex("7e02")
 UNKNOWN_KID = bytes.fromhex("beef")
+# The reasons a version 1 card can get (live codes add theirs: tests/vectors/make_live_vectors.py).
+V1_REASONS = tuple(reason for reason in REASONS if reason not in LIVE_REASONS)
 
 NTAG_USER_BYTES = {"NTAG213": 144, "NTAG215": 504, "NTAG216": 888}
 
@@ -308,12 +311,12 @@ def negative_vectors(signers: dict[int, Signer]) -> list[dict[str, Any]]:
              qr_text=text[:38] + "\\000026" + text[38:]),
         case("qr_two_eci_escapes", "two ECI escapes before the digits (one is allowed)", "malformed",
              qr_text="\\000026\\000026" + text),
-        case("qr_prefix_8402", "QR text announcing card format version 02", "unsupported_version",
-             qr_text="8402" + digits),
+        case("qr_prefix_8403", "QR text announcing card format version 03 (02 is the live code of §8)",
+             "unsupported_version", qr_text="8403" + digits),
         case("qr_prefix_8400", "QR text announcing card format version 00", "unsupported_version",
              qr_text="8400" + digits),
-        case("qr_prefix_8402_framed", "version 02 behind an AIM identifier and an ECI escape, with CR LF after",
-             "unsupported_version", qr_text="]Q1\\000026" + "8402" + digits + "\r\n"),
+        case("qr_prefix_8403_framed", "version 03 behind an AIM identifier and an ECI escape, with CR LF after",
+             "unsupported_version", qr_text="]Q1\\000026" + "8403" + digits + "\r\n"),
         # --- step 2: the structure ---
         case("untagged", "the COSE_Sign1 array without tag 18", "malformed", credential=ed_credential[1:]),
         case("truncated", "size_budget_ed25519 without its last byte", "malformed", credential=ed_credential[:-1]),
@@ -542,7 +545,7 @@ def build_negative_vectors() -> dict[str, Any]:
         "warning": "TEST KEYS ONLY (see tests/vectors/card-v1.json). The RFC 8032 TEST 2 key signs "
                    "wrong_key_same_kid.",
         "generator": "tests/vectors/make_vectors.py",
-        "reasons": {reason: sum(vector["reason"] == reason for vector in vectors) for reason in REASONS},
+        "reasons": {reason: sum(vector["reason"] == reason for vector in vectors) for reason in V1_REASONS},
         "notes": {
             "input": "qr_text: the scanned text exactly (JSON escapes included); credential: hex of the raw bytes, as "
                      "read from an NFC tag's card record or sent as the check-in API's payload_base64",

@@ -11,6 +11,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from issuance.binding import holder_key_of, live_qr_text, sign_bound_credential
 from issuance.credential import credential_qr_text, sign_credential
 from issuance.jws import sign_jwt
 from issuance.keys import LocalSigner, algorithm_of, generate_private_key
@@ -29,6 +30,7 @@ from verification.format import (
     protected_header,
     sig_structure,
 )
+from verification.live import time_step_at
 from verification.status import STATUS_REVOKED, STATUS_SUPERSEDED, STATUS_SUSPENDED
 from verification.trust import TRUST_BUNDLE_TYP, TrustAnchor, TrustBundle, verify_trust_bundle
 from verification.verify import StatusLists, Verdict, verify
@@ -143,7 +145,7 @@ def test_garbage_is_malformed_and_never_raises(scanned: object) -> None:
 
 def test_unknown_encoding_version_is_unsupported() -> None:
     text = credential_qr_text(card())
-    assert_denied(check("8402" + text[4:]), "unsupported_version", with_claims=False)
+    assert_denied(check("8403" + text[4:]), "unsupported_version", with_claims=False)
 
 
 def _signed(key: LocalSigner, protected: bytes, payload: bytes) -> bytes:
@@ -324,3 +326,17 @@ def test_verification_handles_no_private_key() -> None:
 def test_the_issuer_refuses_to_sign_what_verifiers_refuse(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         sign_credential(dataclasses.replace(claims(), **changes), WORLD.signers[ED_KID])  # type: ignore[arg-type]
+
+
+def test_live_codes_take_the_same_steps_with_a_proof_and_a_time_step() -> None:
+    """A live code (docs/card-format.md §8) of a revoked binding is ``revoked`` like a card; a forged proof is
+    ``holder_proof_invalid``; a capture three steps old is ``stale_live_code``; the bound credential alone too."""
+    device = generate_private_key("ed25519")
+    bound = sign_bound_credential(claims(REVOKED_INDEX), holder_key_of(device), WORLD.signers[ED_KID])
+    step = time_step_at(NOW.timestamp())
+    assert check(live_qr_text(bound, bytes(range(8)), step, device)).reason == "revoked"
+    forged = check(live_qr_text(bound, bytes(range(8)), step, generate_private_key("ed25519")))
+    assert (forged.reason, forged.live, forged.claims is not None) == ("holder_proof_invalid", True, True)
+    assert check(live_qr_text(bound, bytes(range(8)), step - 3, device)).reason == "stale_live_code"
+    assert_denied(check(bound), "holder_proof_invalid", with_claims=False)
+    assert check(card()).live is False

@@ -99,18 +99,28 @@ def _resign(base: Base, rng: Rng, protected_for: Callable[[LocalSigner], bytes] 
 
 # --- byte mutations (anyone can make these) -------------------------------------------------------------------------
 
-def bit_flip(rng: Rng, base: Base) -> bytes:
-    data = bytearray(base.raw)
+def flip_bits(rng: Rng, raw: bytes) -> bytes:
+    """One bit flipped, or 2 to 16 (also used by the live-code corpus)."""
+    data = bytearray(raw)
     for _ in range(1 if rng.random() < 0.6 else rng.randint(2, 16)):
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
     return bytes(data)
 
 
-def substitute(rng: Rng, base: Base) -> bytes:
-    data = bytearray(base.raw)
+def substitute_bytes(rng: Rng, raw: bytes) -> bytes:
+    """1 to 8 bytes replaced by random ones (also used by the live-code corpus)."""
+    data = bytearray(raw)
     for _ in range(rng.randint(1, 8)):
         data[rng.randrange(len(data))] = rng.randrange(256)
     return bytes(data)
+
+
+def bit_flip(rng: Rng, base: Base) -> bytes:
+    return flip_bits(rng, base.raw)
+
+
+def substitute(rng: Rng, base: Base) -> bytes:
+    return substitute_bytes(rng, base.raw)
 
 
 def truncate(rng: Rng, base: Base) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -162,6 +163,17 @@ def checkin_rows(server: LiveServer, event_id: int) -> list[Checkin]:
         rows = list(db.scalars(select(Checkin).where(Checkin.event_id == event_id).order_by(Checkin.id)))
         db.expunge_all()
         return rows
+
+
+def rows_with_nonce(server: LiveServer, event_id: int, nonce: str, timeout: float = 30) -> list[Checkin]:
+    """The check-in rows of a nonce, once the page's queue has delivered them (empty after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [r for r in checkin_rows(server, event_id) if r.client_nonce == nonce]
+        if rows:
+            return rows
+        time.sleep(0.3)
+    return []
 
 
 def served_shell(server_url: str) -> tuple[str, set[str]]:

@@ -11,7 +11,8 @@
 4. The anchor-signed documents are refused when tampered with, signed by another key, or not what
    docs/card-format.md §6.4 allows, and the Python verifier refuses the same tokens.
 5. The entry-rule vectors (tests/vectors/entry-rules.json): decideEntry gives the decision
-   :func:`verification.entry.decide_entry` gives.
+   :func:`verification.entry.decide_entry` gives, the event's choice of cards included.
+6. The live-code vectors (tests/vectors/card-v2-live.json): the same verdicts as the Python verifier's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from issuance.credential import sign_credential
 from issuance.jws import sign_jwt
 from issuance.keys import LocalSigner, generate_private_key
 from issuance.status_list import build_status_bytes, compress_status_bytes, status_list_jwt
-from tests.vectors import make_vectors
+from tests.vectors import make_live_vectors, make_vectors
 from tests.verification import test_anchor_tokens as anchor_tokens
 from tests.verification import test_entry as entry_vectors
 from tests.web.harness import LiveServer, chromium, live_server, screenshot
@@ -207,16 +208,22 @@ def test_golden_vectors(page: webdriver.Chrome) -> None:
         assert item["digits"] == vector["qr_text"]
 
 
-def test_negative_vectors(page: webdriver.Chrome) -> None:
-    """Every negative vector gets its reason, with the claims shown exactly when the file says; edges pass."""
-    vectors = NEGATIVE["vectors"] + NEGATIVE["accepted"]
-    result = _run(page, RUN_NEGATIVE, {"keys": NEGATIVE["keys"], "vectors": vectors})
+def _run_vectors(driver: webdriver.Chrome, keys: dict[str, Any], vectors: list[dict[str, Any]]
+                 ) -> dict[str, dict[str, Any]]:
+    """Each vector in its own context through verify.js: its reason, and the claims shown exactly when it says."""
+    result = _run(driver, RUN_NEGATIVE, {"keys": keys, "vectors": vectors})
     verdicts = {item["name"]: item["verdict"] for item in result}
     assert set(verdicts) == {vector["name"] for vector in vectors}
     for vector in vectors:
         verdict = verdicts[vector["name"]]
         assert (verdict["ok"], verdict["reason"]) == (vector["reason"] is None, vector["reason"]), vector["name"]
         assert (verdict["claims"] is not None) is vector["shows_claims"], vector["name"]
+    return verdicts
+
+
+def test_negative_vectors(page: webdriver.Chrome) -> None:
+    """Every negative vector gets its reason, with the claims shown exactly when the file says; edges pass."""
+    _run_vectors(page, NEGATIVE["keys"], NEGATIVE["vectors"] + NEGATIVE["accepted"])
     assert min(NEGATIVE["reasons"].values()) >= 3
 
 
@@ -453,8 +460,10 @@ const seconds = (text) => Date.parse(text) / 1000;
 const out = {};
 for (const c of input.cases) {
   const prior = c.prior_entries.map((entry) => ({...entry, at: seconds(entry.at)}));
-  const decision = V.decideEntry(V.entryRulesOf(c.rules), prior, seconds(c.at), c.eligible);
-  out[c.name] = {ok: decision.ok, reason: decision.reason, direction: decision.direction, first: decision.first};
+  const live = {live: true, printed: false}[c.card] ?? null;
+  const decision = V.decideEntry(V.entryRulesOf(c.rules), prior, seconds(c.at), c.eligible, live);
+  out[c.name] = {ok: decision.ok, reason: decision.reason, direction: decision.direction, first: decision.first,
+    idCheck: decision.idCheck};
 }
 done(out);
 """
@@ -470,4 +479,22 @@ def test_entry_rule_vectors(page: webdriver.Chrome) -> None:
         first = expected["first"] and {**expected["first"],
                                        "at": datetime.fromisoformat(expected["first"]["at"]).timestamp()}
         assert got == {"ok": expected["reason"] is None, "reason": expected["reason"],
-                       "direction": expected["direction"], "first": first}, case["note"]
+                       "direction": expected["direction"], "first": first, "idCheck": expected["id_check"]
+                       }, case["note"]
+
+
+LIVE: dict[str, Any] = json.loads(make_live_vectors.LIVE_PATH.read_text(encoding="utf-8"))
+
+
+def test_live_code_vectors(page: webdriver.Chrome) -> None:
+    """tests/vectors/card-v2-live.json through live.js (via verify()): the reasons, the claims shown, live codes
+    marked live; the golden live codes verify at their time step."""
+    golden = [{"name": g["name"], "input": {"qr_text": g["qr_text"]}, "trust": {g["card_kid"]: "active"},
+               "status_lists": {str(g["claims"]["status_list"]): {"size": 65536, "entries": {}}}, "now": g["now"],
+               "reason": None, "shows_claims": True} for g in LIVE["golden"]]
+    vectors = LIVE["vectors"] + LIVE["accepted"] + golden
+    verdicts = _run_vectors(page, LIVE["keys"], vectors)
+    for vector in vectors:
+        scanned = vector["input"].get("qr_text", "")
+        assert verdicts[vector["name"]]["live"] is ("8402" in scanned[:20]), vector["name"]
+

@@ -16,14 +16,12 @@ Screenshots of every step go to var/test-artifacts/ (checkin-*.png).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
 
-from cardsvc.db.models import Checkin
 from cardsvc.web.checkin import STATIC, shell_version
 from tests.web.checkin_helpers import (
     Seeded,
@@ -31,6 +29,7 @@ from tests.web.checkin_helpers import (
     card_camera,
     checkin_rows,
     result_state,
+    rows_with_nonce,
     seed,
     served_shell,
     wait_for,
@@ -169,13 +168,7 @@ def test_offline_scan_is_verified_locally_and_synced_later(server: LiveServer, s
 
     # 3. The server is back: the queued scan is sent with the same nonce and recorded once.
     try:
-        deadline = time.monotonic() + 30
-        rows: list[Checkin] = []
-        while time.monotonic() < deadline:
-            rows = [r for r in checkin_rows(server, seeded.event_id) if r.client_nonce == nonce]
-            if rows:
-                break
-            time.sleep(0.3)
+        rows = rows_with_nonce(server, seeded.event_id, nonce)
         assert len(rows) == 1
         assert (rows[0].result, rows[0].member_id) == ("ok", seeded.member_ids["offline"])
         assert rows[0].scanned_at is not None  # the offline scan time travelled with it

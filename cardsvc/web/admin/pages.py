@@ -27,6 +27,7 @@ from cardsvc.db.base import utcnow
 from cardsvc.db.models import REVOCATION_REASONS, Job
 from cardsvc.errors import AuthenticationFailed, PayloadTooLarge, ValidationFailed
 from cardsvc.services import (
+    bindings,
     cards,
     chapters,
     events,
@@ -61,7 +62,7 @@ router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False
 PAGE_SIZE = 50
 REISSUE_REASONS = ("lost", "damaged", "name_change", "other")
 DONE_MESSAGES = frozenset({"issued", "suspended", "reinstated", "revoked", "merged", "link_sent_sms",
-                           "link_sent_zalo", "link_revoked"})
+                           "link_sent_zalo", "link_revoked", "live_deactivated"})
 Text = Annotated[str, Form(max_length=500)]
 
 
@@ -173,6 +174,11 @@ def member_search(page: OfficerPageDep, session: SessionDep, cipher: CipherDep,
 @router.get("/members/{member_id}")
 def member_detail(member_id: Id, page: OfficerPageDep, session: SessionDep,
                   done: Annotated[str, Query(max_length=20)] = "") -> Response:
+    return _member_page(page, session, member_id, done=done)
+
+
+def _member_page(page: OfficerPageDep, session: SessionDep, member_id: int, *, done: str = "",
+                 binding_code: bindings.IssuedCode | None = None) -> Response:
     actor = page.require_actor()
     member = members.get_member(session, actor, member_id)
     history = list(reversed(cards.member_cards(session, actor, member.id)))
@@ -185,7 +191,23 @@ def member_detail(member_id: Id, page: OfficerPageDep, session: SessionDep,
     return page.render("member.html", member=member, pii=masked_view(member, actor), history=history, current=current,
                        duplicates=duplicates, done=done if done in DONE_MESSAGES else None,
                        revoke_reasons=REVOCATION_REASONS, reissue_reasons=REISSUE_REASONS, link=link,
-                       sending_problem=member_links.sending_problem(session, member))
+                       sending_problem=member_links.sending_problem(session, member),
+                       binding=bindings.member_binding(session, actor, member.id), binding_code=binding_code)
+
+
+@router.post("/members/{member_id}/binding-code")
+def create_binding_code(member_id: Id, page: PostedPageDep, session: SessionDep) -> Response:
+    """Shows the one-time activation code on the answer itself: it is never stored in clear."""
+    issued = bindings.create_code(session, page.require_actor(), member_id)
+    response = _member_page(page, session, member_id, binding_code=issued)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/members/{member_id}/binding/deactivate")
+def deactivate_binding(member_id: Id, page: PostedPageDep, session: SessionDep) -> Response:
+    bindings.deactivate_by_officer(session, page.require_actor(), member_id)
+    return redirect(_member_url(member_id, "live_deactivated"))
 
 
 @router.post("/members/{member_id}/merge")
@@ -357,9 +379,9 @@ def _local_datetime(value: str, field: str) -> datetime:
 @router.post("/events")
 def create_event(page: PostedPageDep, session: SessionDep, chapter: Text = "", title: Text = "", venue: Text = "",
                  starts_at: Text = "", ends_at: Text = "", eligibility: Text = "subtree", mode: Text = "entry",
-                 allow_reentry: Text = "") -> Response:
+                 allow_reentry: Text = "", live_policy: Text = "any") -> Response:
     form = {"chapter": chapter, "title": title, "venue": venue, "starts_at": starts_at, "ends_at": ends_at,
-            "eligibility": eligibility, "mode": mode, "allow_reentry": allow_reentry}
+            "eligibility": eligibility, "mode": mode, "allow_reentry": allow_reentry, "live_policy": live_policy}
     try:
         chapter_id = _chapter_id(chapter)
         if chapter_id is None:
@@ -367,7 +389,7 @@ def create_event(page: PostedPageDep, session: SessionDep, chapter: Text = "", t
         spec = events.EventSpec(
             chapter_id=chapter_id, title=title, venue=venue, starts_at=_local_datetime(starts_at, "starts_at"),
             ends_at=_local_datetime(ends_at, "ends_at"), eligibility=eligibility, mode=mode,
-            allow_reentry=allow_reentry == "yes",
+            allow_reentry=allow_reentry == "yes", live_policy=live_policy,
         )
         event = events.create_event(session, page.require_actor(), spec)
     except ValidationFailed as exc:

@@ -3,10 +3,11 @@
    goes to the network (the page keeps the last answer itself). */
 "use strict";
 
-var VERSION = "1";
+var VERSION = "2";
 var PAGE = new URL(self.registration.scope).pathname.replace(/\/+$/, "");
 var CACHE = "member-card-" + VERSION + ":" + PAGE;
 var FILES = [PAGE, PAGE + "/manifest.webmanifest", "/static/member/card.css", "/static/member/card.js",
+             "/static/member/live.css", "/static/member/live.js", "/static/member/vendor/uqr.mjs",
              "/static/member/icon-192.png", "/static/member/icon-512.png"];
 
 self.addEventListener("install", function (event) {

@@ -3,6 +3,7 @@
 // background (the server wins; a changed verdict is shown and counted as a conflict). Scans the server has not
 // answered wait in IndexedDB and are sent again with the same nonce.
 import * as V from "./verify.js";
+import { scanKey } from "./live.js";
 import * as store from "./store.js";
 import * as T from "./text.js";
 import { makeDecoder } from "./decoder.js";
@@ -294,17 +295,19 @@ function readyText() {
 
 function showReady() {
   const box = $("result");
-  Object.assign(box.dataset, { state: "ready", reason: "", sync: "" });
+  Object.assign(box.dataset, { state: "ready", reason: "", sync: "", live: "", idCheck: "" });
   $("result-title").textContent = readyText();
   for (const id of ["result-name", "result-first", "result-detail", "result-sync"]) $(id).textContent = "";
 }
 
 /** Fill the result panel. `shown`: {ok, reason, direction, name, memberNumber, chapter, first, note, sync,
- * nonce}; `first` ({at, stationId, stationName}) is the first entry of a member already checked in. */
+ * nonce, live, idCheck}; `first` ({at, stationId, stationName}) is the first entry of a member already checked in;
+ * `live`: the card was a live code, `idCheck`: a printed card to compare with an identity document. */
 function showResult(shown, { sound = true } = {}) {
   const box = $("result");
   const kind = stateOf(shown.ok, shown.reason);
-  Object.assign(box.dataset, { state: kind, reason: shown.reason || "", sync: shown.sync, nonce: shown.nonce || "" });
+  Object.assign(box.dataset, { state: kind, reason: shown.reason || "", sync: shown.sync, nonce: shown.nonce || "",
+    live: shown.live ? "1" : "0", idCheck: shown.idCheck ? "1" : "0" });
   $("result-title").textContent = T.verdictTitle(shown.ok, shown.reason, shown.direction);
   $("result-name").textContent = shown.name || "";
   $("result-first").textContent = shown.first && kind === "already"
@@ -312,6 +315,7 @@ function showResult(shown, { sound = true } = {}) {
   const parts = [];
   if (shown.memberNumber) parts.push(`Số hội viên ${shown.memberNumber}`);
   if (shown.chapter) parts.push(shown.chapter);
+  if (shown.ok) parts.push(T.cardKind(shown.live, shown.idCheck));
   $("result-detail").textContent = parts.join(" · ");
   $("result-sync").textContent = T.syncText(shown.sync, shown.ok);
   if (sound) tone(kind);
@@ -417,7 +421,8 @@ function shownOfAnswer(item, answer, sync) {
   return { ok, reason: ok ? null : answer.reason || "refused_by_server", direction: answer.direction,
     name: member ? member.full_name : item.shown && item.shown.name,
     memberNumber: member ? member.member_number : item.shown && item.shown.memberNumber,
-    chapter: member ? member.chapter.name : item.shown && item.shown.chapter, first, sync, nonce: item.nonce };
+    chapter: member ? member.chapter.name : item.shown && item.shown.chapter, first, sync, nonce: item.nonce,
+    live: answer.live === true, idCheck: answer.id_check === true };
 }
 
 async function recordEntry(entry) {
@@ -515,7 +520,7 @@ async function decideHere(bundle, item, at) {
   const first = local.first ? { at: local.first.at, stationId: local.first.station_id ?? null, stationName: null }
     : null;
   item.shown = { ...claimsShown(verdict, local), ok: local.ok, reason: local.reason, direction: local.direction,
-    first, sync: "pending", nonce: item.nonce };
+    first, sync: "pending", nonce: item.nonce, live: verdict.live, idCheck: local.idCheck };
   // Queued (and the entry kept) before the verdict is shown: a reload or a crash cannot lose the scan.
   const saving = [store.put("queue", item)];
   if (local.ok) {
@@ -558,11 +563,13 @@ async function askServer(item) {
 
 async function handleScan(text, source, { deliberate = false } = {}) {
   const now = Date.now();
-  if (!deliberate && text === state.lastText && now - state.lastSeen < SAME_CODE_QUIET_MS) {
+  // A live code changes every 30 s while its card stays in view: the same card is the same scan.
+  const key = scanKey(text);
+  if (!deliberate && key === state.lastText && now - state.lastSeen < SAME_CODE_QUIET_MS) {
     state.lastSeen = now; // still in view: not a new scan
     return;
   }
-  state.lastText = text;
+  state.lastText = key;
   state.lastSeen = now;
   const setup = setupCodeFromScan(text);
   if (setup) {

@@ -10,6 +10,7 @@ const SHELL = [
   "/checkin/manifest.webmanifest",
   "/static/checkin/app.js",
   "/static/checkin/verify.js",
+  "/static/checkin/live.js",
   "/static/checkin/store.js",
   "/static/checkin/text.js",
   "/static/checkin/decoder.js",

@@ -15,6 +15,9 @@ const LABELS = {
   suspended: "Thẻ đang bị tạm đình chỉ",
   superseded: "Thẻ cũ – đã được thay bằng thẻ mới",
   key_retired: "Thẻ thuộc đợt phát hành đã bị thu hồi",
+  holder_proof_invalid: "Bản sao thẻ điện tử – cần mã động trên điện thoại chủ thẻ",
+  stale_live_code: "Mã động đã cũ – ảnh chụp hoặc đồng hồ sai",
+  live_code_required: "Sự kiện chỉ nhận thẻ động trên điện thoại",
   not_eligible: "Không có trong danh sách sự kiện",
   already_checked_in: "ĐÃ VÀO RỒI",
   outside_window: "Ngoài giờ điểm danh",
@@ -36,6 +39,13 @@ export function verdictShort(ok, reason) {
   if (ok) return "hợp lệ";
   if (reason === "already_checked_in") return "đã vào trước đó";
   return (LABELS[reason] || "không được vào").toLowerCase();
+}
+
+/** Which kind of card was let in (docs/card-format.md §8): a live code on the member's phone or a printed card (or
+ * static code); at a live_preferred event a printed card is compared with an identity document. */
+export function cardKind(live, idCheck) {
+  if (idCheck) return "Thẻ in — đối chiếu giấy tờ tùy thân";
+  return live ? "Thẻ động trên điện thoại" : "Thẻ in / mã tĩnh";
 }
 
 const pad = (value) => String(value).padStart(2, "0");

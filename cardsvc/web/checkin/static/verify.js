@@ -5,13 +5,17 @@
 // runs this module in Chromium against tests/vectors/card-v1.json and against the Python verifier.
 //
 // Nothing here touches the network or storage: it takes bytes, tokens and a pinned anchor and returns verdicts.
+// Live codes (QR text "8402…", docs/card-format.md §8) are parsed and checked in live.js, which verify() calls.
+import { isLiveText, verifyLive } from "./live.js";
 
 export const REASONS = Object.freeze([
   "malformed", "unsupported_version", "unknown_key", "bad_signature", "not_yet_valid", "expired", "revoked",
-  "suspended", "superseded", "key_retired",
+  "suspended", "superseded", "key_retired", "holder_proof_invalid", "stale_live_code",
 ]);
 
 export const QR_PREFIX = "8401";
+// verification.entry.LIVE_POLICIES: the event's choice of cards (docs/card-format.md §8.6).
+export const LIVE_POLICIES = Object.freeze(["any", "live_preferred", "live_required"]);
 export const MAX_CREDENTIAL_BYTES = 512;
 export const MAX_QR_TEXT = 2048;
 export const ALG_EDDSA = -8;
@@ -38,7 +42,7 @@ const UINT32_LIMIT = 2 ** 32;
 const LAST_NUMERIC_DATE = Date.UTC(9999, 11, 31) / 1000 - VIETNAM_OFFSET;
 const CHAPTER_CODE = /^[A-Z0-9][A-Z0-9._-]{0,31}$/;
 // P-256's order n: ES256 signatures must be low-S, s ≤ (n - 1) / 2 (verification.crypto.P256_HALF_ORDER).
-const P256_HALF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n / 2n;
+export const P256_HALF_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551n / 2n;
 
 // Code points a name must not hold: docs/card-format.md §6.3, the same ranges as
 // verification.format.FORBIDDEN_TEXT_RANGES (tests/web/test_checkin_js_vectors.py compares every code point).
@@ -331,10 +335,10 @@ function requireCanonical(value, data, what) {
 
 // --- COSE_Sign1 credential -------------------------------------------------------------------------------------
 
-const isInt = (value) => (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint";
+export const isInt = (value) => (typeof value === "number" && Number.isInteger(value)) || typeof value === "bigint";
 const isUint = (value) => typeof value === "number" && Number.isInteger(value) && value >= 0;
 
-function mapGet(map, key) {
+export function mapGet(map, key) {
   for (const [k, v] of map.entries) if (isInt(k) && BigInt(k) === BigInt(key)) return v;
   return undefined;
 }
@@ -382,10 +386,14 @@ function checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, 
   if (!CHAPTER_CODE.test(chapter)) throw malformed("chapter code must be 1 to 32 of A-Z, 0-9, '.', '_', '-'");
 }
 
-function parseClaims(payload) {
+function parseClaims(payload, bound) {
   const body = decodeCbor(payload);
   requireCanonical(body, payload, "claims");
-  if (!hasExactlyIntKeys(body, [4, 6, 7, PRIVATE_CLAIM])) {
+  // A copy of a live code's credential without its holder's proof (docs/card-format.md §8.3).
+  if (!bound && hasExactlyIntKeys(body, [4, 6, 7, 8, PRIVATE_CLAIM])) {
+    throw new CredentialError("holder_proof_invalid", "a holder-bound credential is valid only in a live code");
+  }
+  if (!hasExactlyIntKeys(body, bound ? [4, 6, 7, 8, PRIVATE_CLAIM] : [4, 6, 7, PRIVATE_CLAIM])) {
     throw new CredentialError("malformed", "claims set has missing or unknown claims");
   }
   const card = mapGet(body, PRIVATE_CLAIM);
@@ -405,7 +413,7 @@ function parseClaims(payload) {
     throw new CredentialError("malformed", "claims have wrong types");
   }
   checkValues(cti, memberNumber, name, chapter, cardVersion, statusList, statusIndex, iat, exp);
-  return {
+  const claims = {
     card_id: hex(cti),
     member_number: String(memberNumber).padStart(10, "0"),
     display_name: name,
@@ -416,10 +424,14 @@ function parseClaims(payload) {
     status_list: statusList,
     status_index: statusIndex,
   };
+  return bound ? { claims, cnf: mapGet(body, 8) } : { claims };
 }
 
-/** Structure checks of docs/card-format.md §6.1 step 2 (the signature is NOT checked here). */
-export function parseCredential(raw) {
+/**
+ * Structure checks of docs/card-format.md §6.1 step 2 (the signature is NOT checked here). With ``bound`` the
+ * credential is a live code's (§8.1): its claims hold ``cnf`` too, returned undecoded for live.js to check.
+ */
+export function parseCredential(raw, { bound = false } = {}) {
   if (!(raw instanceof Uint8Array) || raw.length === 0 || raw.length > MAX_CREDENTIAL_BYTES) {
     throw new CredentialError("malformed", "credential size out of bounds");
   }
@@ -448,7 +460,7 @@ export function parseCredential(raw) {
   }
   if (!(kid instanceof Uint8Array) || kid.length !== 2) throw new CredentialError("malformed", "kid must be 2 bytes");
   if (signature.length !== 64) throw new CredentialError("malformed", "signature must be 64 raw bytes");
-  return { raw, protected: protectedBytes, algorithm, kid: hex(kid), payload, signature, claims: parseClaims(payload) };
+  return { raw, protected: protectedBytes, algorithm, kid: hex(kid), payload, signature, ...parseClaims(payload, bound) };
 }
 
 /** The COSE Sig_structure ["Signature1", protected, h'', payload] over exactly the received bytes. */
@@ -479,7 +491,7 @@ export async function importJwk(jwk) {
   return { kid, algorithm, key };
 }
 
-async function verifyRaw(algorithm, key, signature, data) {
+export async function verifyRaw(algorithm, key, signature, data) {
   if (signature.length !== 64) return false;
   try {
     if (algorithm === ALG_EDDSA) return await crypto.subtle.verify({ name: "Ed25519" }, key, signature, data);
@@ -671,47 +683,61 @@ const STATUS_REASONS = { 1: "revoked", 2: "suspended", 3: "superseded" };
  */
 export async function verify(scanned, trust, status, now, { onMissingStatus = "reject" } = {}) {
   const digest = await payloadHash(scanned);
-  const denied = (reason, extra = {}) => ({ ok: false, reason, claims: null, kid: null, payloadHash: digest,
-    statusChecked: false, ...extra });
+  if (typeof scanned === "string" && isLiveText(scanned)) {
+    return verifyLive(scanned, trust, status, now, { onMissingStatus, digest });
+  }
   let parsed;
   try {
     const raw = typeof scanned === "string" ? credentialFromText(scanned) : scanned;
     parsed = parseCredential(raw);
   } catch (error) {
-    if (error instanceof CredentialError) return denied(error.reason);
-    return denied("malformed");
+    return deniedVerdict(error instanceof CredentialError ? error.reason : "malformed", digest);
   }
-  const { kid, claims } = parsed;
-  const trusted = trust.keys.get(kid);
-  if (trusted === undefined) return denied("unknown_key", { kid });
+  const refused = await cardKeyRefusal(parsed, trust);
+  if (refused !== null) return deniedVerdict(refused, digest, { kid: parsed.kid });
+  return datesAndStatus(parsed.claims, parsed.kid, digest, status, now, { onMissingStatus, live: false });
+}
+
+/** A refusing verdict (verification.verify.Verdict.denied). */
+export function deniedVerdict(reason, digest, extra = {}) {
+  return { ok: false, reason, claims: null, kid: null, payloadHash: digest, statusChecked: false, live: false,
+    ...extra };
+}
+
+/** Step 3 of docs/card-format.md §6.1: the key id, a compromised key, the bound algorithm and the signature. */
+export async function cardKeyRefusal(parsed, trust) {
+  const trusted = trust.keys.get(parsed.kid);
+  if (trusted === undefined) return "unknown_key";
   // A compromised key's signatures prove nothing: no claims are shown.
-  if (trusted.status === "compromised") return denied("key_retired", { kid });
-  if (parsed.algorithm !== trusted.algorithm) return denied("bad_signature", { kid });
+  if (trusted.status === "compromised") return "key_retired";
+  if (parsed.algorithm !== trusted.algorithm) return "bad_signature";
   // (r, n - s) verifies as well as (r, s): only the low-S form the issuer emits is accepted.
   if (trusted.algorithm === ALG_ES256 && BigInt(`0x${hex(parsed.signature.subarray(32))}`) > P256_HALF_ORDER) {
-    return denied("bad_signature", { kid });
+    return "bad_signature";
   }
   const signed = sigStructure(parsed.protected, parsed.payload);
-  if (!(await verifyRaw(trusted.algorithm, trusted.key, parsed.signature, signed))) {
-    return denied("bad_signature", { kid });
-  }
+  if (!(await verifyRaw(trusted.algorithm, trusted.key, parsed.signature, signed))) return "bad_signature";
+  return null;
+}
+
+/** Steps 4 and 5 of docs/card-format.md §6.1 for claims whose signature verified. */
+export function datesAndStatus(claims, kid, digest, status, now, { onMissingStatus, live }) {
+  const denied = (reason, extra = {}) => deniedVerdict(reason, digest, { kid, claims, live, ...extra });
+  const valid = (statusChecked) => ({ ok: true, reason: null, claims, kid, payloadHash: digest, statusChecked, live });
   // Valid from iat - CLOCK_SKEW to exp + CLOCK_SKEW, exp excluded (docs/card-format.md §6.1, step 4).
-  if (now < dayStart(claims.issued_on) - CLOCK_SKEW) return denied("not_yet_valid", { kid, claims });
-  if (now >= dayStart(claims.expires_on) + DAY + CLOCK_SKEW) return denied("expired", { kid, claims });
+  if (now < dayStart(claims.issued_on) - CLOCK_SKEW) return denied("not_yet_valid");
+  if (now >= dayStart(claims.expires_on) + DAY + CLOCK_SKEW) return denied("expired");
   let value;
   try {
     value = status.status(claims.status_list, claims.status_index);
   } catch {
-    return denied("malformed", { kid, claims, statusChecked: true });
+    return denied("malformed", { statusChecked: true });
   }
   if (value === null || value === undefined) {
-    if (onMissingStatus === "accept") {
-      return { ok: true, reason: null, claims, kid, payloadHash: digest, statusChecked: false };
-    }
-    return denied("revoked", { kid, claims });
+    return onMissingStatus === "accept" ? valid(false) : denied("revoked");
   }
-  if (value === 0) return { ok: true, reason: null, claims, kid, payloadHash: digest, statusChecked: true };
-  return denied(STATUS_REASONS[value] ?? "revoked", { kid, claims, statusChecked: true });
+  if (value === 0) return valid(true);
+  return denied(STATUS_REASONS[value] ?? "revoked", { statusChecked: true });
 }
 
 // --- the event bundle and the event rules ------------------------------------------------------------------------
@@ -782,39 +808,51 @@ export async function verifyEventBundle(token, anchor, now) {
 }
 
 /**
- * verification.event_bundle.entry_rules_of: the entry rules in a bundle's ``event`` object, times in seconds.
+ * verification.event_bundle.entry_rules_of: the entry rules in a bundle's ``event`` object, times in seconds. A
+ * bundle signed before live codes existed names no live_policy: "any".
  *
- * @returns {{opensAt:number, closesAt:number, eligibility:string, mode:string, allowReentry:boolean, status:string}}
+ * @returns {{opensAt:number, closesAt:number, eligibility:string, mode:string, allowReentry:boolean, status:string,
+ *   livePolicy:string}}
  */
 export function entryRulesOf(raw) {
   if (!raw || typeof raw !== "object" || typeof raw.allow_reentry !== "boolean") {
     throw new TrustError("event bundle allow_reentry is not a boolean");
   }
+  const livePolicy = raw.live_policy === undefined ? "any" : raw.live_policy;
+  if (!LIVE_POLICIES.includes(livePolicy)) throw new TrustError("event bundle live_policy is invalid");
   return {
     opensAt: timestamp(raw.checkin_opens_at, "checkin_opens_at"),
     closesAt: timestamp(raw.checkin_closes_at, "checkin_closes_at"),
     eligibility: text(raw.eligibility, "eligibility"), mode: text(raw.mode, "mode"), allowReentry: raw.allow_reentry,
-    status: text(raw.status, "status"),
+    status: text(raw.status, "status"), livePolicy,
   };
 }
 
 /**
- * verification.entry.decide_entry, the entry rules of the server and the door station: the event closed, the scan
- * outside the check-in window, the holder not eligible, then her accepted scans (ordered by time, an entry before an
- * exit at the same instant): none → "in"; entry/exit after an entry → "out"; otherwise "in" again only with
- * re-entry, else already_checked_in with her first entry. tests/vectors/entry-rules.json runs it against Python.
- * (Python takes eligibility and the entries as sources read on demand, for the server's database; here they are in
- * memory.)
+ * verification.entry.decide_entry, the entry rules of the server and the door station: the event's choice of cards
+ * (a card that is not live at a live_required event: live_code_required), the event closed, the scan outside the
+ * check-in window, the holder not eligible, then her accepted scans (ordered by time, an entry before an exit at the
+ * same instant): none → "in"; entry/exit after an entry → "out"; otherwise "in" again only with re-entry, else
+ * already_checked_in with her first entry. A printed card let in at a live_preferred event gets idCheck.
+ * tests/vectors/entry-rules.json runs it against Python. (Python takes eligibility and the entries as sources read
+ * on demand, for the server's database; here they are in memory.)
  *
  * @param rules what entryRulesOf returns (a bundle's event carries it)
  * @param priorEntries her accepted scans at this event: [{at (seconds), direction, ...}], any order
  * @param at the scan time, seconds
  * @param eligible whether she may attend (on the roster)
- * @returns {{ok:boolean, reason:string|null, direction:string|null, first:object|null}}
+ * @param live whether the card was a live code (verdict.live); null when no card was shown
+ * @returns {{ok:boolean, reason:string|null, direction:string|null, first:object|null, idCheck:boolean}}
  */
-export function decideEntry(rules, priorEntries, at, eligible) {
-  const refuse = (reason, first = null) => ({ ok: false, reason, direction: null, first });
-  const admit = (direction) => ({ ok: true, reason: null, direction, first: null });
+export function decideEntry(rules, priorEntries, at, eligible, live) {
+  const refuse = (reason, first = null) => ({ ok: false, reason, direction: null, first, idCheck: false });
+  const printed = live === false;
+  const idCheck = printed && rules.livePolicy === "live_preferred";
+  const admit = (direction) => ({ ok: true, reason: null, direction, first: null, idCheck });
+  // An unknown policy is treated as live_required (fail closed).
+  if (printed && rules.livePolicy !== "any" && rules.livePolicy !== "live_preferred") {
+    return refuse("live_code_required");
+  }
   if (rules.status === "closed") return refuse("event_closed");
   if (!(rules.opensAt <= at && at <= rules.closesAt)) return refuse("outside_window");
   if (!eligible) return refuse("not_eligible");
@@ -828,19 +866,21 @@ export function decideEntry(rules, priorEntries, at, eligible) {
 
 /**
  * What the station decides offline after the card verdict (cardsvc/services/checkins.py order): the card's own
- * reason, then decideEntry with the bundle's rules, its roster (eligibility) and the member's known entries.
+ * reason, then decideEntry with the bundle's rules (the event's choice of cards among them), its roster
+ * (eligibility) and the member's known entries.
  *
  * @param bundle a verified event bundle
  * @param verdict the card verdict from verify()
  * @param entries accepted entries known to the station for this event: [{member_number, direction, at}]
  * @param at the scan time, seconds
- * @returns {{ok:boolean, reason:string|null, member:object|null, direction:string|null, first:object|null}}
+ * @returns {{ok:boolean, reason:string|null, member:object|null, direction:string|null, first:object|null,
+ *   idCheck:boolean}}
  */
 export function eventDecision(bundle, verdict, entries, at) {
   const member = verdict.claims ? bundle.byCard.get(verdict.claims.card_id) ?? null : null;
-  if (!verdict.ok) return { ok: false, reason: verdict.reason, member, direction: null, first: null };
+  if (!verdict.ok) return { ok: false, reason: verdict.reason, member, direction: null, first: null, idCheck: false };
   const mine = member === null ? [] : entries.filter((entry) => entry.member_number === member.member_number);
-  return { ...decideEntry(bundle.event, mine, at, member !== null), member };
+  return { ...decideEntry(bundle.event, mine, at, member !== null, verdict.live), member };
 }
 
 /** Accent-insensitive search text: NFD without combining marks, đ → d, lower case (DOMAIN.md §3). */

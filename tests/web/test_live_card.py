@@ -1,0 +1,233 @@
+"""The live card end to end in headless Chromium: a member's phone and a door's phone, with no server at the door.
+
+1. The member's page (one browser) activates the live card with the officer's one-time code: a real WebCrypto key,
+   non-extractable, kept in IndexedDB; the page then draws a live code, and the static QR is hidden.
+2. The check-in page (a second browser) is set up online for a ``live_required`` event, then the server stops.
+3. The live QR, captured from the member's screen, is the check-in page's fake camera: accepted offline, marked live.
+4. A copy of the bound credential read from the member's IndexedDB (all a thief gets: the key does not export) is
+   refused (``holder_proof_invalid``); the same capture shown after its window is refused (``stale_live_code``).
+5. The server comes back: the queued live scan is recorded, and confirmed by the server at the scan's time.
+6. A second phone is activated: the first phone's page says the card now lives on another phone.
+
+Screenshots go to var/test-artifacts/live-card-*.png.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+
+from cardsvc.security import PiiCipher
+from cardsvc.services import bindings, cards, chapters, events, keys, member_links, members, stations
+from cardsvc.services.context import system_actor
+from cardsvc.services.keys import KeyRing
+from cardsvc.settings import Settings
+from issuance.render import qr_png
+from tests.vectors.make_vectors import qr_version_ecc_m
+from tests.web.checkin_helpers import result_state, rows_with_nonce, wait_for, wait_result, y4m_frames
+from tests.web.harness import SERVER_KEK, SERVER_SECRET, LiveServer, chromium, live_server, screenshot
+from verification.format import to_qr_text
+
+SYSTEM = system_actor("browser-tests")
+# The door phone's clock runs this far ahead for the stale capture: past the window of docs/card-format.md §8.4.
+LATER_MS = 120_000
+
+
+@dataclass
+class Seeded:
+    member_url: str
+    member_id: int
+    member_name: str
+    event_id: int
+    setup_code: str
+    activation_code: str
+
+
+def _seed(server: LiveServer) -> Seeded:
+    settings = Settings(environment="test", database_url=server.database_url, secret_key=SERVER_SECRET,
+                        key_encryption_key=SERVER_KEK, status_list_size=4096, public_base_url=server.url,
+                        _env_file=None)
+    cipher = PiiCipher.from_settings(settings)
+    with server.session() as db:
+        for purpose in ("trust", "card"):
+            keys.create_key(db, SYSTEM, settings.kek, purpose=purpose)
+        province = chapters.create_chapter(db, SYSTEM, code="L-HNI", name="Hội LHPN Hà Nội", level="province",
+                                           parent_id=None)
+        commune = chapters.create_chapter(db, SYSTEM, code="L-HNI-BD", name="Phường Ba Đình", level="commune",
+                                          parent_id=province.id)
+        branch = chapters.create_chapter(db, SYSTEM, code="L-HNI-BD-01", name="Chi hội 1", level="branch",
+                                         parent_id=commune.id)
+        name = "Nguyễn Thị Phương Thảo Vy"
+        member, _ = members.create_member(db, SYSTEM, cipher, chapter_id=branch.id, fields={
+            "full_name": name, "birth_date": date(1987, 9, 21), "gender": "female", "id_number": "001187004322",
+            "phone": "0912345678"})
+        cards.issue_card(db, SYSTEM, KeyRing(settings.kek), member.id, validity_years=5, list_size=4096,
+                         today=date.today() - timedelta(days=1))
+        link = member_links.create_link(db, SYSTEM, cipher, member_links.LoggingMessenger(), member.id,
+                                        channel="paper", base_url=server.url)
+        now = datetime.now(UTC)
+        event = events.create_event(db, SYSTEM, events.EventSpec(
+            chapter_id=commune.id, title="Đại hội phụ nữ phường", venue="Nhà văn hóa", starts_at=now - timedelta(
+                minutes=30), ends_at=now + timedelta(hours=3), live_policy="live_required"))
+        setup = stations.register_station(db, SYSTEM, event.id, "Cửa chính").provisioning_code
+        code = bindings.create_code(db, SYSTEM, member.id).code
+        db.commit()
+        return Seeded(link.url, member.id, name, event.id, setup, code)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(tmp_path_factory.mktemp("live-card")) as running:
+        yield running
+
+
+def _camera(image: Image.Image, path: Path) -> Path:
+    """The image, scaled to fit the 640×480 fake camera with a margin, as a looping Y4M."""
+    scale = min(1.0, 440 / max(image.size))
+    return y4m_frames(image.resize((round(image.width * scale), round(image.height * scale)),
+                                   Image.Resampling.LANCZOS), path)
+
+
+def _activate_and_capture(seeded: Seeded, profile: Path, code: str) -> tuple[Image.Image, str, bytes]:
+    """The member's phone: activate, then the live QR as pixels, its text (decoded), and the bound credential read
+    from IndexedDB as a thief with the phone's storage would."""
+    phone = chromium(user_data_dir=profile)
+    try:
+        phone.set_window_size(412, 915)
+        phone.get(seeded.member_url)
+        field = wait_for(phone, lambda d: d.find_elements(By.ID, "live-code"))[0]
+        field.send_keys(code)
+        phone.find_element(By.ID, "live-on").click()
+        qr = wait_for(phone, lambda d: d.find_elements(By.CSS_SELECTOR, "#live-qr[data-step]"))[0]
+        wait_for(phone, lambda d: d.execute_script("const i = document.getElementById('live-qr');"
+                                                   "return i.complete && i.naturalWidth > 0"))
+        assert qr.get_attribute("data-algorithm") == "Ed25519"  # Chromium has WebCrypto Ed25519
+        assert phone.find_element(By.ID, "card").get_attribute("data-live") == "on"
+        assert not phone.find_element(By.ID, "qr-box").is_displayed()  # the static QR gives way
+        screenshot(phone, "live-card-1-member-phone")
+        image = Image.open(io.BytesIO(qr.screenshot_as_png)).convert("RGB")
+        phone.set_script_timeout(20)
+        stolen = phone.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const open = indexedDB.open("cardsvc-live", 1);
+            open.onsuccess = () => {
+              const get = open.result.transaction("phones").objectStore("phones").get(location.pathname);
+              get.onsuccess = async () => {
+                const record = get.result;
+                let exported = "refused";
+                try { await crypto.subtle.exportKey("pkcs8", record.privateKey); exported = "exported"; }
+                catch (e) { exported = "refused"; }
+                done({credential: Array.from(record.credential), extractable: record.privateKey.extractable,
+                      exported});
+              };
+            };
+        """)
+    finally:
+        phone.quit()
+    assert stolen["extractable"] is False and stolen["exported"] == "refused"
+    found = zxingcpp.read_barcodes(image)
+    assert len(found) == 1 and found[0].text.startswith("8402")
+    return image, found[0].text, bytes(stolen["credential"])
+
+
+def _door(profile: Path, camera: Path, url: str, *, clock_ms: int = 0) -> webdriver.Chrome:
+    door = chromium(fake_camera=camera, user_data_dir=profile)
+    if clock_ms:
+        door.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": f"""
+            (() => {{
+              const Real = Date;
+              class Later extends Real {{
+                constructor(...args) {{ if (args.length) super(...args); else super(Real.now() + {clock_ms}); }}
+                static now() {{ return Real.now() + {clock_ms}; }}
+              }}
+              globalThis.Date = Later;
+            }})();"""})
+    door.get(url)
+    return door
+
+
+def test_live_card_from_the_member_phone_to_an_offline_door(server: LiveServer, tmp_path: Path) -> None:
+    seeded = _seed(server)
+    door_profile = tmp_path / "door"
+    # The door: set up online for the event, with an empty view; the app shell and the bundle are kept.
+    door = _door(door_profile, y4m_frames(None, tmp_path / "blank.y4m"), f"{server.url}/checkin#setup="
+                 f"{seeded.setup_code}")
+    try:
+        wait_for(door, lambda d: result_state(d)["phase"] == "ready")
+        wait_for(door, lambda d: d.execute_script("return !!navigator.serviceWorker.controller"))
+    finally:
+        door.quit()
+
+    image, text, bound = _activate_and_capture(seeded, tmp_path / "member", seeded.activation_code)
+    assert qr_version_ecc_m(text) <= 13
+    captured_at = time.monotonic()
+    server.stop()
+    try:
+        # 1. The capture, seconds old, on an offline door: accepted and marked live.
+        door = _door(door_profile, _camera(image, tmp_path / "live.y4m"), f"{server.url}/checkin")
+        try:
+            result = wait_result(door, "ok", sync="queued")
+            assert time.monotonic() - captured_at < 60  # still inside the window it was shown in
+            screenshot(door, "live-card-2-door-offline-ok")
+            assert result["name"] == seeded.member_name and result["sync"] == "queued"
+            assert door.find_element(By.ID, "result").get_attribute("data-live") == "1"
+            assert "Thẻ động" in door.find_element(By.ID, "result-detail").text
+            nonce = result["nonce"]
+        finally:
+            door.quit()
+
+        # 2. The bound credential copied out of the member's phone, shown without her key.
+        copy = Image.open(io.BytesIO(qr_png(to_qr_text(bound), module_px=4)))
+        door = _door(door_profile, _camera(copy, tmp_path / "copy.y4m"), f"{server.url}/checkin")
+        try:
+            result = wait_result(door, "error")
+            screenshot(door, "live-card-3-door-copy-refused")
+            assert result["reason"] == "holder_proof_invalid"
+        finally:
+            door.quit()
+
+        # 3. The same capture two minutes later: outside its window.
+        door = _door(door_profile, _camera(image, tmp_path / "stale.y4m"), f"{server.url}/checkin",
+                     clock_ms=LATER_MS)
+        try:
+            result = wait_result(door, "error")
+            screenshot(door, "live-card-4-door-stale-refused")
+            assert result["reason"] == "stale_live_code"
+            assert result["name"] == seeded.member_name  # a genuine card's capture: the steward sees whose
+        except BaseException:
+            door.quit()
+            raise
+    finally:
+        server.start()
+
+    # 4. Back online, the queued live scan reaches the server, which decides it at the scan's own time.
+    try:
+        rows = rows_with_nonce(server, seeded.event_id, nonce)
+        assert len(rows) == 1
+        assert (rows[0].result, rows[0].member_id, rows[0].offline) == ("ok", seeded.member_id, True)
+    finally:
+        door.quit()
+
+    # 5. She activates another phone: the first phone's page says so and forgets its key and credential.
+    with server.session() as db:
+        code = bindings.create_code(db, SYSTEM, seeded.member_id).code
+    _activate_and_capture(seeded, tmp_path / "second-phone", code)
+    phone = chromium(user_data_dir=tmp_path / "member")
+    try:
+        phone.get(seeded.member_url)
+        wait_for(phone, lambda d: d.find_element(By.ID, "live").get_attribute("data-live-state") == "superseded")
+        assert "điện thoại khác" in phone.find_element(By.ID, "live-message").text
+        assert phone.find_elements(By.ID, "live-qr") == [] and phone.find_elements(By.ID, "live-form")
+        screenshot(phone, "live-card-5-first-phone-superseded")
+    finally:
+        phone.quit()
