@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from issuance.keys import PrivateKey
 from station.loop import decide_offline
 from tests.conftest import SYSTEM, Tree, login, make_member
 from tests.test_admin_pages_http import page_login
-from tests.test_checkins import Door, issue, make_door, make_event, scan, verdict
+from tests.test_checkins import Door, issue, make_door, make_event, nonce, scan, verdict
 from verification.crypto import key_from_jwk
 from verification.event_bundle import verify_event_bundle
 from verification.format import parse_bound_credential, to_qr_text
@@ -294,6 +294,33 @@ def test_officers_set_the_policy_on_the_event(client: TestClient, officer: dict[
     assert client.post("/v1/events", json={**body, "live_policy": "sometimes"}, headers=officer).status_code == 422
     default = client.post("/v1/events", json={k: v for k, v in body.items() if k != "live_policy"}, headers=officer)
     assert default.json()["live_policy"] == "any"
+
+
+def test_an_officers_manual_check_in_shows_no_card_and_meets_no_policy(db: Session, member: Member,
+                                                                       officer: dict[str, str], client: TestClient,
+                                                                       tree: Tree) -> None:
+    """A member without a smartphone at a live_required event: the officer checks her in by hand (§8.6)."""
+    event = make_event(db, tree.commune_a.id, live_policy="live_required")
+    answer = client.post(f"/v1/events/{event.id}/checkins", headers=officer, json={
+        "source": "manual", "client_nonce": nonce(), "member_id": member.id, "manual_reason": "không có điện thoại"})
+    assert verdict(answer) == ("ok", None)
+    assert (answer.json()["live"], answer.json()["id_check"]) == (False, False)
+
+
+def test_the_event_form_chooses_the_policy_and_the_event_page_shows_it(client: TestClient, tree: Tree) -> None:
+    csrf = page_login(client, "t.officer.a")
+    start = (datetime.now(UTC) + timedelta(days=3)).date().isoformat()
+    form = {"csrf_token": csrf, "chapter": str(tree.commune_a.id), "title": "Đại hội", "venue": "Hội trường",
+            "starts_at": f"{start}T08:00", "ends_at": f"{start}T11:30", "eligibility": "subtree", "mode": "entry"}
+    assert 'name="live_policy" value="any" checked' in client.get("/admin/events/new").text
+    created = client.post("/admin/events", data={**form, "live_policy": "live_preferred"}, follow_redirects=False)
+    assert created.status_code == 303
+    page = client.get(created.headers["location"]).text
+    assert "Ưu tiên thẻ động (thẻ in phải đối chiếu giấy tờ tùy thân)" in page
+    refused = client.post("/admin/events", data={**form, "live_policy": "sometimes"})
+    assert refused.status_code == 422
+    error = refused.text.split('id="event-error">', 1)[1].split("</div>", 1)[0]
+    assert "Loại thẻ được nhận" in error and "live_policy" not in error
 
 
 def test_officer_pages_show_the_code_once_and_turn_the_live_card_off(app: FastAPI, client: TestClient, db: Session,
