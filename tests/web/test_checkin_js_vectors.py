@@ -21,7 +21,7 @@ import base64
 import json
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from selenium import webdriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from issuance.binding import holder_key_of, live_qr_text, sign_bound_credential
 from issuance.credential import sign_credential
 from issuance.jws import sign_jwt
 from issuance.keys import LocalSigner, generate_private_key
@@ -498,3 +499,27 @@ def test_live_code_vectors(page: webdriver.Chrome) -> None:
         scanned = vector["input"].get("qr_text", "")
         assert verdicts[vector["name"]]["live"] is ("8402" in scanned[:20]), vector["name"]
 
+
+RUN_SCAN_KEYS = """
+const [texts, done] = arguments;
+done(texts.map((text) => window.cardsvcLive.scanKey(text)));
+"""
+
+
+def test_a_live_code_in_view_is_one_scan(page: webdriver.Chrome) -> None:
+    """The check-in page's de-duplication key (live.js scanKey): a live code changes every 30 seconds while its card
+    stays in front of the camera, so every step of one card is one key; another card, or any other text, is its own
+    key."""
+    signer = make_vectors.fixed_signers()[ALG_EDDSA]
+    claims = make_live_vectors.bound_claims()
+    phones = [Ed25519PrivateKey.generate() for _ in range(2)]
+    credentials = [sign_bound_credential(claims, holder_key_of(phone), signer) for phone in phones]
+    texts = [live_qr_text(credentials[0], claims.card_id, step, phones[0]) for step in (58_000_000, 58_000_001)]
+    other_card = make_live_vectors.bound_claims(replace(claims, card_id=bytes(8)))
+    texts.append(live_qr_text(sign_bound_credential(other_card, holder_key_of(phones[1]), signer), other_card.card_id,
+                              58_000_000, phones[1]))
+    printed = VECTORS["vectors"][0]["qr_text"]
+    keys = _run(page, RUN_SCAN_KEYS, [*texts, printed, "8402" + "9" * 40])
+    assert keys[0] == keys[1] == f"live:{claims.card_id.hex()}" and texts[0] != texts[1]
+    assert keys[2] == f"live:{bytes(8).hex()}"
+    assert keys[3:] == [printed, "8402" + "9" * 40]  # a printed card, and a live prefix that does not parse

@@ -91,6 +91,8 @@ def test_online_scan_checks_the_member_in(server: LiveServer, seeded: Seeded, tm
         screenshot(driver, "checkin-1-online-ok")
         assert result["name"] == seeded.names["online"]
         assert result["title"] == "HỢP LỆ – MỜI VÀO" and result["syncText"] == "Đã ghi nhận trên máy chủ"
+        # The server's answer says which kind of card it was: a printed card, no identity check at an "any" event.
+        assert result["detail"].endswith("Thẻ in / mã tĩnh")
         assert result["decoder"] == "jsqr"  # no BarcodeDetector on Linux: the bundled decoder did it
         assert "setup=" not in driver.current_url  # the one-time code is dropped from the address bar
         rows = [r for r in checkin_rows(server, seeded.event_id) if r.client_nonce == result["nonce"]]
