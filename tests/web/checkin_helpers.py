@@ -88,12 +88,18 @@ def card_camera(qr_text: str, path: Path) -> Path:
     return y4m_frames(image, path)
 
 
+def server_settings(server: LiveServer) -> Settings:
+    """The live server's settings, for seeding its database through the services."""
+    return Settings(database_url=server.database_url, secret_key=SERVER_SECRET, key_encryption_key=SERVER_KEK,
+                    environment="test", public_base_url=server.url)
+
+
 def seed(server: LiveServer, people: Mapping[str, str], station_roles: Sequence[str], *,
-         revoked: Collection[str] = ()) -> Seeded:
+         revoked: Collection[str] = (), live_policy: str = "any") -> Seeded:
     """Signing keys, a chapter tree, one member with a card per entry of ``people`` (key -> full name; the cards of
-    ``revoked`` keys are revoked), an event open now and one registered station per role (named "Cửa <role>")."""
-    settings = Settings(database_url=server.database_url, secret_key=SERVER_SECRET, key_encryption_key=SERVER_KEK,
-                        environment="test", public_base_url=server.url)
+    ``revoked`` keys are revoked), an event open now accepting the cards of ``live_policy``, and one registered
+    station per role (named "Cửa <role>")."""
+    settings = server_settings(server)
     cipher = PiiCipher.from_settings(settings)
     keyring = KeyRing(settings.kek)
     with server.session() as db:
@@ -123,7 +129,7 @@ def seed(server: LiveServer, people: Mapping[str, str], station_roles: Sequence[
         now = datetime.now(UTC)
         event = events.create_event(db, SYSTEM, events.EventSpec(
             chapter_id=commune.id, title="Hội nghị hội viên phường Ba Đình", venue="Nhà văn hóa phường",
-            starts_at=now - timedelta(minutes=30), ends_at=now + timedelta(hours=3)))
+            starts_at=now - timedelta(minutes=30), ends_at=now + timedelta(hours=3), live_policy=live_policy))
         registered = {role: stations.register_station(db, SYSTEM, event.id, f"Cửa {role}") for role in station_roles}
         db.commit()
         return Seeded(event.id, {role: r.provisioning_code for role, r in registered.items()},

@@ -18,7 +18,6 @@ import io
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,23 +27,28 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from cardsvc.security import PiiCipher
-from cardsvc.services import bindings, cards, chapters, events, keys, member_links, members, stations
-from cardsvc.services.context import system_actor
-from cardsvc.services.keys import KeyRing
-from cardsvc.settings import Settings
+from cardsvc.services import bindings, member_links
 from issuance.render import qr_png
 from tests.vectors.make_vectors import qr_version_ecc_m
-from tests.web.checkin_helpers import result_state, rows_with_nonce, wait_for, wait_result, y4m_frames
-from tests.web.harness import SERVER_KEK, SERVER_SECRET, LiveServer, chromium, live_server, screenshot
+from tests.web.checkin_helpers import (
+    SYSTEM,
+    result_state,
+    rows_with_nonce,
+    seed,
+    server_settings,
+    wait_for,
+    wait_result,
+    y4m_frames,
+)
+from tests.web.harness import LiveServer, chromium, live_server, screenshot
 from verification.format import to_qr_text
 
-SYSTEM = system_actor("browser-tests")
 # The door phone's clock runs this far ahead for the stale capture: past the window of docs/card-format.md §8.4.
 LATER_MS = 120_000
 
 
 @dataclass
-class Seeded:
+class LiveSeeded:
     member_url: str
     member_id: int
     member_name: str
@@ -53,36 +57,18 @@ class Seeded:
     activation_code: str
 
 
-def _seed(server: LiveServer) -> Seeded:
-    settings = Settings(environment="test", database_url=server.database_url, secret_key=SERVER_SECRET,
-                        key_encryption_key=SERVER_KEK, status_list_size=4096, public_base_url=server.url,
-                        _env_file=None)
-    cipher = PiiCipher.from_settings(settings)
+def _seed(server: LiveServer) -> LiveSeeded:
+    """A member with a card and a card link, her officer's activation code, and a live_required event with a door."""
+    name = "Nguyễn Thị Phương Thảo Vy"
+    seeded = seed(server, {"member": name}, ["main"], live_policy="live_required")
+    member_id = seeded.member_ids["member"]
+    cipher = PiiCipher.from_settings(server_settings(server))
     with server.session() as db:
-        for purpose in ("trust", "card"):
-            keys.create_key(db, SYSTEM, settings.kek, purpose=purpose)
-        province = chapters.create_chapter(db, SYSTEM, code="L-HNI", name="Hội LHPN Hà Nội", level="province",
-                                           parent_id=None)
-        commune = chapters.create_chapter(db, SYSTEM, code="L-HNI-BD", name="Phường Ba Đình", level="commune",
-                                          parent_id=province.id)
-        branch = chapters.create_chapter(db, SYSTEM, code="L-HNI-BD-01", name="Chi hội 1", level="branch",
-                                         parent_id=commune.id)
-        name = "Nguyễn Thị Phương Thảo Vy"
-        member, _ = members.create_member(db, SYSTEM, cipher, chapter_id=branch.id, fields={
-            "full_name": name, "birth_date": date(1987, 9, 21), "gender": "female", "id_number": "001187004322",
-            "phone": "0912345678"})
-        cards.issue_card(db, SYSTEM, KeyRing(settings.kek), member.id, validity_years=5, list_size=4096,
-                         today=date.today() - timedelta(days=1))
-        link = member_links.create_link(db, SYSTEM, cipher, member_links.LoggingMessenger(), member.id,
+        link = member_links.create_link(db, SYSTEM, cipher, member_links.LoggingMessenger(), member_id,
                                         channel="paper", base_url=server.url)
-        now = datetime.now(UTC)
-        event = events.create_event(db, SYSTEM, events.EventSpec(
-            chapter_id=commune.id, title="Đại hội phụ nữ phường", venue="Nhà văn hóa", starts_at=now - timedelta(
-                minutes=30), ends_at=now + timedelta(hours=3), live_policy="live_required"))
-        setup = stations.register_station(db, SYSTEM, event.id, "Cửa chính").provisioning_code
-        code = bindings.create_code(db, SYSTEM, member.id).code
+        code = bindings.create_code(db, SYSTEM, member_id).code
         db.commit()
-        return Seeded(link.url, member.id, name, event.id, setup, code)
+    return LiveSeeded(link.url, member_id, name, seeded.event_id, seeded.codes["main"], code)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +84,7 @@ def _camera(image: Image.Image, path: Path) -> Path:
                                    Image.Resampling.LANCZOS), path)
 
 
-def _activate_and_capture(seeded: Seeded, profile: Path, code: str) -> tuple[Image.Image, str, bytes]:
+def _activate_and_capture(seeded: LiveSeeded, profile: Path, code: str) -> tuple[Image.Image, str, bytes]:
     """The member's phone: activate, then the live QR as pixels, its text (decoded), and the bound credential read
     from IndexedDB as a thief with the phone's storage would."""
     phone = chromium(user_data_dir=profile)
