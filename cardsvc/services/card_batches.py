@@ -329,6 +329,8 @@ def run_batch(
     with session_factory() as session:
         try:
             job = session.get_one(Job, job_id)
+            if job.status == "done":  # Finished: nothing to do, and no second "card.batch_done".
+                return
             actor = _job_actor(session, job)
             _plan(session, job, day, chunk_size or CHUNK)
             session.commit()

@@ -10,14 +10,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain, groupby
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cardsvc.db.models import Card, Job, JobFailure, Member
+from cardsvc.db.models import Card, Chapter, Job, JobFailure, Member
 from cardsvc.errors import Conflict, NotFound
 from cardsvc.services import audit
 from cardsvc.services.card_batches import STOPPED_MESSAGE as STOPPED_MESSAGE
@@ -192,6 +193,25 @@ def job_cards(session: Session, actor: Actor, job_id: int) -> Sequence[Card]:
     if not found:
         raise Conflict(f"job {job.id} has issued no cards ({job.status})", code="no_cards")
     return found
+
+
+def job_cards_by_chapter(session: Session, actor: Actor, job_id: int) -> Iterator[tuple[Chapter, Iterator[Card]]]:
+    """The cards a job issued, chapter by chapter in print order, read from the database as they are consumed (a
+    province's job is not held in memory); refuses a job that has issued none (yet)."""
+    job = get_job(session, actor, job_id)
+    if session.scalar(select(Card.id).where(Card.job_id == job.id).limit(1)) is None:
+        raise Conflict(f"job {job.id} has issued no cards ({job.status})", code="no_cards")
+    found = session.scalars(
+        select(Card).join(Card.member).where(Card.job_id == job.id).order_by(Member.chapter_id, Member.sort_key)
+        .execution_options(yield_per=1000)
+    )
+    for _chapter_id, group in groupby(found, key=lambda card: card.member.chapter_id):
+        yield _with_chapter(group)
+
+
+def _with_chapter(cards: Iterator[Card]) -> tuple[Chapter, Iterator[Card]]:
+    first = next(cards)
+    return first.member.chapter, chain((first,), cards)
 
 
 def unfinished_jobs(session: Session) -> Sequence[int]:

@@ -158,8 +158,10 @@ def test_running_a_job_again_issues_nothing_twice(db: Session, tree: Tree, ciphe
     _members(db, cipher, tree)
     job = _run(db, settings, jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False).id)
     before = db.scalars(select(Card.card_id)).all()
+    assert _run(db, settings, job.id).done == 5  # a finished job: nothing to do
     # As if every chunk had been lost after its commit: the members already hold their cards from this job.
     db.execute(update(JobChunk).where(JobChunk.job_id == job.id).values(status="pending"))
+    db.execute(update(Job).where(Job.id == job.id).values(status="running"))
     db.commit()
     job = _run(db, settings, job.id)
     assert job.status == "done" and job.done == 5
