@@ -335,9 +335,9 @@ def run_batch(
             _plan(session, job, day, chunk_size or CHUNK)
             session.commit()
             while True:
-                if stopping is not None and stopping.is_set():
-                    raise JobStopped
                 chunk = _claim(session, job_id, me, lease_seconds)
+                if chunk is not None and stopping is not None and stopping.is_set():
+                    raise JobStopped  # Work is left: the job stops here (the claim is rolled back).
                 session.commit()
                 if chunk is not None:
                     _run_chunk(session, actor, keyring, job, chunk, validity_years=validity_years,

@@ -3,12 +3,15 @@ chunk, leases that another worker takes over, resumable and idempotent jobs, pro
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from datetime import date, timedelta
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
@@ -21,7 +24,7 @@ from cardsvc.services import card_batches, cards, chapters, jobs, keys, status_l
 from cardsvc.services.context import system_actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.settings import Settings
-from tests.conftest import BACKEND, SYSTEM, TEST_KEK, TEST_SECRET, Tree, _session_for, login, make_member
+from tests.conftest import BACKEND, PASSWORD, SYSTEM, TEST_KEK, TEST_SECRET, Tree, _session_for, login, make_member
 from verification.crypto import verify_signature
 from verification.format import parse_credential
 
@@ -287,3 +290,57 @@ def test_two_workers_share_one_job_and_every_member_gets_exactly_one_card(databa
             assert sorted(named) == sorted(session.scalars(select(Card.card_id)))
     finally:
         engine.dispose()
+
+
+def _page_login(client: TestClient, username: str) -> str:
+    def csrf_of(html: str) -> str:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert match
+        return match.group(1)
+
+    form = client.get("/admin/login")
+    response = client.post("/admin/login", data={"username": username, "password": PASSWORD,
+                                                 "csrf_token": csrf_of(form.text)}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return csrf_of(client.get("/admin").text)
+
+
+def test_the_admin_job_page_shows_the_rate_and_time_left(client: TestClient, db: Session, tree: Tree,
+                                                         cipher: PiiCipher) -> None:
+    _members(db, cipher, tree)
+    token = _page_login(client, "t.officer.a")
+    started = client.post("/admin/print", data={"csrf_token": token, "chapter": str(tree.branch_a.id)},
+                          follow_redirects=False)
+    job_url = started.headers["location"]
+    job_id = int(job_url.rsplit("/", 1)[1])
+    now = utcnow()
+    # Timed by hand so that the figures are exact: the job's one chunk took 5 s for its 5 cards.
+    db.execute(update(JobChunk).where(JobChunk.job_id == job_id).values(
+        started_at=now - timedelta(seconds=5), finished_at=now))
+    db.commit()
+    assert "Tốc độ trung bình 1 thẻ/giây" in client.get(job_url).text
+    # Still running, 5 of 20 done at about 1 card a second: some 15 s left.
+    db.execute(update(Job).where(Job.id == job_id).values(status="running", total=20))
+    db.commit()
+    progress = client.get(f"{job_url}/progress.json").json()
+    assert progress["rate"] == pytest.approx(1.0, abs=0.1) and 13 <= progress["seconds_left"] <= 16
+    assert re.fullmatch(r"Tốc độ 1 thẻ/giây, còn khoảng 0:00:1[3-6]", progress["pace"])
+    page = client.get(job_url).text
+    assert 'data-job="pace">Tốc độ 1 thẻ/giây, còn khoảng 0:00:1' in page
+
+
+def test_metrics_show_the_rate_and_time_left_of_running_batches(client: TestClient, app: FastAPI, db: Session,
+                                                                tree: Tree) -> None:
+    job = jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False)
+    now = utcnow()
+    db.add(JobChunk(job_id=job.id, first_member_id=1, last_member_id=100, planned=100, status="done", issued=100,
+                    failed=0, started_at=now - timedelta(seconds=10), finished_at=now - timedelta(seconds=5)))
+    db.execute(update(Job).where(Job.id == job.id).values(status="running", total=300, done=100))
+    db.commit()
+    with TestClient(app, client=("127.0.0.1", 50000)) as local:
+        text = local.get("/metrics").text
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples}
+    # 100 cards in 10 s so far, 200 to go.
+    assert samples["cardsvc_batch_rate_cards_per_second"] == pytest.approx(10.0, abs=0.5)
+    assert samples["cardsvc_batch_seconds_left"] == pytest.approx(20.0, abs=1.5)
