@@ -156,6 +156,17 @@ def seed(url: str, count: int) -> int:
     return job_id
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` (``ru_maxrss`` keeps the parent's peak across fork + exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _worker(url: str, job_id: int, name: str, go: Any, results: Any) -> None:
     """One ``cardsvc issue --job`` worker, in its own process, started with the others once all have imported
     everything: reports when it started and ended (wall clock) and its peak resident memory."""
@@ -165,7 +176,7 @@ def _worker(url: str, job_id: int, name: str, go: Any, results: Any) -> None:
     start = time.time()
     jobs.run_batch(make_session_factory(engine), keyring, job_id, validity_years=5, list_size=2**20, worker=name,
                    poll_seconds=0.05)
-    results.put((start, time.time(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    results.put((start, time.time(), peak_rss_mb()))
 
 
 def _sheets(url: str, job_id: int, limit: int, results: Any) -> None:
@@ -189,7 +200,7 @@ def _sheets(url: str, job_id: int, limit: int, results: Any) -> None:
                                                   settings, out)
         took = time.perf_counter() - start
         size = out.tell()
-    results.put((written, took, size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    results.put((written, took, size, peak_rss_mb()))
 
 
 def _job_state(url: str, job_id: int) -> tuple[str, int, int, int]:
