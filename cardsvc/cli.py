@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -206,9 +208,24 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
             chapter = chapters.find_by_code(session, actor, args.chapter).chapter
             job = jobs.start_batch(session, actor, chapter.id, subtree=args.subtree)
         job_id, already = job.id, job.done + job.failed
+    print(f"job {job_id}: more workers join with `cardsvc issue --job {job_id}`", file=sys.stderr)
     reporter = BatchProgress(sys.stderr, interactive=sys.stdout.isatty(), start_at=already)
-    jobs.run_batch(factory, KeyRing(settings.kek), job_id, validity_years=settings.card_validity_years,
-                   list_size=settings.status_list_size, progress=reporter)
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        print("\nđang dừng sau phần đang làm / stopping after the chunk in hand…", file=sys.stderr)
+
+    handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {signum: signal.signal(signum, stop) for signum in handled}
+    try:
+        jobs.run_batch(factory, KeyRing(settings.kek), job_id, validity_years=settings.card_validity_years,
+                       list_size=settings.status_list_size, progress=reporter, stopping=stopping)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     reporter.finish()
     with factory() as session:
         job = jobs.get_job(session, actor, job_id)

@@ -298,6 +298,13 @@ def _release(session: Session, job_id: int, worker: str) -> None:
                     .values(status="pending", worker=None, lease_expires_at=None))
 
 
+def _others_working(session: Session, job_id: int, worker: str) -> bool:
+    """Whether another worker holds a chunk of the job under a live lease."""
+    return session.scalar(select(JobChunk.id).where(
+        JobChunk.job_id == job_id, JobChunk.status == "running", JobChunk.worker != worker,
+        JobChunk.lease_expires_at >= utcnow()).limit(1)) is not None
+
+
 def run_batch(
     session_factory: sessionmaker[Session] | Callable[[], Session],
     keyring: KeyRing,
@@ -321,8 +328,8 @@ def run_batch(
     ``card.batch_done`` audit entry. A member the card cannot be issued to is recorded (``job_failures``, counted in
     ``failed``) and the job goes on. Any other error ends the job ``failed`` with the error (another worker stops at
     its next chunk; ``cardsvc issue --job`` resumes it): this never raises and never leaves the job ``running``
-    unless another worker still works on it. When ``stopping`` is set the job fails after the chunk in hand, saying
-    that it was interrupted.
+    unless another worker still works on it. When ``stopping`` is set the worker stops after the chunk in hand: the
+    job goes on if other workers hold chunks, and otherwise fails saying that it was interrupted.
     """
     day = today or vietnam_today()
     me = worker or worker_name()
@@ -335,6 +342,9 @@ def run_batch(
             _plan(session, job, day, chunk_size or CHUNK)
             session.commit()
             while True:
+                if _counts(session, job_id)[0] != "running":  # Another worker ended it (failed, or done).
+                    session.commit()
+                    return
                 chunk = _claim(session, job_id, me, lease_seconds)
                 if chunk is not None and stopping is not None and stopping.is_set():
                     raise JobStopped  # Work is left: the job stops here (the claim is rolled back).
@@ -347,12 +357,8 @@ def run_batch(
                         session.commit()
                         progress(done + failed, total)
                     continue
-                status = _counts(session, job_id)[0]
                 left = session.scalar(select(func.count()).select_from(JobChunk)
                                       .where(JobChunk.job_id == job_id, JobChunk.status != "done"))
-                if status != "running":  # Another worker ended it (failed, or done just now).
-                    session.commit()
-                    return
                 if left:  # Held by other workers: wait for them to finish, or for a lease to expire.
                     session.commit()
                     time.sleep(poll_seconds)
@@ -368,6 +374,10 @@ def run_batch(
         except Exception as exc:  # Whatever stopped it, the job must end instead of staying "running".
             session.rollback()
             _release(session, job_id, me)
+            if isinstance(exc, JobStopped) and _others_working(session, job_id, me):
+                session.commit()  # This worker leaves; the others go on with the job.
+                log.info("batch job %s: worker %s stopped; other workers go on", job_id, me)
+                return
             failed_job = session.get_one(Job, job_id, populate_existing=True)
             failed_job.status = "failed"
             if isinstance(exc, JobStopped):

@@ -344,3 +344,35 @@ def test_metrics_show_the_rate_and_time_left_of_running_batches(client: TestClie
     # 100 cards in 10 s so far, 200 to go.
     assert samples["cardsvc_batch_rate_cards_per_second"] == pytest.approx(10.0, abs=0.5)
     assert samples["cardsvc_batch_seconds_left"] == pytest.approx(20.0, abs=1.5)
+
+
+def test_a_stopping_worker_leaves_the_job_to_the_others(db: Session, tree: Tree, cipher: PiiCipher,
+                                                        settings: Settings) -> None:
+    _members(db, cipher, tree)
+    job = jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False)
+    card_batches._plan(db, job, date.today(), 2)
+    held = card_batches._claim(db, job.id, "other-host:9:9", 60)  # another worker is in the middle of a chunk
+    db.commit()
+    assert held is not None
+    stopping = threading.Event()
+    stopping.set()
+    job = _run(db, settings, job.id, stopping=stopping, worker="this-host:1:1")
+    assert (job.status, job.error, job.done) == ("running", None, 0)  # not failed: the other worker goes on
+    assert db.scalars(select(JobChunk.status).where(JobChunk.job_id == job.id)).all().count("running") == 1
+
+
+def test_workers_stop_at_a_job_another_worker_failed(db: Session, tree: Tree, cipher: PiiCipher,
+                                                     settings: Settings) -> None:
+    _members(db, cipher, tree)
+    job = jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False)
+    progress: list[int] = []
+
+    def fail_after_first_chunk(done: int, _total: int) -> None:
+        progress.append(done)
+        # What a worker that met an error does: the job is failed for every worker.
+        db.execute(update(Job).where(Job.id == job.id).values(status="failed", error="stopped elsewhere"))
+
+    job = _run(db, settings, job.id, progress=fail_after_first_chunk)
+    assert (job.status, job.done, job.error, progress) == ("failed", 2, "stopped elsewhere", [2])
+    job = _run(db, settings, job.id)  # cardsvc issue --job N resumes it
+    assert (job.status, job.done, job.error) == ("done", 5, None)
