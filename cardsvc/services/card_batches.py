@@ -261,22 +261,31 @@ def _one_by_one(session: Session, actor: Actor, keyring: KeyRing, job: Job, memb
     return outcome
 
 
-def _finish_chunk(session: Session, job_id: int, chunk: JobChunk, outcome: _Outcome) -> None:
-    session.execute(update(JobChunk).where(JobChunk.id == chunk.id).values(
-        status="done", issued=outcome.issued, failed=outcome.failed, finished_at=utcnow(), lease_expires_at=None))
+def _finish_chunk(session: Session, job_id: int, chunk: JobChunk, worker: str, outcome: _Outcome) -> None:
+    """Mark the chunk done and add its counts to the job; commits. A worker whose lease ran out and whose chunk
+    another worker took over meanwhile rolls its work back instead (the other worker issues the chunk)."""
+    still_mine = session.execute(
+        update(JobChunk).where(JobChunk.id == chunk.id, JobChunk.worker == worker, JobChunk.status == "running")
+        .values(status="done", issued=outcome.issued, failed=outcome.failed, finished_at=utcnow(),
+                lease_expires_at=None))
+    if still_mine.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        log.warning("batch job %s: chunk %s was taken over by another worker (lease expired); its work here is "
+                    "rolled back", job_id, chunk.id)
+        return
     session.execute(update(Job).where(Job.id == job_id).values(
         done=Job.done + outcome.issued, failed=Job.failed + outcome.failed, updated_at=utcnow()))
+    session.commit()
 
 
-def _run_chunk(session: Session, actor: Actor, keyring: KeyRing, job: Job, chunk: JobChunk, *,
+def _run_chunk(session: Session, actor: Actor, keyring: KeyRing, job: Job, chunk: JobChunk, worker: str, *,
                validity_years: int, list_size: int, today: date) -> None:
     """Issue one claimed chunk and commit it with its counts."""
     members = _chunk_members(session, job, chunk, today)
     try:
         outcome = _bulk_issue(session, actor, keyring, job, chunk, members, validity_years=validity_years,
                               list_size=list_size, today=today)
-        _finish_chunk(session, job.id, chunk, outcome)
-        session.commit()
+        _finish_chunk(session, job.id, chunk, worker, outcome)
     except IntegrityError:
         # The database refused the chunk (a card issued to one of its members at the same moment): issue it again
         # member by member, each under a savepoint, recording the refused ones.
@@ -285,8 +294,7 @@ def _run_chunk(session: Session, actor: Actor, keyring: KeyRing, job: Job, chunk
         members = _chunk_members(session, job, chunk, today)
         outcome = _one_by_one(session, actor, keyring, job, members, validity_years=validity_years,
                               list_size=list_size, today=today)
-        _finish_chunk(session, job.id, chunk, outcome)
-        session.commit()
+        _finish_chunk(session, job.id, chunk, worker, outcome)
 
 
 def _counts(session: Session, job_id: int) -> tuple[str, int, int, int]:
@@ -353,7 +361,7 @@ def run_batch(
                     raise JobStopped  # Work is left: the job stops here (the claim is rolled back).
                 session.commit()
                 if chunk is not None:
-                    _run_chunk(session, actor, keyring, job, chunk, validity_years=validity_years,
+                    _run_chunk(session, actor, keyring, job, chunk, me, validity_years=validity_years,
                                list_size=list_size, today=day)
                     if progress:
                         _, done, failed, total = _counts(session, job_id)

@@ -376,3 +376,23 @@ def test_workers_stop_at_a_job_another_worker_failed(db: Session, tree: Tree, ci
     assert (job.status, job.done, job.error, progress) == ("failed", 2, "stopped elsewhere", [2])
     job = _run(db, settings, job.id)  # cardsvc issue --job N resumes it
     assert (job.status, job.done, job.error) == ("done", 5, None)
+
+
+def test_a_worker_whose_chunk_was_taken_over_rolls_its_work_back(db: Session, tree: Tree, cipher: PiiCipher,
+                                                                 settings: Settings) -> None:
+    _members(db, cipher, tree)
+    job = jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False)
+    card_batches._plan(db, job, date.today(), 5)
+    slow = card_batches._claim(db, job.id, "slow-host:1:1", 60)
+    assert slow is not None
+    db.commit()
+    # The slow worker's lease ran out and another worker took the chunk over before it finished.
+    db.execute(update(JobChunk).where(JobChunk.id == slow.id).values(worker="quick-host:2:2"))
+    db.commit()
+    actor = card_batches._job_actor(db, job)
+    card_batches._run_chunk(db, actor, KeyRing(settings.kek), job, slow, "slow-host:1:1", today=date.today(),
+                            **ISSUE)
+    assert db.scalars(select(Card)).all() == []  # nothing of the slow worker's chunk stayed
+    assert db.scalars(select(AuditEntry).where(AuditEntry.action == "card.batch_issue")).all() == []
+    db.refresh(job)
+    assert job.done == 0 and db.get_one(JobChunk, slow.id).status == "running"
