@@ -3,11 +3,17 @@
 1. Credential sign + encode (claims → CBOR → COSE_Sign1 → QR digits) vs a raw ``cryptography`` Ed25519 signature of
    the same Sig_structure bytes. Target ratio ≥ 0.8.
 2. QR PNG rendering of our payload vs ``qrcode.make`` with default settings (reported).
-3. A batch of N cards end to end (members in a chapter → signed cards in the database → A4 PDF sheets), on a
-   temporary SQLite database or on ``CARDSVC_BENCH_DATABASE_URL``.
-4. The compressed size of one status list covering 20 million cards with 1 % revoked. Target ≤ 300 KB.
+3. The compressed size of one status list covering 20 million cards with 1 % revoked. Target ≤ 300 KB.
+4. A batch job of N cards end to end (a province of members in branches of 500 → signed cards in the database),
+   with 1 and with ``--workers`` worker processes (``cardsvc issue --job``), each run on a fresh database: cards/s
+   and the ratio against a raw Ed25519 signature measured in the same run (targets: PostgreSQL ≥ 0.1, SQLite
+   ≥ 0.05), and each worker's peak resident memory. Then the job's A4 sheets streamed chapter by chapter (a ZIP of
+   one PDF per chapter) with that process's peak memory, and with ``--profile`` the time of each step of the engine.
+   ``--backend sqlite`` runs on a temporary file; ``--backend postgresql`` on ``CARDSVC_BENCH_DATABASE_URL``, whose
+   schema it DROPS (give it a database of its own).
 
-    .venv/bin/python bench/issuance.py [--batch 10000] [--seconds 2]
+    .venv/bin/python bench/issuance.py [--batch 10000] [--workers 2] [--backend sqlite|postgresql] [--profile]
+                                       [--sheets 20000] [--batch-only] [--seconds 2]
 
 Prints only; never asserts on timings.
 """
@@ -16,27 +22,31 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
+from typing import Any
 
 # Run as a script, this file's folder comes first on sys.path and its name would hide the `issuance` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 import qrcode
-from sqlalchemy import insert
 
+from cardsvc.db.bulk import insert_rows
 from cardsvc.db.migrate import upgrade
-from cardsvc.db.models import Member
+from cardsvc.db.models import Job, Member
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.importing.rows import format_member_number
 from cardsvc.normalize import given_name_sort_key, name_search_key
-from cardsvc.services import chapters, jobs, keys, printing
+from cardsvc.services import audit, card_batches, chapters, jobs, keys, printing, status_lists
 from cardsvc.services.context import system_actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.settings import Settings
@@ -92,45 +102,249 @@ def bench_qr(seconds: float) -> None:
           f"ratio {ours / reference:.2f}")
 
 
-def bench_batch(count: int, url: str | None) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        database = url or f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
-        engine = make_engine(database)
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-        upgrade(engine)
-        settings = Settings(database_url=database, secret_key="b" * 40, key_encryption_key="k" * 40,
-                            _env_file=None)  # type: ignore[call-arg]
-        factory = make_session_factory(engine)
-        actor = system_actor("bench")
-        rng = random.Random(7)
-        with factory() as session:
-            keys.create_key(session, actor, settings.kek, purpose="trust")
-            keys.create_key(session, actor, settings.kek, purpose="card")
-            root = chapters.create_chapter(session, actor, code="B", name="Bench", level="central", parent_id=None)
-            branch = chapters.create_chapter(session, actor, code="B-1", name="Chi hội Bench", level="branch",
-                                             parent_id=root.id)
+NAMES_FAMILY = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Vũ", "Đặng", "Bùi")
+NAMES_GIVEN = ("Lan", "Hoa", "Mai", "Thảo", "Hương", "Hằng", "Nga", "Yến", "Linh", "Trang", "Phương", "Thu", "Hà",
+               "Vân", "Ngọc", "Anh", "Dung", "Hạnh", "Loan", "Xuân")
+MEMBERS_PER_BRANCH = 500
+BATCH_TARGETS = {"postgresql": 0.1, "sqlite": 0.05}
+
+
+def _settings(url: str) -> Settings:
+    return Settings(database_url=url, secret_key="b" * 40, key_encryption_key="k" * 40,
+                    _env_file=None)  # type: ignore[call-arg]
+
+
+def _member_name(n: int) -> str:
+    """Names the card accepts (letters only: no digits), varied enough for realistic sort keys."""
+    given = NAMES_GIVEN
+    return f"{NAMES_FAMILY[n % 8]} Thị {given[n // 8 % 20]} {given[n // 160 % 20]}"
+
+
+def seed(url: str, count: int) -> int:
+    """A fresh database with a province of ``count`` active members in branches of 500, and a batch job on it."""
+    if url.startswith("sqlite:///"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    upgrade(engine)
+    settings = _settings(url)
+    actor = system_actor("bench")
+    with make_session_factory(engine)() as session:
+        keys.create_key(session, actor, settings.kek, purpose="trust")
+        keys.create_key(session, actor, settings.kek, purpose="card")
+        root = chapters.create_chapter(session, actor, code="B", name="Bench", level="central", parent_id=None)
+        branches = [chapters.create_chapter(session, actor, code=f"B-{n + 1}", name=f"Chi hội {n + 1}",
+                                            level="branch", parent_id=root.id).id
+                    for n in range(max(1, -(-count // MEMBERS_PER_BRANCH)))]
+        now = datetime.now(UTC)
+        for start in range(0, count, 20_000):
             rows = []
-            for n in range(count):
-                name = f"Nguyễn Thị {rng.choice(['Lan', 'Hoa', 'Mai', 'Thảo', 'Hương'])} {n}"
+            for n in range(start, min(count, start + 20_000)):
+                name = _member_name(n)
                 rows.append({"member_number": format_member_number(n + 1), "full_name": name,
                              "name_search": name_search_key(name), "sort_key": given_name_sort_key(name),
                              "birth_date": date(1980, 1, 1), "birth_date_precision": "day", "gender": "female",
-                             "chapter_id": branch.id, "status": "active", "honorary": False})
-            session.execute(insert(Member), rows)
-            job = jobs.start_batch(session, actor, branch.id, subtree=False)
-            job_id = job.id
+                             "chapter_id": branches[n // MEMBERS_PER_BRANCH], "status": "active",
+                             "honorary": False, "created_at": now, "updated_at": now})
+            insert_rows(session, Member.__table__, rows)  # type: ignore[arg-type]
+            session.commit()
+        job_id = jobs.start_batch(session, actor, root.id, subtree=True).id
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            # What autovacuum does after an import: the planner's statistics of the new members and chapters.
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            if conn.exec_driver_sql("SHOW autovacuum").scalar() == "off":
+                print("  (autovacuum is off on this server: as the job grows, `cards` gets neither statistics nor "
+                      "a visibility map, and the rate falls with the job's size)")
+    engine.dispose()
+    return job_id
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` (``ru_maxrss`` keeps the parent's peak across fork + exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _worker(url: str, job_id: int, name: str, go: Any, results: Any) -> None:
+    """One ``cardsvc issue --job`` worker, in its own process, started with the others once all have imported
+    everything: reports when it started and ended (wall clock) and its peak resident memory."""
+    engine = make_engine(url)
+    keyring = KeyRing(_settings(url).kek)
+    go.wait()
+    start = time.time()
+    jobs.run_batch(make_session_factory(engine), keyring, job_id, validity_years=5, list_size=2**20, worker=name,
+                   poll_seconds=0.05)
+    results.put((start, time.time(), peak_rss_mb()))
+
+
+def _sheets(url: str, job_id: int, limit: int, results: Any) -> None:
+    """The job's A4 sheets streamed chapter by chapter (the first ``limit`` cards), in its own process."""
+    engine = make_engine(url)
+    settings = _settings(url)
+    actor = system_actor("bench")
+    with make_session_factory(engine)() as session, tempfile.TemporaryFile() as out:
+        left = [limit]
+
+        def capped(chapters_: Any) -> Any:
+            for chapter, cards in chapters_:
+                if left[0] <= 0:
+                    return
+                taken = list(islice(cards, left[0]))
+                left[0] -= len(taken)
+                yield chapter, iter(taken)
+
         start = time.perf_counter()
-        jobs.run_batch(factory, KeyRing(settings.kek), job_id, validity_years=5, list_size=2**20)
-        issued = time.perf_counter() - start
-        with factory() as session:
+        written = printing.write_sheet_archive_of(capped(jobs.job_cards_by_chapter(session, actor, job_id)),
+                                                  settings, out)
+        took = time.perf_counter() - start
+        size = out.tell()
+    results.put((written, took, size, peak_rss_mb()))
+
+
+def _job_state(url: str, job_id: int) -> tuple[str, int, int, int]:
+    engine = make_engine(url)
+    with make_session_factory(engine)() as session:
+        job = session.get_one(Job, job_id)
+        state = (job.status, job.total, job.done, job.failed)
+    engine.dispose()
+    return state
+
+
+def run_workers(url: str, job_id: int, workers: int) -> tuple[float, float]:
+    """Run ``workers`` worker processes on the job at once; the wall time and the largest peak RSS (MB)."""
+    context = multiprocessing.get_context("spawn")
+    results, go = context.Queue(), context.Event()
+    processes = [context.Process(target=_worker, args=(url, job_id, f"bench-{n + 1}", go, results))
+                 for n in range(workers)]
+    for process in processes:
+        process.start()
+    time.sleep(3)  # the workers import and connect before they are let go together
+    go.set()
+    reports = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return max(end for _, end, _ in reports) - min(start for start, _, _ in reports), max(r for _, _, r in reports)
+
+
+class Steps:
+    """Time per step of the engine, each step counted without the steps it calls (``--profile``)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._stack: list[float] = []
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
-            pdf = printing.sheets_pdf_of(jobs.job_cards(session, actor, job_id), settings)
-            printed = time.perf_counter() - start
+            self._stack.append(0.0)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                inner = self._stack.pop()
+                took = time.perf_counter() - start
+                self.totals[name] = self.totals.get(name, 0.0) + took - inner
+                if self._stack:
+                    self._stack[-1] += took
+        return timed
+
+
+def profile_batch(url: str, job_id: int) -> None:
+    """One worker in this process with each step of the engine timed: what the time goes to."""
+    steps = Steps()
+    patches = [(card_batches, "_plan"), (card_batches, "_claim"), (card_batches, "_chunk_members"),
+               (card_batches, "check_card_fields"), (status_lists, "allocate_slots"), (card_batches, "new_card_id"),
+               (card_batches, "sign_credential"), (card_batches, "insert_rows"), (card_batches, "_finish_chunk"),
+               (audit, "record")]
+    labels = {"_plan": "plan the chunks", "_claim": "claim a chunk", "_chunk_members": "load the chunk's members",
+              "check_card_fields": "check names and codes", "allocate_slots": "allocate status slots",
+              "new_card_id": "random card ids", "sign_credential": "encode + sign (CBOR, COSE, Ed25519)",
+              "insert_rows": "insert cards (COPY / multi-row INSERT)", "_finish_chunk": "chunk + job counters",
+              "record": "audit entry", "commit": "commit (incl. flushing the audit entry)"}
+    originals = [(module, name, getattr(module, name)) for module, name in patches]
+    for module, name, original in originals:
+        setattr(module, name, steps.wrap(labels[name], original))
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+
+    def session_factory() -> Any:
+        session = factory()
+        session.commit = steps.wrap(labels["commit"], session.commit)  # type: ignore[method-assign]
+        return session
+
+    try:
+        start = time.perf_counter()
+        jobs.run_batch(session_factory, KeyRing(_settings(url).kek), job_id, validity_years=5, list_size=2**20)
+        total = time.perf_counter() - start
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
         engine.dispose()
-    print(f"batch of {count:,} cards on {engine.dialect.name}: issued in {issued:.1f} s ({count / issued:,.0f}/s), "
-          f"A4 sheets ({count // 10:,} pages, {len(pdf) / 1e6:.1f} MB) in {printed:.1f} s")
+    status, _, done, _ = _job_state(url, job_id)
+    print(f"  profile ({done:,} cards, one worker in-process, {total:.1f} s, job {status}):")
+    accounted = 0.0
+    for label, seconds in sorted(steps.totals.items(), key=lambda item: -item[1]):
+        accounted += seconds
+        print(f"    {label:45} {seconds:7.2f} s  {100 * seconds / total:5.1f} %  "
+              f"{1e6 * seconds / max(done, 1):7.1f} µs/card")
+    rest = total - accounted
+    print(f"    {'the rest (ORM, Python, statements not above)':45} {rest:7.2f} s  {100 * rest / total:5.1f} %  "
+          f"{1e6 * rest / max(done, 1):7.1f} µs/card")
+
+
+def bench_batch(count: int, backend: str, workers: int, profile: bool, sheets_limit: int, seconds: float) -> None:
+    raw = raw_sign_rate(seconds)
+    target = BATCH_TARGETS[backend]
+    with tempfile.TemporaryDirectory() as tmp:
+        if backend == "postgresql":
+            url = os.environ.get("CARDSVC_BENCH_DATABASE_URL")
+            if not url:
+                sys.exit("--backend postgresql needs CARDSVC_BENCH_DATABASE_URL (a database of its own: the bench "
+                         "drops its schema)")
+        else:
+            url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        print(f"batch issuance, {count:,} cards on {backend} (raw Ed25519 sign {raw:,.0f}/s in this run):")
+        rates = {}
+        for n in sorted({1, workers}):
+            job_id = seed(url, count)
+            wall, rss = run_workers(url, job_id, n)
+            status, _total, done, failed = _job_state(url, job_id)
+            rate = done / wall
+            rates[n] = rate
+            ratio = rate / raw
+            print(f"  {n} worker{'s' if n > 1 else ' '}: {done:,} cards issued ({failed} refused, job {status}) in "
+                  f"{wall:.1f} s = {rate:,.0f} cards/s; ratio {ratio:.3f} against raw signing "
+                  f"(target ≥ {target}) {'PASS' if ratio >= target else 'MISS'}; peak RSS per worker {rss:.0f} MB")
+            if done != count:
+                print(f"  !! {count - done} members got no card")
+        if workers > 1:
+            print(f"  {workers} workers / 1 worker: {rates[workers] / rates[1]:.2f}×")
+        if sheets_limit:
+            context = multiprocessing.get_context("spawn")
+            results = context.Queue()
+            process = context.Process(target=_sheets, args=(url, job_id, sheets_limit, results))
+            process.start()
+            written, took, size, rss = results.get()
+            process.join()
+            print(f"  A4 sheets streamed chapter by chapter: {written:,} cards ({written // 10:,} pages, "
+                  f"{size / 1e6:.1f} MB ZIP) in {took:.1f} s = {written / took:,.0f} cards/s; peak RSS {rss:.0f} MB")
+        if profile:
+            profile_batch(url, seed(url, min(count, 20_000)))
+
+
+def raw_sign_rate(seconds: float) -> float:
+    key = generate_private_key("ed25519")
+    signer = LocalSigner(b"\x7e\x01", algorithm_of(key), key)
+    data = sig_structure(protected_header(signer.algorithm, signer.kid), encode_claims(claims()))
+    return rate(lambda: key.sign(data), seconds)
 
 
 def bench_status_list() -> None:
@@ -147,13 +361,21 @@ def bench_status_list() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=10_000, help="cards in the batch job")
+    parser.add_argument("--workers", type=int, default=1, help="also run the job with N worker processes")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="postgresql: on CARDSVC_BENCH_DATABASE_URL (its schema is dropped)")
+    parser.add_argument("--profile", action="store_true", help="time each step of the engine (≤ 20,000 cards)")
+    parser.add_argument("--sheets", type=int, default=20_000,
+                        help="stream the A4 sheets of the first N cards of the job (0: none)")
+    parser.add_argument("--batch-only", action="store_true", help="skip the signing, QR and status-list benches")
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    bench_signing(args.seconds)
-    bench_qr(args.seconds)
-    bench_status_list()
-    bench_batch(args.batch, os.environ.get("CARDSVC_BENCH_DATABASE_URL"))
+    if not args.batch_only:
+        bench_signing(args.seconds)
+        bench_qr(args.seconds)
+        bench_status_list()
+    bench_batch(args.batch, args.backend, args.workers, args.profile, args.sheets, args.seconds)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cardsvc.errors import CardsvcError, ValidationFailed
 from cardsvc.security import PiiCipher
@@ -195,29 +198,121 @@ def cmd_issue(settings: Settings, args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     with factory() as session:
-        chapter = chapters.find_by_code(session, actor, args.chapter).chapter
-        job = jobs.start_batch(session, actor, chapter.id, subtree=args.subtree)
-        job_id = job.id
-    jobs.run_batch(factory, KeyRing(settings.kek), job_id, validity_years=settings.card_validity_years,
-                   list_size=settings.status_list_size, progress=_card_progress)
+        if args.job is not None:
+            # Join (or resume) a job another process started: several workers share it on PostgreSQL.
+            job = jobs.get_job(session, actor, args.job)
+            if job.kind != "card_batch":
+                print(f"error: job {job.id} is not a batch issuance ({job.kind})", file=sys.stderr)
+                return 2
+        else:
+            chapter = chapters.find_by_code(session, actor, args.chapter).chapter
+            job = jobs.start_batch(session, actor, chapter.id, subtree=args.subtree)
+        job_id, already = job.id, job.done + job.failed
+    print(f"job {job_id}: more workers join with `cardsvc issue --job {job_id}`", file=sys.stderr)
+    reporter = BatchProgress(sys.stderr, interactive=sys.stdout.isatty(), start_at=already)
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: object) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+        print("\nđang dừng sau phần đang làm / stopping after the chunk in hand…", file=sys.stderr)
+
+    handled = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+    previous = {signum: signal.signal(signum, stop) for signum in handled}
+    try:
+        jobs.run_batch(factory, KeyRing(settings.kek), job_id, validity_years=settings.card_validity_years,
+                       list_size=settings.status_list_size, progress=reporter, stopping=stopping)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    reporter.finish()
     with factory() as session:
         job = jobs.get_job(session, actor, job_id)
         if job.status == "failed":
             print(f"error: {job.error}", file=sys.stderr)
             return 1
+        if job.status != "done":
+            print(f"job {job.id}: this worker has no chunk left; other workers are finishing the job "
+                  f"({job.done + job.failed}/{job.total})")
+            return 0
         print(f"issued {job.done} cards (job {job.id})")
         if job.failed:
             print(f"{job.failed} hội viên chưa được cấp thẻ / {job.failed} members got no card:", file=sys.stderr)
             for failure in jobs.job_failures(session, actor, job_id):
                 print(f"  {failure.member_number}: {failure.message_vi} / {failure.message}", file=sys.stderr)
         if args.pdf:
-            Path(args.pdf).write_bytes(printing.sheets_pdf_of(jobs.job_cards(session, actor, job_id), settings))
+            if args.pdf.lower().endswith(".zip"):
+                # A province: one PDF per chapter, written as a stream (memory does not grow with the job).
+                with Path(args.pdf).open("wb") as out:
+                    printing.write_sheet_archive_of(jobs.job_cards_by_chapter(session, actor, job_id), settings, out)
+            else:
+                Path(args.pdf).write_bytes(printing.sheets_pdf_of(jobs.job_cards(session, actor, job_id), settings))
             print(f"A4 sheets written to {args.pdf}")
     return 1 if job.failed else 0
 
 
-def _card_progress(done: int, total: int) -> None:
-    _progress(done, total, unit="cards")
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+class BatchProgress:
+    """A batch job's progress on ``stream``: a bar with the rate and the time left on a terminal, a log line every
+    ``every`` seconds otherwise (and one at the end), so that a log file is not flooded by carriage returns.
+
+    The rate counts every worker's cards (the job's counts) since this process started on the job.
+    """
+
+    def __init__(self, stream: Any, *, interactive: bool, start_at: int = 0, every: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._stream = stream
+        self._interactive = interactive
+        self._every = every
+        self._clock = clock
+        self._started = clock()
+        self._start_at = start_at
+        self._last_line = self._started
+        self._last: tuple[int, int] | None = None
+        self._ended = False
+
+    def _pace(self, done: int, total: int) -> tuple[float, float | None]:
+        elapsed = self._clock() - self._started
+        rate = (done - self._start_at) / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else None
+        return rate, left
+
+    def __call__(self, done: int, total: int) -> None:
+        self._last = (done, total)
+        rate, left = self._pace(done, total)
+        left_text = _duration(left) if left is not None else "?"
+        if self._interactive:
+            width = 30
+            filled = width * done // total if total else width
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} cards  {rate:,.0f} thẻ/s  "
+                  f"còn {left_text}  ", end="", file=self._stream, flush=True)
+            if done >= total:
+                print(file=self._stream, flush=True)
+                self._ended = True
+            return
+        now = self._clock()
+        if done >= total or now - self._last_line >= self._every:
+            self._last_line = now
+            self._ended = done >= total
+            print(f"đang cấp thẻ / issuing: {done}/{total} cards, {rate:,.0f} cards/s, còn / left {left_text}",
+                  file=self._stream, flush=True)
+
+    def finish(self) -> None:
+        """End the display: the last figures if they were not shown (this worker ended before the job did)."""
+        if self._last is not None and not self._ended:
+            if self._interactive:
+                print(file=self._stream, flush=True)
+            else:
+                done, total = self._last
+                rate, _ = self._pace(done, total)
+                print(f"đang cấp thẻ / issuing: {done}/{total} cards, {rate:,.0f} cards/s", file=self._stream,
+                      flush=True)
+            self._ended = True
 
 
 def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
@@ -478,9 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys")
     keys.set_defaults(func=cmd_keys)
     issue = sub.add_parser("issue", help="issue cards to every active member of a chapter without a valid card")
-    issue.add_argument("--chapter", required=True)
+    which = issue.add_mutually_exclusive_group(required=True)
+    which.add_argument("--chapter", help="chapter code: start a new batch job")
+    which.add_argument("--job", type=int, help="join or resume batch job N as one more worker (PostgreSQL: "
+                                               "several processes, on one host or several, share one job)")
     issue.add_argument("--subtree", action="store_true", help="include all sub-chapters")
-    issue.add_argument("--pdf", help="write the A4 sheets of the issued cards to this file")
+    issue.add_argument("--pdf", help="write the A4 sheets of the issued cards to this file; a name ending in .zip "
+                                     "gets one PDF per chapter, written as a stream (for a province's job)")
     issue.set_defaults(func=cmd_issue)
     sync = sub.add_parser("sync-identities", help="verify consenting members with the national population registry")
     sync.add_argument("--chapter", help="chapter code: verify its subtree (default: the whole tree)")

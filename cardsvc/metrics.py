@@ -54,11 +54,16 @@ class JobProgressCollector(Collector):
         self._session_factory = session_factory
 
     @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families() -> tuple[GaugeMetricFamily, ...]:
         return (GaugeMetricFamily("cardsvc_jobs", "Jobs by kind and status (batch issuance, identity sync)",
                                   labels=["kind", "status"]),
                 GaugeMetricFamily("cardsvc_job_items", "Work items of unfinished jobs by kind and state",
-                                  labels=["kind", "state"]))
+                                  labels=["kind", "state"]),
+                # No job label: ids never become label values. Running jobs add up; the time left is the longest.
+                GaugeMetricFamily("cardsvc_batch_rate_cards_per_second",
+                                  "Running batch-issuance jobs: cards per second, all jobs and workers together"),
+                GaugeMetricFamily("cardsvc_batch_seconds_left",
+                                  "Running batch-issuance jobs: seconds until the last one ends at their rates"))
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         """The metric names without reading the database (registering the collector calls this, not collect)."""
@@ -66,10 +71,15 @@ class JobProgressCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from cardsvc.db.models import IdentitySyncItem, IdentitySyncRun, Job
+        from cardsvc.services.card_batches import pace
 
-        jobs, items = self._families()
+        jobs, items, rates, left = self._families()
         try:
             with self._session_factory()() as session:
+                paces = [pace(session, job) for job in session.scalars(
+                    select(Job).where(Job.kind == "card_batch", Job.status == "running"))]
+                rates.add_metric([], sum(p.rate or 0.0 for p in paces))
+                left.add_metric([], max((p.seconds_left or 0.0 for p in paces), default=0.0))
                 for kind, status, count in session.execute(
                         select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)):
                     jobs.add_metric([kind, status], count)
@@ -94,6 +104,8 @@ class JobProgressCollector(Collector):
             pass
         yield jobs
         yield items
+        yield rates
+        yield left
 
 
 class WalletCollector(Collector):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from cardsvc.days import vietnam_today
 from cardsvc.db.models import AuditEntry, Card, Chapter, Member, SigningKey
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, jobs
+from cardsvc.services import card_batches, cards, jobs
 from cardsvc.services.context import Actor
 from cardsvc.services.keys import KeyRing
 from cardsvc.settings import Settings
@@ -285,7 +285,15 @@ def test_a_card_issued_meanwhile_is_recorded_and_rolled_back_alone(
             raise IntegrityError("INSERT INTO cards", {}, Exception("uq_cards_current"))
         return card
 
-    monkeypatch.setattr(jobs, "issue_in_transaction", racing)
+    def refused(session: Session, table: Any, rows: Any) -> None:
+        if table.name == "cards":  # The bulk insert meets the officer's card: the whole chunk is refused.
+            raise IntegrityError("COPY cards", {}, Exception("uq_cards_current"))
+        bulk_insert(session, table, rows)
+
+    bulk_insert = card_batches.insert_rows
+    monkeypatch.setattr(card_batches, "insert_rows", refused)
+    # The refused chunk is issued again member by member, where the officer's card refuses hers alone.
+    monkeypatch.setattr(card_batches, "issue_in_transaction", racing)
     headers = login(client, "t.officer.a")
     started = client.post(f"/v1/chapters/{tree.branch_a.id}/cards/batch", json={}, headers=headers)
     job = client.get(f"/v1/jobs/{started.json()['id']}", headers=headers).json()
@@ -300,10 +308,10 @@ def test_a_batch_job_always_ends(client: TestClient, tree: Tree, db: Session, ci
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     make_member(db, cipher, tree.branch_a)
 
-    def broken(*_args: object, **_kwargs: object) -> Card:
+    def broken(*_args: object, **_kwargs: object) -> bytes:
         raise ValueError("display name must be 1 to 100 bytes of UTF-8")
 
-    monkeypatch.setattr(jobs, "issue_in_transaction", broken)
+    monkeypatch.setattr(card_batches, "sign_credential", broken)
     headers = login(client, "t.officer.a")
     started = client.post(f"/v1/chapters/{tree.branch_a.id}/cards/batch", json={}, headers=headers)
     job = client.get(f"/v1/jobs/{started.json()['id']}", headers=headers).json()

@@ -486,11 +486,16 @@ class JobOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     failures: list[JobFailureOut] = Field(default=[], description="the first 200 members who got no card, and why")
+    rate: float | None = Field(default=None, description="batch issuance: cards per second over its finished chunks "
+                                                         "(all workers together); null until a chunk is finished")
+    seconds_left: float | None = Field(default=None, description="batch issuance: seconds left at that rate "
+                                                                 "(0 once finished; null while unknown)")
 
     @classmethod
     def of(cls, report: Any) -> JobOut:
         failures = [JobFailureOut.model_validate(f, from_attributes=True) for f in report.failures]
-        return cls.model_validate(report.job, from_attributes=True).model_copy(update={"failures": failures})
+        return cls.model_validate(report.job, from_attributes=True).model_copy(update={
+            "failures": failures, "rate": report.pace.rate, "seconds_left": report.pace.seconds_left})
 
 
 class KeyOut(BaseModel):

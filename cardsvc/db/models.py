@@ -445,6 +445,38 @@ class JobFailure(Base):
     member: Mapped[Member] = relationship(lazy="joined", innerjoin=True)
 
 
+CHUNK_STATUSES = ("pending", "running", "done")
+
+
+class JobChunk(Base):
+    """A range of member ids of a batch job, issued in one transaction by whichever worker claims it.
+
+    A worker claims a ``pending`` chunk (or a ``running`` one whose lease expired: its worker died) by setting
+    ``worker`` and ``lease_expires_at``; the chunk's cards, audit entry and ``done`` status commit together, so a
+    chunk is either wholly issued or not at all (docs/scale.md §5).
+    """
+
+    __tablename__ = "job_chunks"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'running', 'done')", name="status"),
+        UniqueConstraint("job_id", "first_member_id", name="uq_job_chunks_job_first"),
+        Index("ix_job_chunks_job_status", "job_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    first_member_id: Mapped[int] = mapped_column(BigId)
+    last_member_id: Mapped[int] = mapped_column(BigId)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    worker: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    issued: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Event(Base):
     """An event of a chapter with its check-in window and rules.
 

@@ -66,14 +66,19 @@ def check_card_data(member: Member) -> None:
     Raises:
         Conflict: ``card_data_invalid``; ``details`` name the field, with the reason in English and Vietnamese.
     """
+    check_card_fields(member.full_name, member.chapter.code)
+
+
+def check_card_fields(full_name: str, chapter_code: str) -> None:
+    """:func:`check_card_data` on the stored values themselves (the batch engine reads them without the ORM)."""
     try:
-        normalize_name(member.full_name)
+        normalize_name(full_name)
     except NormalizeError as exc:
         raise _unfit_for_card("full_name", exc.code, exc.message_en, exc.message_vi) from exc
-    if not unicodedata.is_normalized("NFC", member.full_name):
+    if not unicodedata.is_normalized("NFC", full_name):
         raise _unfit_for_card("full_name", "not_nfc", "The name is stored decomposed (not NFC); save it again.",
                               "Họ tên đang được lưu ở dạng tách dấu (không phải NFC); hãy lưu lại họ tên.")
-    if not CHAPTER_CODE_RE.fullmatch(member.chapter.code):
+    if not CHAPTER_CODE_RE.fullmatch(chapter_code):
         raise _unfit_for_card(
             "chapter_code", "invalid_chapter_code",
             "The chapter code is not 1 to 32 letters A-Z, digits, '.', '_' or '-'; change the chapter's code.",

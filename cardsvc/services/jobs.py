@@ -1,5 +1,8 @@
 """Batch issuance as a resumable, idempotent job with progress, that records the members it could not issue a card
-to and goes on: a job always ends, ``done`` (with or without such members) or ``failed``."""
+to and goes on: a job always ends, ``done`` (with or without such members) or ``failed``.
+
+The jobs, their runners and reports live here; the engine that issues a job's cards in chunks, by one worker or
+several, is :mod:`cardsvc.services.card_batches` (``run_batch`` is re-exported from it)."""
 
 from __future__ import annotations
 
@@ -7,39 +10,27 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from itertools import chain, groupby
 from typing import Protocol
 
-from sqlalchemy import and_, exists, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cardsvc.days import vietnam_today
-from cardsvc.db.models import Card, Chapter, Job, JobFailure, Member, Officer
-from cardsvc.errors import CardsvcError, Conflict, NotFound
+from cardsvc.db.models import Card, Chapter, Job, JobFailure, Member
+from cardsvc.errors import Conflict, NotFound
 from cardsvc.services import audit
-from cardsvc.services.cards import issue_in_transaction
+from cardsvc.services.card_batches import STOPPED_MESSAGE as STOPPED_MESSAGE
+from cardsvc.services.card_batches import JobStopped as JobStopped
+from cardsvc.services.card_batches import Pace, pace
+from cardsvc.services.card_batches import run_batch as run_batch
 from cardsvc.services.chapters import get_chapter
-from cardsvc.services.context import Actor, subtree_condition, system_actor
+from cardsvc.services.context import Actor
 from cardsvc.services.keys import KeyRing
-from cardsvc.services.officers import actor_for
 
 log = logging.getLogger("cardsvc.jobs")
-CHUNK = 200
-# Refusals about one member (cards.issue_in_transaction): the job records them and goes on with the others.
-MEMBER_REFUSALS = frozenset({"card_data_invalid", "member_not_active"})
 FAILURES_SHOWN = 200
-CONCURRENT_ISSUE = ("concurrent_issue", "Another card was issued to this member at the same moment; check her cards.",
-                    "Hội viên vừa được cấp một thẻ khác cùng lúc; hãy kiểm tra thẻ của hội viên.")
-STOPPED_MESSAGE = ("Máy chủ đã dừng giữa chừng; chạy lại để làm tiếp — the server stopped before the job finished; "
-                   "start it again to resume")
-ProgressCallback = Callable[[int, int], None]
-
-
-class JobStopped(Exception):
-    """Raised inside a job when its runner is stopping: the job ends at this step and can be started again."""
 
 
 class JobRunner(Protocol):
@@ -156,105 +147,6 @@ def get_job(session: Session, actor: Actor, job_id: int) -> Job:
     return job
 
 
-def _eligible(session: Session, job: Job, today: date) -> list[int]:
-    """Active members without a valid card that the job has not tried yet (a resumed job does not retry the
-    members it recorded as failed: their data must be corrected first)."""
-    chapter = session.get_one(Chapter, job.params["chapter_id"])
-    where = subtree_condition(Chapter.path, chapter.path) if job.params.get("subtree") else Chapter.id == chapter.id
-    has_valid_card = exists().where(
-        and_(Card.member_id == Member.id, Card.status.in_(("active", "suspended")), Card.expires_on >= today)
-    )
-    failed_here = exists().where(and_(JobFailure.job_id == job.id, JobFailure.member_id == Member.id))
-    return list(session.scalars(
-        select(Member.id).join(Member.chapter).where(where, Member.status == "active", ~has_valid_card, ~failed_here)
-        .order_by(Member.chapter_id, Member.sort_key, Member.id)
-    ))
-
-
-def _job_actor(session: Session, job: Job) -> Actor:
-    officer = session.get(Officer, job.officer_id) if job.officer_id is not None else None
-    return actor_for(officer) if officer is not None else system_actor("batch")
-
-
-def _issue_one(session: Session, actor: Actor, keyring: KeyRing, job: Job, member_id: int, *, validity_years: int,
-               list_size: int, today: date) -> None:
-    """Issue one member's card under a savepoint; a refusal about her is recorded on the job instead."""
-    try:
-        with session.begin_nested():
-            issue_in_transaction(session, actor, keyring, session.get_one(Member, member_id),
-                                 validity_years=validity_years, list_size=list_size, today=today, reason="batch",
-                                 job_id=job.id)
-    except Conflict as exc:
-        if exc.code not in MEMBER_REFUSALS:
-            raise
-        detail = exc.details[0]
-        code, message_en, message_vi = detail["code"], detail["message"], detail["message_vi"]
-    except IntegrityError:
-        # An officer issued her a card while the job was running: the one-current-card index refused ours.
-        code, message_en, message_vi = CONCURRENT_ISSUE
-    else:
-        job.done += 1
-        return
-    session.add(JobFailure(job_id=job.id, member_id=member_id, code=code, message_en=message_en[:300],
-                           message_vi=message_vi[:300]))
-    job.failed += 1
-
-
-def run_batch(
-    session_factory: sessionmaker[Session],
-    keyring: KeyRing,
-    job_id: int,
-    *,
-    validity_years: int,
-    list_size: int,
-    today: date | None = None,
-    progress: ProgressCallback | None = None,
-    stopping: threading.Event | None = None,
-) -> None:
-    """Issue the job's cards, dated ``today`` (default: today in Vietnam), in chunks, committing each chunk with the
-    progress, so that an interrupted job resumes where it stopped and a finished one issues nothing when run again.
-
-    A member the card cannot be issued to is recorded (``job_failures``, counted in ``failed``) and the job goes on to
-    end ``done``. Any other error ends it ``failed`` with the error: it never raises and never stays ``running``.
-    When ``stopping`` is set the job fails after the chunk in hand, saying that it was interrupted.
-    """
-    day = today or vietnam_today()
-    with session_factory() as session:
-        try:
-            job = session.get_one(Job, job_id)
-            actor = _job_actor(session, job)
-            job.status = "running"
-            members = _eligible(session, job, day)
-            job.total = job.done + job.failed + len(members)
-            session.commit()
-            for start in range(0, len(members), CHUNK):
-                if stopping is not None and stopping.is_set():
-                    raise JobStopped
-                for member_id in members[start:start + CHUNK]:
-                    _issue_one(session, actor, keyring, job, member_id, validity_years=validity_years,
-                               list_size=list_size, today=day)
-                session.commit()
-                if progress:
-                    progress(job.done + job.failed, job.total)
-            job.status = "done"
-            audit.record(session, actor, "card.batch_done", target_type="job", target_id=job.id,
-                         chapter_path=job.chapter_path, details={"issued": job.done, "failed": job.failed})
-            session.commit()
-        except Exception as exc:  # Whatever stopped it, the job must end instead of staying "running".
-            # Starting the batch again resumes where it stopped.
-            session.rollback()
-            failed = session.get_one(Job, job_id)
-            failed.status = "failed"
-            if isinstance(exc, JobStopped):
-                failed.error = STOPPED_MESSAGE
-            else:
-                failed.error = (exc.message if isinstance(exc, CardsvcError)
-                                else f"an error stopped the job ({type(exc).__name__}); start the batch again")[:500]
-            session.commit()
-            log.warning("batch job %s failed: %s", job_id, getattr(exc, "code", None) or type(exc).__name__,
-                        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
-
-
 @dataclass(frozen=True)
 class MemberFailure:
     """A member a job issued no card to, and why (in English and Vietnamese)."""
@@ -272,6 +164,7 @@ class JobReport:
 
     job: Job
     failures: list[MemberFailure]
+    pace: Pace
 
 
 def _failures(session: Session, job: Job, limit: int | None) -> list[MemberFailure]:
@@ -283,7 +176,7 @@ def _failures(session: Session, job: Job, limit: int | None) -> list[MemberFailu
 def job_report(session: Session, actor: Actor, job_id: int) -> JobReport:
     """A job in scope with its first failures, for the API and the job page."""
     job = get_job(session, actor, job_id)
-    return JobReport(job, _failures(session, job, FAILURES_SHOWN))
+    return JobReport(job, _failures(session, job, FAILURES_SHOWN), pace(session, job))
 
 
 def job_failures(session: Session, actor: Actor, job_id: int) -> list[MemberFailure]:
@@ -300,6 +193,25 @@ def job_cards(session: Session, actor: Actor, job_id: int) -> Sequence[Card]:
     if not found:
         raise Conflict(f"job {job.id} has issued no cards ({job.status})", code="no_cards")
     return found
+
+
+def job_cards_by_chapter(session: Session, actor: Actor, job_id: int) -> Iterator[tuple[Chapter, Iterator[Card]]]:
+    """The cards a job issued, chapter by chapter in print order, read from the database as they are consumed (a
+    province's job is not held in memory); refuses a job that has issued none (yet)."""
+    job = get_job(session, actor, job_id)
+    if session.scalar(select(Card.id).where(Card.job_id == job.id).limit(1)) is None:
+        raise Conflict(f"job {job.id} has issued no cards ({job.status})", code="no_cards")
+    found = session.scalars(
+        select(Card).join(Card.member).where(Card.job_id == job.id).order_by(Member.chapter_id, Member.sort_key)
+        .execution_options(yield_per=1000)
+    )
+    for _chapter_id, group in groupby(found, key=lambda card: card.member.chapter_id):
+        yield _with_chapter(group)
+
+
+def _with_chapter(cards: Iterator[Card]) -> tuple[Chapter, Iterator[Card]]:
+    first = next(cards)
+    return first.member.chapter, chain((first,), cards)
 
 
 def unfinished_jobs(session: Session) -> Sequence[int]:

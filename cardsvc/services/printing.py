@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
-from cardsvc.db.models import Card
+from cardsvc.db.models import Card, Chapter
 from cardsvc.settings import Settings
 from issuance.credential import credential_qr_text
+from issuance.pdfstream import write_sheet_archive
 from issuance.printing import CardFace, card_pdf, sheets_pdf
 from issuance.render import qr_png, qr_svg, qr_version
 
@@ -50,3 +52,10 @@ def card_pdf_of(card: Card, settings: Settings) -> bytes:
 
 def sheets_pdf_of(cards: Sequence[Card], settings: Settings) -> bytes:
     return sheets_pdf([face_of(card, settings) for card in cards])
+
+
+def write_sheet_archive_of(chapters: Iterable[tuple[Chapter, Iterator[Card]]], settings: Settings,
+                           out: BinaryIO) -> int:
+    """A job's A4 sheets as a ZIP of one PDF per chapter, written as a stream (:mod:`issuance.pdfstream`)."""
+    return write_sheet_archive(
+        out, ((chapter.code, (face_of(card, settings) for card in cards)) for chapter, cards in chapters))

@@ -3,6 +3,7 @@ stations download."""
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
@@ -55,6 +56,51 @@ def allocate_slot(session: Session, size: int) -> tuple[StatusList, int]:
             break
     status_list.allocated += 1
     return status_list, index
+
+
+def allocate_slots(session: Session, size: int, count: int) -> list[tuple[int, int]]:
+    """``count`` random, never used ``(list id, index)`` slots for a chunk of a batch job, in a few statements.
+
+    The same rules as :func:`allocate_slot`. The open list is locked until the caller's transaction ends, and a list
+    another transaction holds is skipped (PostgreSQL ``SKIP LOCKED``; a new one is opened when none is free): two
+    batch workers fill two lists side by side instead of waiting for each other. Candidates are drawn at random,
+    a little more than needed for the list's free share, and checked against the list's cards and bindings with one
+    query per draw. The slots are taken once the caller's cards hold them: store the cards before allocating again.
+    """
+    rng = secrets.SystemRandom()
+    slots: list[tuple[int, int]] = []
+    while len(slots) < count:
+        status_list = session.scalar(
+            select(StatusList).where(StatusList.allocated < StatusList.size * FILL_LIMIT).order_by(StatusList.id)
+            .limit(1).with_for_update(skip_locked=True).execution_options(populate_existing=True)
+        )
+        if status_list is None:
+            status_list = StatusList(size=size, allocated=0, version=1)
+            session.add(status_list)
+            session.flush()
+        room = max(1, math.ceil(status_list.size * FILL_LIMIT) - status_list.allocated)
+        want = min(count - len(slots), room)
+        chosen: dict[int, None] = {}  # insertion-ordered: the order the random draws came in
+        while len(chosen) < want:
+            need = want - len(chosen)
+            free_share = 1 - (status_list.allocated + len(chosen)) / status_list.size
+            draws = list(dict.fromkeys(rng.randrange(status_list.size) for _ in range(int(need / free_share) + 16)))
+            draws = [index for index in draws if index not in chosen]
+            taken = set(session.scalars(
+                select(Card.status_index).where(Card.status_list_id == status_list.id, Card.status_index.in_(draws))
+            )) | set(session.scalars(
+                select(CardBinding.status_index).where(CardBinding.status_list_id == status_list.id,
+                                                       CardBinding.status_index.in_(draws))
+            ))
+            for index in draws:
+                if len(chosen) == want:
+                    break
+                if index not in taken:
+                    chosen[index] = None
+        status_list.allocated += want
+        session.flush()
+        slots.extend((status_list.id, index) for index in chosen)
+    return slots
 
 
 def set_card_status(session: Session, card: Card, status: str, *, reason: str | None, note: str | None) -> None:

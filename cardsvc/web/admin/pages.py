@@ -42,11 +42,13 @@ from cardsvc.services import (
     reports,
     wallet,
 )
+from cardsvc.services.card_batches import Pace
 from cardsvc.services.pii import masked_view
 from cardsvc.web.admin.context import (
     LOGIN_PATH,
     PREFIX,
     OfficerPageDep,
+    Page,
     PageDep,
     PageRoute,
     PostedLoginDep,
@@ -288,18 +290,34 @@ def _job_state(job: Job) -> str:
     return "job.status.done_with_failures" if job.status == "done" and job.failed else f"job.status.{job.status}"
 
 
+def _pace_text(page: Page, job: Job, pace: Pace) -> str:
+    """The job's rate and time left in the officer's language (the time as h:mm:ss); empty for a job that issued
+    nothing."""
+    if pace.rate is None:
+        return page.t("job.pace_unknown") if job.status in ("queued", "running") else ""
+    rate = f"{pace.rate:,.0f}".replace(",", "." if page.lang == "vi" else ",")
+    if job.status != "running":
+        return page.t("job.pace_done", rate=rate)
+    left = int(pace.seconds_left or 0)
+    return page.t("job.pace", rate=rate, left=f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
+
+
 @router.get("/jobs/{job_id}")
 def job_page(job_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
     report = jobs.job_report(session, page.require_actor(), job_id)
-    return page.render("job.html", job=report.job, state=_job_state(report.job), failures=report.failures)
+    return page.render("job.html", job=report.job, state=_job_state(report.job), failures=report.failures,
+                       pace=_pace_text(page, report.job, report.pace))
 
 
 @router.get("/jobs/{job_id}/progress.json")
 def job_progress(job_id: Id, page: OfficerPageDep, session: SessionDep) -> Response:
-    job = jobs.get_job(session, page.require_actor(), job_id)
+    report = jobs.job_report(session, page.require_actor(), job_id)
+    job = report.job
     return JSONResponse({"status": job.status, "done": job.done, "total": job.total, "failed": job.failed,
+                         "rate": report.pace.rate, "seconds_left": report.pace.seconds_left,
                          "label": page.t(_job_state(job)),
-                         "progress": page.t("job.progress", done=job.done, total=job.total)})
+                         "progress": page.t("job.progress", done=job.done, total=job.total),
+                         "pace": _pace_text(page, job, report.pace)})
 
 
 @router.get("/jobs/{job_id}/sheets.pdf")

@@ -70,6 +70,7 @@ document.addEventListener("DOMContentLoaded", () => {
     poll(job.dataset.jobUrl, 2000, (state) => {
       job.querySelector("[data-job=label]").textContent = state.label;
       job.querySelector("[data-job=progress]").textContent = state.progress;
+      job.querySelector("[data-job=pace]").textContent = state.pace;
       if (state.status === "queued" || state.status === "running") return true;
       // The job has ended. The list of members who got no card is drawn by the server: load the page again once.
       if (state.failed > 0 && !document.getElementById("job-failures")) {
