@@ -32,7 +32,8 @@ from cardsvc.db.models import (
     Station,
 )
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, events, identity, jobs, members, nfc_writes, stations
+from cardsvc.services import cards, consents, events, jobs, members, nfc_writes, stations
+from cardsvc.services.identity import sync as identity_sync
 from cardsvc.services.keys import KeyRing
 from integrations.population import StubRegistry
 from issuance.credential import credential_qr_text
@@ -342,7 +343,7 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
     station = stations.register_station(db, SYSTEM, event.id, "Cửa 1")
     station_token = stations.provision(db, station.provisioning_code).device_token
     nfc_write = nfc_writes.request_write(db, SYSTEM, event.id, station.station.id, card.card_id, lock=False)
-    sync_run = identity.start_sync(db, SYSTEM, chapter_id=commune.id, force=False, reverify_days=180)
+    sync_run = identity_sync.start_sync(db, SYSTEM, chapter_id=commune.id, force=False, reverify_days=180)
     review = IdentityReview(member_id=member.id, source="sync", kind="mismatch", differing_fields=["full_name"],
                             registry_values={}, status="open")
     db.add(review)
