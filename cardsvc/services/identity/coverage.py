@@ -8,11 +8,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, aliased
 
-from cardsvc.db.models import (
-    Chapter,
-    IdentitySyncItem,
-    Member,
-)
+from cardsvc.db.models import Chapter, IdentitySyncItem, Member
 from cardsvc.services.context import Actor, subtree_condition
 from cardsvc.services.identity.scope import (
     CHECKED_OUTCOMES,

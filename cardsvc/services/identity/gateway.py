@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from cardsvc.db.models import (
-    Member,
-)
+from cardsvc.db.models import Member
 from cardsvc.services.context import Actor
 from cardsvc.services.jobs import JobStopped
 from cardsvc.settings import Settings, SettingsError

@@ -11,11 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import (
-    IdentityReview,
-    Member,
-    RegistryCursor,
-)
+from cardsvc.db.models import IdentityReview, Member, RegistryCursor
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
 from cardsvc.services.consents import has_active_consent
@@ -23,11 +19,7 @@ from cardsvc.services.context import Actor
 from cardsvc.services.identity.gateway import RegistryGateway
 from cardsvc.services.identity.reviews import NEW_ID_NUMBER_FIELD, open_review
 from cardsvc.services.identity.scope import IDENTITY_CONSENT
-from integrations.population import (
-    Notification,
-    NotificationKind,
-    Purpose,
-)
+from integrations.population import Notification, NotificationKind, Purpose
 
 NOTIFICATIONS_CURSOR = "notifications"
 
@@ -73,7 +65,7 @@ def _notification_review(session: Session, cipher: PiiCipher, actor: Actor, noti
         summary.ignored += 1
         return
     open_review(session, actor, member, source="notification", kind=kind, differing=fields, values=values,
-                 notification_id=notification.notification_id, new_id_number=new_number)
+                notification_id=notification.notification_id, new_id_number=new_number)
     summary.reviews_opened += 1
 
 

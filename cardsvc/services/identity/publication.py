@@ -14,13 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.days import vietnam_day
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import (
-    Chapter,
-    Job,
-    Member,
-    MembershipPublication,
-    Officer,
-)
+from cardsvc.db.models import Chapter, Job, Member, MembershipPublication, Officer
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
 from cardsvc.services.cards import current_card
@@ -30,13 +24,7 @@ from cardsvc.services.identity.gateway import RegistryGateway, RunAborted, ask, 
 from cardsvc.services.identity.scope import PUBLICATION_CONSENT, VERIFIABLE_STATUSES, consent_clause, scope_path
 from cardsvc.services.jobs import STOPPED_MESSAGE, JobStopped
 from cardsvc.services.officers import actor_for
-from integrations.population import (
-    MembershipFact,
-    MembershipStatus,
-    Purpose,
-    RegistryError,
-    RejectedRequest,
-)
+from integrations.population import MembershipFact, MembershipStatus, Purpose, RegistryError, RejectedRequest
 
 log = logging.getLogger("cardsvc.identity")
 

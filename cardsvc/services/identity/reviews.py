@@ -13,11 +13,7 @@ from sqlalchemy.orm import Session
 
 from cardsvc.days import vietnam_today
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import (
-    Chapter,
-    IdentityReview,
-    Member,
-)
+from cardsvc.db.models import Chapter, IdentityReview, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
 from cardsvc.normalize import NormalizeError, normalize_name
 from cardsvc.security import PiiCipher
@@ -26,19 +22,15 @@ from cardsvc.services.context import Actor, subtree_condition
 from cardsvc.services.identity.scope import scope_path
 
 REVIEW_DECISIONS = {"accept": "accepted", "keep": "kept", "flag": "flagged"}
-
-
 # A review whose registry values say what to change; the others only say that something differs.
 ACCEPTABLE_KINDS = ("deceased", "name_change", "id_number_change")
-
-
 # Associated data of the encrypted new ID number a notification carries (never valid for the members table).
 NEW_ID_NUMBER_FIELD = "review_new_id_number"
 
 
 def open_review(session: Session, actor: Actor, member: Member, *, source: str, kind: str,
-                 differing: list[str], values: dict[str, Any], item_id: int | None = None,
-                 notification_id: str | None = None, new_id_number: bytes | None = None) -> IdentityReview:
+                differing: list[str], values: dict[str, Any], item_id: int | None = None,
+                notification_id: str | None = None, new_id_number: bytes | None = None) -> IdentityReview:
     """Open a review, or refresh the open review of the same member and kind (the queue holds no duplicates)."""
     review = session.scalar(select(IdentityReview).where(
         IdentityReview.member_id == member.id, IdentityReview.kind == kind, IdentityReview.status == "open"))

@@ -8,24 +8,14 @@ from typing import Any
 from sqlalchemy import exists
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import (
-    Chapter,
-    Consent,
-    Member,
-)
+from cardsvc.db.models import Chapter, Consent, Member
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor
 
 IDENTITY_CONSENT = "identity_verification"
-
-
 PUBLICATION_CONSENT = "registry_publication"
-
-
 # Outcomes that are an answer of the registry about the person (the others say why nothing was asked).
 CHECKED_OUTCOMES = ("matched", "mismatch", "not_found", "deceased")
-
-
 VERIFIABLE_STATUSES = ("active", "suspended")
 
 

@@ -24,13 +24,7 @@ from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import (
-    Chapter,
-    IdentitySyncItem,
-    IdentitySyncRun,
-    Member,
-    Officer,
-)
+from cardsvc.db.models import Chapter, IdentitySyncItem, IdentitySyncRun, Member, Officer
 from cardsvc.errors import NotFound
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
@@ -308,10 +302,10 @@ def _record_result(session: Session, actor: Actor, item: IdentitySyncItem, resul
     if result.outcome is Outcome.MISMATCH:
         kind = "name_diacritics" if result.name_diacritics_only and differing == ["full_name"] else "mismatch"
         open_review(session, actor, member, source="sync", kind=kind, differing=differing, values={},
-                     item_id=item.id)
+                    item_id=item.id)
     elif result.outcome is Outcome.DECEASED:
         open_review(session, actor, member, source="sync", kind="deceased", differing=["status"],
-                     values={"deceased": True}, item_id=item.id)
+                    values={"deceased": True}, item_id=item.id)
 
 
 @dataclass(frozen=True)
