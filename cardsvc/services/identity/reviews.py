@@ -15,11 +15,12 @@ from cardsvc.days import vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import Chapter, IdentityReview, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
-from cardsvc.normalize import NormalizeError, normalize_name
+from cardsvc.normalize import normalize_name
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit, members
 from cardsvc.services.context import Actor, subtree_condition
 from cardsvc.services.identity.scope import scope_path
+from integrations.errors import InputError
 
 REVIEW_DECISIONS = {"accept": "accepted", "keep": "kept", "flag": "flagged"}
 # A review whose registry values say what to change; the others only say that something differs.
@@ -67,7 +68,7 @@ def _check_registry_name(name: object) -> None:
     """Refuse, before anything changes, a registry name that our rules (and the card) cannot take."""
     try:
         normalize_name(name if isinstance(name, str) else "")
-    except NormalizeError as exc:
+    except InputError as exc:
         raise ValidationFailed(
             f"the registry's name cannot be stored: {exc.message_en} Keep ours or flag the review.",
             details=[{"field": "full_name", "code": exc.code,
