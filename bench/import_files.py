@@ -30,7 +30,7 @@ from openpyxl import load_workbook
 
 from cardsvc.importing.files import ReadBudget, read_member_table
 from integrations.errors import InputError
-from tests.fixtures_import import people, rewrite_xlsx_part, table, xlsx_bytes
+from tests.server.importing.builders import people, rewrite_xlsx_part, table, xlsx_bytes
 
 SHEET = "xl/worksheets/sheet1.xml"
 

@@ -701,7 +701,7 @@ def _new_member_values(
     plan: _Planned, member_number: str, cipher: PiiCipher, today: date, names: dict[str, tuple[str, str]]
 ) -> dict[str, Any]:
     """Column values of a new member: what :func:`apply_member_row` sets on an ORM object, without building one
-    (``tests/test_imports.py`` checks that both give the same row)."""
+    (``tests/server/importing/test_imports.py`` checks that both give the same row)."""
     row = plan.row
     now = utcnow()
     name_search, sort_key = _name_keys(row.full_name, names)

@@ -261,9 +261,10 @@ PUBLIC = {
     ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/cardsvc-trust-anchor.json"), ("GET", "/.well-known/cardsvc-trust-bundle"),
     ("GET", "/v1/status-lists/{list_id}"), ("POST", "/v1/devices/provision"),
-    # The member's card page data: the link's random token is the credential (tests/test_member_links.py).
+    # The member's card page data: the link's random token is the credential (tests/server/test_member_links.py).
     ("GET", "/m/{token}/card.json"),
-    # Live cards: the link is the member's, binding also needs the officer's one-time code (tests/test_bindings.py).
+    # Live cards: the link is the member's, binding also needs the officer's one-time code
+    # (tests/server/test_bindings.py).
     ("GET", "/m/{token}/binding"), ("POST", "/m/{token}/binding"), ("DELETE", "/m/{token}/binding"),
     # Apple's PassKit web service: a request about a pass bears the pass's own token (tests/wallet/test_wallet.py).
     ("POST", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}/{serial}"),

@@ -28,7 +28,7 @@ from cardsvc.services.identity import sync as identity_sync
 from cardsvc.settings import Settings
 from integrations.population import CallContext, PersonRecord, StubRegistry, VerifyRequest, VerifyResult
 from tests.conftest import TEST_KEK, TEST_SECRET, id_number_for
-from tests.test_identity_sync import CountingRegistry
+from tests.server.test_identity_sync import CountingRegistry
 
 pytestmark = pytest.mark.postgres_only
 

@@ -15,7 +15,7 @@ from openpyxl import Workbook
 
 from cardsvc.importing.files import ReadBudget, parse_bool, read_member_table
 from integrations.errors import InputError
-from tests.fixtures_import import rewrite_xlsx_part, xlsx_from_xml
+from tests.server.importing.builders import rewrite_xlsx_part, xlsx_from_xml
 
 HEADER_VI = ["STT", "Họ và tên", "Ngày sinh", "Giới tính", "Số CCCD", "Số điện thoại"]
 ROWS_VI = [
