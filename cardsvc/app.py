@@ -280,13 +280,21 @@ JOB_STOP_WAIT_SECONDS = 3.0
 
 
 @asynccontextmanager
-async def _stop_jobs_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """A server process (``app.state.run_wallet_worker``, set by :func:`server_app`) starts its wallet worker when
+    the server starts; at shutdown the worker and the background jobs are asked to stop and waited for a little."""
+    if app.state.run_wallet_worker:
+        app.state.wallet_worker = start_worker(app.state.wallet, app.state.session_factory, app.state.settings)
     yield
 
     def stop() -> None:
         runners = (app.state.registry_runner, app.state.job_runner)
         for runner in runners:
             runner.stopping.set()
+        worker = app.state.wallet_worker
+        if worker is not None:
+            worker.stop(JOB_STOP_WAIT_SECONDS)
+            app.state.wallet_worker = None
         for runner in runners:
             runner.stop(JOB_STOP_WAIT_SECONDS)
 
@@ -301,7 +309,8 @@ def server_app() -> FastAPI:
     that walked them all stalled requests by tens of milliseconds under load.
     """
     app = create_app()
-    start_worker(app.state.wallet, app.state.session_factory, app.state.settings)
+    # Its wallet worker starts with the server (the lifespan), not in tests that build the app themselves.
+    app.state.run_wallet_worker = True
     gc.collect()
     gc.freeze()
     return app
@@ -316,7 +325,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="cardsvc",
         version=__version__,
         description="Smart member cards and identity for the Vietnam Women's Union.",
-        lifespan=_stop_jobs_on_shutdown,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -334,6 +343,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry_runner = ThreadJobRunner(settings.registry_job_concurrency, name="cardsvc-registry")
     app.state.registry = registry_for(settings)
     app.state.wallet = load_setup(settings)
+    app.state.run_wallet_worker = False
+    app.state.wallet_worker = None
     app.state.metrics = Metrics(lambda: app.state.session_factory)
     app.state.metrics.add_collector(WalletCollector(lambda: app.state.session_factory, lambda: app.state.wallet))
     app.state.rate_limits = RateLimits.from_settings(settings)

@@ -2,16 +2,20 @@
 
 Export gathers the member row (ID and phone numbers in clear, so the ``pii`` permission is required), her status
 history, consents, cards (ids, dates, statuses — not the credential bytes), check-ins, the audit entries about her or
-her cards, consents and links, identity checks and reviews, and her card links. It is audited as ``member.export``.
+her cards, consents and links, identity checks and reviews, her card links and her wallet pass (when it was added and
+the devices registered for it, never their identifiers). It is audited as ``member.export``.
 
 Erasure is for members who have left or died (an active or suspended member is refused with 409 ``member_active``:
 change her status first, which the ordinary status history records). It revokes her current card and wipes the
 stored credential bytes of every card (they carry her name), removes both ID numbers and the phone number
 (ciphertext, blind index, mask) and the free-text reasons; keeps only the birth year; replaces the name with
-``Đã xoá #<member id>``; withdraws her consents and revokes her card links. Attendance rows stay: they hold only the
-member id, which now points at an anonymous member, so event statistics keep adding up. The audit log keeps its
-entries (it never holds personal values). Erasure is audited as ``member.erase`` and is idempotent: erasing an
-erased member changes nothing and says so.
+``Đã xoá #<member id>``; withdraws her consents and revokes her card links; burns her unused live-card activation
+codes. Her wallet pass gets an update (in the erasure's transaction, through the outbox): the phone's pass comes back
+voided under the erased name and the Google object ``INACTIVE`` likewise, after which the worker forgets the Apple
+devices registered for it (their push tokens) — see :mod:`cardsvc.services.wallet_updates`. Attendance rows stay:
+they hold only the member id, which now points at an anonymous member, so event statistics keep adding up.
+The audit log keeps its entries (it never holds personal values). Erasure is audited as ``member.erase`` and is
+idempotent: erasing an erased member changes nothing and says so.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.orm import Session
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import (
     AuditEntry,
+    BindingCode,
     Card,
     Checkin,
     Consent,
@@ -40,11 +45,13 @@ from cardsvc.db.models import (
     MemberStatusChange,
     SigningKey,
     Station,
+    WalletPass,
+    WalletRegistration,
 )
 from cardsvc.errors import Conflict, PermissionDenied
 from cardsvc.normalize import given_name_sort_key, name_search_key
 from cardsvc.security import PiiCipher
-from cardsvc.services import audit, status_lists
+from cardsvc.services import audit, status_lists, wallet_outbox
 from cardsvc.services.cards import current_card
 from cardsvc.services.context import Actor
 from cardsvc.services.members import get_member
@@ -91,6 +98,7 @@ def export_member(session: Session, actor: Actor, cipher: PiiCipher, member_id: 
         "identity_reviews": _identity_reviews(session, member.id),
         "registry_publication": _publication(session, member.id),
         "member_links": _links(session, member.id),
+        "wallet_pass": _wallet_pass(session, member.id),
     }
     # The audit entries are read before this export's own entry is written; the entry is the export's receipt.
     export["audit_entries"] = _audit_entries(session, member.id, export)
@@ -218,6 +226,17 @@ def _audit_entries(session: Session, member_id: int, export: dict[str, Any]) -> 
             if e.target_type != "event" or (e.details or {}).get("member_id") == member_id]
 
 
+def _wallet_pass(session: Session, member_id: int) -> dict[str, Any] | None:
+    row = session.scalar(select(WalletPass).where(WalletPass.member_id == member_id))
+    if row is None:
+        return None
+    devices = session.scalars(select(WalletRegistration.created_at).where(WalletRegistration.pass_id == row.id)
+                              .order_by(WalletRegistration.id)).all()
+    return {"apple_added_at": _iso(row.apple_issued_at), "google_added_at": _iso(row.google_issued_at),
+            "last_updated_at": _iso(row.modified_at),
+            "apple_devices_registered_at": [_iso(at) for at in devices]}
+
+
 @dataclass(frozen=True)
 class ErasureResult:
     member_id: int
@@ -269,6 +288,9 @@ def erase_member(session: Session, actor: Actor, member_id: int) -> ErasureResul
         update(MemberLink).where(MemberLink.member_id == member.id, MemberLink.revoked_at.is_(None))
         .values(revoked_at=now).execution_options(synchronize_session="fetch")
     ))
+    # Her live card cannot be activated any more (the binding itself ended with the card's revocation).
+    session.execute(update(BindingCode).where(BindingCode.member_id == member.id, BindingCode.used_at.is_(None))
+                    .values(used_at=now).execution_options(synchronize_session="fetch"))
     # Free text typed by officers may name her, her family or her new address.
     session.execute(update(MemberStatusChange).where(MemberStatusChange.member_id == member.id)
                     .values(reason=None).execution_options(synchronize_session="fetch"))
@@ -288,6 +310,9 @@ def erase_member(session: Session, actor: Actor, member_id: int) -> ErasureResul
         setattr(member, f"{field}_ciphertext", None)
         setattr(member, f"{field}_index", None)
         setattr(member, f"{field}_masked", None)
+    # Her wallet pass shows her name: it is sent again as it is now (voided, under the erased name), whether or not
+    # a card was revoked above (a pending update already queued rides along). Sending it also forgets her devices.
+    wallet_outbox.card_changed(session, member.id)
     result = ErasureResult(member.id, False, cards_revoked, wiped, withdrawn, links)
     audit.record(session, actor, "member.erase", target_type="member", target_id=member.id,
                  chapter_path=member.chapter.path,

@@ -25,6 +25,8 @@ transaction:
   invitation to an event she is invited to, a check of a sync run that checked her, or a publication when she has
   one: invitations are deleted (they said the same), the others stay on the closed record as history.
 * A batch job's failures (``job_failures``) stay on the closed record: they say why that record got no card.
+* Her live-card activation codes (``binding_codes``) stay on the closed record, and one not yet used is burned: it
+  would bind a phone to a record that no longer holds a card. The survivor's officer gives her a new one.
 * Her wallet pass follows the survivor, and is updated to show the survivor's card, unless the survivor has a pass
   of her own; then it stays on the closed record and shows its superseded card.
 """
@@ -43,6 +45,7 @@ from sqlalchemy.orm import Session, aliased
 from cardsvc.days import vietnam_today
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import (
+    BindingCode,
     Card,
     Chapter,
     Checkin,
@@ -218,6 +221,8 @@ def _move_history(session: Session, survivor: Member, duplicate: Member) -> dict
     moved["identity_reviews"] = _move(session, IdentityReview, duplicate, survivor)
     moved["membership_publications"] = (
         0 if of_survivor(MembershipPublication.id) else _move(session, MembershipPublication, duplicate, survivor))
+    session.execute(update(BindingCode).where(BindingCode.member_id == duplicate.id, BindingCode.used_at.is_(None))
+                    .values(used_at=utcnow()))
     moved["wallet_passes"] = 0 if of_survivor(WalletPass.id) else _move(session, WalletPass, duplicate, survivor)
     if moved["wallet_passes"]:
         wallet_outbox.card_changed(session, survivor.id)  # The pass on her phone now shows the survivor's card.

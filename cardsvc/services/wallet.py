@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from cardsvc.db.base import utcnow
 from cardsvc.db.models import WalletPass, WalletRegistration
 from cardsvc.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
-from cardsvc.services import audit, member_links
+from cardsvc.services import audit, data_subject, member_links
 from cardsvc.services.context import Actor
 from cardsvc.settings import Settings
 from integrations.wallet import ApnsTokenAuth, ServiceAccount
@@ -404,6 +404,10 @@ def register_device(session: Session, setup: WalletSetup, *, device_id: str, pas
     if not isinstance(push_token, str) or not _PUSH_TOKEN_RE.fullmatch(push_token):
         raise ValidationFailed("pushToken must be a hex device token",
                                details=[{"field": "pushToken", "code": "invalid"}])
+    if data_subject.is_erased(wallet_pass.member):
+        # Her pass is voided and her devices are being forgotten: a device is not registered again.
+        session.rollback()
+        return False
     registration = session.scalars(select(WalletRegistration).where(
         WalletRegistration.device_id == device_id, WalletRegistration.pass_id == wallet_pass.id)).one_or_none()
     if registration is not None:

@@ -12,6 +12,11 @@ finished in its own transaction:
 * Google: the member's object is replaced by the current one (suspended or revoked → ``INACTIVE``, expired →
   ``EXPIRED``); 404 means she never saved it, which is fine.
 
+An erased member's pass (:func:`cardsvc.services.data_subject.erase_member` queues its last update: voided, under
+the erased name) keeps its device registrations only until that update has had :data:`ERASED_DEVICE_GRACE` to reach
+the devices (a device asks "what changed" by its registration after the push, then fetches the pass); then every
+round's :func:`forget_erased_devices` deletes them, push tokens and all.
+
 A retryable failure puts the row back with a pause that doubles from 30 seconds up to 6 hours (or the service's
 ``Retry-After``); after ``CARDSVC_WALLET_MAX_ATTEMPTS`` it is ``failed`` and logged. Development credentials never
 talk to Apple or Google: their rows are finished as ``not_sent``.
@@ -33,7 +38,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cardsvc.db.base import utcnow
-from cardsvc.db.models import Counter, WalletPass, WalletRegistration, WalletUpdate
+from cardsvc.db.models import Counter, Member, WalletPass, WalletRegistration, WalletUpdate
+from cardsvc.services.data_subject import ERASABLE_STATUSES, is_erased
 from cardsvc.services.wallet import WalletSetup, google_object, wallet_card
 from cardsvc.settings import Settings
 from integrations.wallet import (
@@ -54,6 +60,8 @@ TAG_COUNTER = "wallet_tag"
 FIRST_PAUSE_SECONDS = 30
 MAX_PAUSE_SECONDS = 6 * 3600
 LEASE = timedelta(minutes=5)
+# How long an erased member's devices stay registered after her pass's last Apple update was sent (or given up).
+ERASED_DEVICE_GRACE = timedelta(days=1)
 BATCH = 20
 
 
@@ -208,12 +216,37 @@ def _process_one(session: Session, setup: WalletSetup, senders: WalletSenders, i
     summary.sent += 1
 
 
+def forget_erased_devices(session: Session, now: datetime) -> int:
+    """Delete the device registrations of erased members' passes once the pass's last Apple update is
+    :data:`ERASED_DEVICE_GRACE` old (none pending); returns how many. Commits."""
+    candidates = session.scalars(
+        select(Member).join(WalletPass, WalletPass.member_id == Member.id)
+        .where(WalletPass.id.in_(select(WalletRegistration.pass_id)), Member.status.in_(ERASABLE_STATUSES),
+               Member.id_number_index.is_(None))
+    ).unique().all()
+    erased = [member.id for member in candidates if is_erased(member)]
+    if not erased:
+        return 0
+    waiting = select(WalletUpdate.pass_id).where(
+        WalletUpdate.channel == "apple",
+        or_(WalletUpdate.status.in_(("pending", "claimed")), WalletUpdate.finished_at > now - ERASED_DEVICE_GRACE))
+    passes = select(WalletPass.id).where(WalletPass.member_id.in_(erased), WalletPass.id.not_in(waiting))
+    result = session.execute(delete(WalletRegistration).where(WalletRegistration.pass_id.in_(passes))
+                             .execution_options(synchronize_session=False))
+    session.commit()
+    count: int = getattr(result, "rowcount", 0) or 0
+    if count:
+        log.info("wallet registrations dropped: member erased", extra={"count": count})
+    return count
+
+
 def process_updates(session_factory: Callable[[], Session], setup: WalletSetup, senders: WalletSenders, *,
                     worker: str, max_attempts: int, now: Callable[[], datetime] = utcnow,
                     limit: int | None = None) -> SendSummary:
     """Send every due update (at most ``limit``), claiming a few at a time; returns what was done."""
     summary = SendSummary()
     with session_factory() as session:
+        forget_erased_devices(session, now())
         while limit is None or summary.handled < limit:
             moment = now()
             claimed = _claim(session, worker, moment, BATCH if limit is None else min(BATCH, limit - summary.handled))

@@ -334,7 +334,17 @@ def test_officer_pages_show_the_code_once_and_turn_the_live_card_off(app: FastAP
     code = shown.text.split('id="binding-code">', 1)[1].split("<", 1)[0]
     device = Ed25519PrivateKey.generate()
     assert client.post(f"/m/{token}/binding", json={"code": code, "public_key": jwk_of(device)}).status_code == 201
-    assert "Đang bật trên một điện thoại" in client.get(f"/admin/members/{member.id}").text
+    page = client.get(f"/admin/members/{member.id}").text
+    assert "Đang bật trên một điện thoại" in page
+    # One click: the form asks no confirmation (the printed card keeps working; a new code turns it on again).
+    form = page.split(f'action="/admin/members/{member.id}/binding/deactivate"', 1)[1].split(">", 1)[0]
+    assert "data-confirm" not in form
+    # A suspended card's binding can still be turned off (a phone lost meanwhile); no new code is offered then.
+    card = cards.current_card(db, member.id)
+    assert card is not None
+    cards.suspend_card(db, SYSTEM, card.card_id, note=None)
+    page = client.get(f"/admin/members/{member.id}").text
+    assert 'id="deactivate-binding"' in page and 'id="create-binding-code"' not in page
     off = client.post(f"/admin/members/{member.id}/binding/deactivate", data={"csrf_token": csrf},
                       follow_redirects=False)
     assert off.status_code == 303

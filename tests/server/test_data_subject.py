@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cardsvc.db.models import AuditEntry, Card, Checkin, Consent, Member, MembershipPublication, SigningKey
+from cardsvc.db.models import AuditEntry, BindingCode, Card, Checkin, Consent, Member, MembershipPublication, SigningKey
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, events, members, stations
+from cardsvc.services import bindings, cards, consents, events, members, stations
 from issuance.credential import credential_qr_text
 from tests.conftest import SYSTEM, Tree, login, make_member
 
@@ -99,6 +99,7 @@ def test_erase_removes_personal_data_and_keeps_attendance(client: TestClient, ap
                                                           signing_keys: dict[str, SigningKey]) -> None:
     member, card = _member_with_history(db, cipher, app, tree, client)
     id_index = member.id_number_index
+    bindings.create_code(db, SYSTEM, member.id)
     members.change_status(db, SYSTEM, member.id, status="deceased", reason="mất ngày 1/9", effective_on=None)
     # A card issued while she was recorded as left would still be current: erasure revokes it too.
     headers = login(client, "t.officer.a")
@@ -119,6 +120,8 @@ def test_erase_removes_personal_data_and_keeps_attendance(client: TestClient, ap
     assert stored is not None and stored.status == "revoked" and stored.credential == b""
     assert all(c.withdrawn_at is not None for c in db.scalars(select(Consent).where(Consent.member_id == member.id)))
     assert db.scalars(select(Checkin).where(Checkin.member_id == member.id)).all()  # attendance stays, anonymous
+    (burned,) = db.scalars(select(BindingCode.used_at).where(BindingCode.member_id == member.id))
+    assert burned is not None  # her unused live-card activation code
     assert db.scalar(select(AuditEntry).where(AuditEntry.action == "member.erase",
                                               AuditEntry.target_id == str(member.id))) is not None
     again = client.post(f"/v1/members/{member.id}/erase", headers=headers)

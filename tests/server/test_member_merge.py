@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from cardsvc.db.base import Base
 from cardsvc.db.models import (
     AuditEntry,
+    BindingCode,
     Card,
     Checkin,
     Consent,
@@ -283,7 +284,7 @@ def test_every_table_that_references_members_is_handled_by_the_merge() -> None:
     # A new member-keyed table must be thought through in cardsvc/services/merges.py, then listed here.
     handled = {"members", "member_status_changes", "consents", "cards", "event_invites", "checkins",
                "identity_sync_items", "identity_reviews", "membership_publications", "member_links",
-               "job_failures", "wallet_passes"}
+               "job_failures", "wallet_passes", "binding_codes"}
     referencing = {table.name for table in Base.metadata.sorted_tables for column in table.columns
                    for key in column.foreign_keys if key.column.table.name == "members"}
     assert referencing == handled
@@ -312,3 +313,24 @@ def test_a_survivor_with_a_pass_of_her_own_keeps_it(
     db.expire_all()
     assert (db.get_one(WalletPass, own.id).member_id, db.get_one(WalletPass, closed.id).member_id) == (
         pair.survivor.id, pair.duplicate.id)
+
+
+def test_her_unused_live_card_code_is_burned_and_stays_on_the_closed_record(
+    client: TestClient, db: Session, officer: dict[str, str], pair: Pair
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    used_on = now - timedelta(days=2)
+    used = BindingCode(member_id=pair.duplicate.id, code_hash="a" * 64, created_at=used_on,
+                       expires_at=now - timedelta(days=1), used_at=used_on, attempts=0)
+    open_code = BindingCode(member_id=pair.duplicate.id, code_hash="b" * 64, created_at=now,
+                            expires_at=now + timedelta(hours=1), attempts=0)
+    db.add_all([used, open_code])
+    db.flush()
+    db.commit()
+    response = merge(client, officer, pair.survivor.id, pair.duplicate.id)
+    assert response.status_code == 200, response.text
+    db.expire_all()
+    rows = db.scalars(select(BindingCode).where(BindingCode.id.in_((used.id, open_code.id)))).all()
+    assert {row.member_id for row in rows} == {pair.duplicate.id}
+    assert all(row.used_at is not None for row in rows)
+    assert db.get_one(BindingCode, used.id).used_at == used_on  # a used code keeps when it was used

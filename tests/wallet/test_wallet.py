@@ -28,7 +28,7 @@ from cardsvc.services import cards, member_links, members
 from cardsvc.services.checkins import DatabaseStatus, server_trust
 from cardsvc.services.keys import KeyRing
 from cardsvc.services.wallet import WalletSetup, load_setup, pass_token
-from cardsvc.services.wallet_updates import make_senders, process_updates
+from cardsvc.services.wallet_updates import ERASED_DEVICE_GRACE, make_senders, process_updates
 from cardsvc.settings import Settings
 from tests.conftest import SYSTEM, Tree, login, make_member
 from tests.wallet.fakes import (
@@ -367,3 +367,57 @@ def test_readyz_and_metrics_show_certificate_days_left(client: TestClient, app: 
     with TestClient(app, client=("127.0.0.1", 50000)) as local:
         metrics = local.get("/metrics").text
     assert 'cardsvc_wallet_certificate_days_left{certificate="pass"} 36' in metrics
+
+
+def test_erasure_voids_the_pass_everywhere_then_forgets_the_devices(client: TestClient, app: FastAPI, db: Session,
+                                                                     wallet: Wallet, holder: Holder) -> None:
+    _archive, body = _download(client, holder)
+    serial = body["serialNumber"]
+    auth = _apple_auth(wallet.setup, serial)
+    registrations = f"/wallet/apple/v1/devices/{DEVICE}/registrations/{PASS_TYPE_ID}"
+    assert client.post(f"{registrations}/{serial}", json={"pushToken": PUSH_TOKEN}, headers=auth).status_code == 201
+    tag = client.get(registrations).json()["lastUpdated"]
+    saved = _save_link_claims(client, wallet, holder)["payload"]["genericObjects"][0]
+    wallet.google.objects[saved["id"]] = saved
+    officer = login(client, "t.officer.a")
+    export = client.get(f"/v1/members/{holder.member.id}/export", headers=login(client, "t.admin")).json()
+    assert export["wallet_pass"]["apple_added_at"] and export["wallet_pass"]["google_added_at"]
+    assert len(export["wallet_pass"]["apple_devices_registered_at"]) == 1
+    assert DEVICE not in json.dumps(export) and PUSH_TOKEN not in json.dumps(export)
+
+    members.change_status(db, SYSTEM, holder.member.id, status="left", reason="chuyển đi", effective_on=None)
+    _process(app, wallet)  # the update her leaving queued (a suspended or revoked card) is sent
+    wallet.apns.pushes.clear()
+    wallet.google.updates.clear()
+    erased = client.post(f"/v1/members/{holder.member.id}/erase", headers=officer)
+    assert erased.status_code == 200, erased.text
+    # Even with her card revoked before, the erasure queues the pass's update in its own transaction.
+    assert [u for u in _updates(db) if u[1] == "pending"] == [("apple", "pending"), ("google", "pending")]
+    assert _process(app, wallet).sent == 2
+    (push,) = wallet.apns.pushes
+    assert push.token == PUSH_TOKEN
+    ((_object_id, updated),) = wallet.google.updates
+    name = f"Đã xoá #{holder.member.id}"
+    assert updated["state"] == "INACTIVE" and "barcode" not in updated
+    assert "Phương Thảo" not in json.dumps(updated, ensure_ascii=False) and name in json.dumps(updated,
+                                                                                                ensure_ascii=False)
+
+    # The device, pushed, still finds what changed through its registration and fetches the pass: voided, erased.
+    changed = client.get(registrations, params={"passesUpdatedSince": tag})
+    assert changed.status_code == 200 and changed.json()["serialNumbers"] == [serial]
+    fresh = client.get(f"/wallet/apple/v1/passes/{PASS_TYPE_ID}/{serial}", headers=auth)
+    voided = json.loads(zipfile.ZipFile(io.BytesIO(fresh.content)).read("pass.json"))
+    assert voided["voided"] is True and "barcodes" not in voided
+    assert voided["storeCard"]["primaryFields"][0]["value"] == name
+    # A device does not register again for an erased member's pass.
+    assert client.post(f"{registrations}/{serial}", json={"pushToken": "cd" * 32}, headers=auth).status_code == 200
+    assert db.scalar(select(func.count()).select_from(WalletRegistration)) == 1
+
+    # Within the grace the registration stays (a phone that was off asks later); after it, it is gone.
+    assert _process(app, wallet, now=lambda: utcnow() + timedelta(hours=1)).handled == 0
+    assert db.scalar(select(func.count()).select_from(WalletRegistration)) == 1
+    _process(app, wallet, now=lambda: utcnow() + ERASED_DEVICE_GRACE + timedelta(minutes=1))
+    assert db.scalar(select(func.count()).select_from(WalletRegistration)) == 0
+    assert client.get(registrations).status_code == 204
+    # Nothing about her is left pending: every update row is finished.
+    assert {status for _channel, status in _updates(db)} == {"done"}

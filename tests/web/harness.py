@@ -161,6 +161,19 @@ def wait_for(driver: webdriver.Chrome, element_id: str) -> None:
     WebDriverWait(driver, 10).until(expected_conditions.presence_of_element_located((By.ID, element_id)))
 
 
+def submit(driver: webdriver.Chrome, element_id: str, then: str, *, confirm: bool = False) -> None:
+    """Press the button or link ``element_id``, which loads a new page (accepting its confirmation dialog when
+    ``confirm``), and wait until that new page has an element ``then``. Waiting for ``then`` alone would return at
+    once when the page being left has one too (a second "done" message, a second report), and the next step would
+    act on a page that is going away."""
+    leaving = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(By.ID, element_id).click()
+    if confirm:
+        driver.switch_to.alert.accept()
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(leaving))
+    wait_for(driver, then)
+
+
 def screenshot(driver: webdriver.Chrome, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -26,6 +26,7 @@ from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from cardsvc.db.models import CardBinding
 from cardsvc.security import PiiCipher
 from cardsvc.services import bindings, member_links
 from issuance.render import qr_png
@@ -42,9 +43,12 @@ from tests.web.checkin_helpers import (
 )
 from tests.web.harness import LiveServer, chromium, live_server, screenshot
 from verification.format import to_qr_text
+from verification.live import live_code_from_text, parse_live_code, time_step_at
 
 # The door phone's clock runs this far ahead for the stale capture: past the window of docs/card-format.md §8.4.
 LATER_MS = 120_000
+# The member's phone clock runs this far behind in the wrong-clock test: 14 time steps, far outside the window.
+PHONE_BEHIND_MS = 7 * 60_000
 
 
 @dataclass
@@ -84,10 +88,26 @@ def _camera(image: Image.Image, path: Path) -> Path:
                                    Image.Resampling.LANCZOS), path)
 
 
-def _activate_and_capture(seeded: LiveSeeded, profile: Path, code: str) -> tuple[Image.Image, str, bytes]:
-    """The member's phone: activate, then the live QR as pixels, its text (decoded), and the bound credential read
-    from IndexedDB as a thief with the phone's storage would."""
+def _clock(driver: webdriver.Chrome, clock_ms: int) -> None:
+    """The pages the browser opens from now on see a clock ``clock_ms`` off (ahead when positive)."""
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": f"""
+        (() => {{
+          const Real = Date;
+          class Skewed extends Real {{
+            constructor(...args) {{ if (args.length) super(...args); else super(Real.now() + {clock_ms}); }}
+            static now() {{ return Real.now() + {clock_ms}; }}
+          }}
+          globalThis.Date = Skewed;
+        }})();"""})
+
+
+def _activate_and_capture(seeded: LiveSeeded, profile: Path, code: str, *, clock_ms: int = 0
+                          ) -> tuple[Image.Image, str, bytes]:
+    """The member's phone (its clock ``clock_ms`` off): activate, then the live QR as pixels, its text (decoded), and
+    the bound credential read from IndexedDB as a thief with the phone's storage would."""
     phone = chromium(user_data_dir=profile)
+    if clock_ms:
+        _clock(phone, clock_ms)
     try:
         phone.set_window_size(412, 915)
         phone.get(seeded.member_url)
@@ -129,15 +149,7 @@ def _activate_and_capture(seeded: LiveSeeded, profile: Path, code: str) -> tuple
 def _door(profile: Path, camera: Path, url: str, *, clock_ms: int = 0) -> webdriver.Chrome:
     door = chromium(fake_camera=camera, user_data_dir=profile)
     if clock_ms:
-        door.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": f"""
-            (() => {{
-              const Real = Date;
-              class Later extends Real {{
-                constructor(...args) {{ if (args.length) super(...args); else super(Real.now() + {clock_ms}); }}
-                static now() {{ return Real.now() + {clock_ms}; }}
-              }}
-              globalThis.Date = Later;
-            }})();"""})
+        _clock(door, clock_ms)
     door.get(url)
     return door
 
@@ -217,3 +229,76 @@ def test_live_card_from_the_member_phone_to_an_offline_door(server: LiveServer, 
         screenshot(phone, "live-card-5-first-phone-superseded")
     finally:
         phone.quit()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(tmp_path / "server") as running:
+        yield running
+
+
+def test_a_phone_with_a_wrong_clock_shows_a_live_code_the_door_accepts_and_turns_it_off_in_one_tap(
+        fresh_server: LiveServer, tmp_path: Path) -> None:
+    """The phone's clock is minutes off (far outside the verifier's window of §8.4): activating online teaches the
+    page the server's time, so its live code is drawn for the right time step and the door takes it. Then one tap on
+    "Tắt thẻ động" ends the binding on the server and leaves no key or credential on the phone."""
+    server = fresh_server
+    seeded = _seed(server)
+    door_profile = tmp_path / "door"
+    door = _door(door_profile, y4m_frames(None, tmp_path / "blank.y4m"), f"{server.url}/checkin#setup="
+                 f"{seeded.setup_code}")
+    try:
+        wait_for(door, lambda d: result_state(d)["phase"] == "ready")
+    finally:
+        door.quit()
+
+    image, text, _bound = _activate_and_capture(seeded, tmp_path / "member", seeded.activation_code,
+                                                clock_ms=-PHONE_BEHIND_MS)
+    # Drawn for the server's time step, not the phone's (which is 14 steps behind and would be stale at any door).
+    drawn = parse_live_code(live_code_from_text(text)).time_step
+    assert abs(drawn - time_step_at(time.time())) <= 1
+    assert time_step_at(time.time()) - time_step_at(time.time() - PHONE_BEHIND_MS / 1000) >= 14
+    with server.session() as db:
+        binding = bindings.page_binding(db, seeded.member_url.rsplit("/", 1)[1])
+        assert binding is not None and binding.status == "active"
+        binding_id = binding.id
+    door = _door(door_profile, _camera(image, tmp_path / "live.y4m"), f"{server.url}/checkin")
+    try:
+        result = wait_result(door, "ok")
+        screenshot(door, "live-card-6-wrong-phone-clock-ok")
+        assert result["name"] == seeded.member_name
+        assert door.find_element(By.ID, "result").get_attribute("data-live") == "1"
+    finally:
+        door.quit()
+
+    phone = chromium(user_data_dir=tmp_path / "member")
+    _clock(phone, -PHONE_BEHIND_MS)
+    try:
+        phone.get(seeded.member_url)
+        wait_for(phone, lambda d: d.find_elements(By.ID, "live-off"))[0].click()
+        wait_for(phone, lambda d: d.find_element(By.ID, "live").get_attribute("data-live-state") == "ended")
+        assert "đã tắt" in phone.find_element(By.ID, "live-message").text
+        assert phone.find_elements(By.ID, "live-qr") == [] and phone.find_elements(By.ID, "live-form")
+        phone.set_script_timeout(20)
+        kept = phone.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            const open = indexedDB.open("cardsvc-live", 1);
+            open.onsuccess = () => {
+              const get = open.result.transaction("phones").objectStore("phones").get(location.pathname);
+              get.onsuccess = () => done(get.result === undefined ? null : "kept");
+            };
+        """)
+        assert kept is None
+        screenshot(phone, "live-card-7-member-turned-it-off")
+    finally:
+        phone.quit()
+    deadline = time.monotonic() + 20  # the page's DELETE is sent as the tap clears the phone
+    while True:
+        with server.session() as db:
+            ended = db.get(CardBinding, binding_id)
+            assert ended is not None
+            if ended.status != "active":
+                break
+        assert time.monotonic() < deadline, "the member's tap did not end the binding on the server"
+        time.sleep(0.2)
+    assert (ended.status, ended.ended_by) == ("revoked", "member")

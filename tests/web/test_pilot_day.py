@@ -41,6 +41,7 @@ from tests.web.harness import (
     chromium,
     live_server,
     screenshot,
+    submit,
     wait_for,
 )
 
@@ -113,8 +114,7 @@ def _sign_in(driver: webdriver.Chrome, base: str) -> None:
     wait_for(driver, "login-submit")
     driver.find_element(By.ID, "username").send_keys("p.officer")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    driver.find_element(By.ID, "login-submit").click()
-    wait_for(driver, "logout")
+    submit(driver, "login-submit", "logout")
 
 
 def _show(driver: webdriver.Chrome, element_id: str, shot: str) -> None:
@@ -131,8 +131,7 @@ def _station(driver: webdriver.Chrome, pilot: Pilot, base: str, name: str) -> st
     driver.get(f"{base}/admin/events/{pilot.meeting_id}")
     wait_for(driver, "station-name")
     driver.find_element(By.ID, "station-name").send_keys(name)
-    driver.find_element(By.ID, "station-submit").click()
-    wait_for(driver, "provisioning-qr")
+    submit(driver, "station-submit", "provisioning-qr")
     return str(driver.find_element(By.ID, "provisioning-url").get_attribute("value"))
 
 
@@ -179,8 +178,7 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
     browser.get(f"{pilot.lan}/admin/events/{pilot.meeting_id}?q=nguyen+thi+lan#manual")
     wait_for(browser, f"checkin-{lan_id}")
     browser.find_element(By.CSS_SELECTOR, f"#reason-{lan_id} option[value=unreadable]").click()
-    browser.find_element(By.ID, f"checkin-{lan_id}").click()
-    wait_for(browser, "checkin-result")
+    submit(browser, f"checkin-{lan_id}", "checkin-result")
     assert browser.find_element(By.ID, "checkin-result").text == "Đã điểm danh: Nguyễn Thị Lan."
     assert browser.current_url.endswith(f"/admin/events/{pilot.meeting_id}")  # a reload posts nothing
     _show(browser, "manual", "pilot-04-manual-checkin")
@@ -213,21 +211,18 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
     mai_number = pilot.members["Trần Thị Mai"][1]
     hong_number = pilot.members["Lê Thị Hồng"][1]
     browser.find_element(By.ID, "invite-numbers").send_keys(f"{mai_number}\n{hong_number}\n1234567890")
-    browser.find_element(By.ID, "invite-submit").click()
-    wait_for(browser, "invite-report")
+    submit(browser, "invite-submit", "invite-report")
     assert "Đã mời thêm 2 người" in browser.find_element(By.ID, "invite-report").text
     assert "1234567890" in browser.find_element(By.ID, "invite-not-found").text
     listing = tmp_path / "danh-sach-moi.csv"
     listing.write_text(f"Họ và tên;Mã hội viên\r\nĐỗ Thị Thu;{pilot.members['Đỗ Thị Thu'][1]}\r\n",
                        encoding="utf-8-sig")
     browser.find_element(By.ID, "invite-file").send_keys(str(listing))
-    browser.find_element(By.ID, "invite-submit").click()
-    wait_for(browser, "invite-report")
+    submit(browser, "invite-submit", "invite-report")
     assert "Đã mời thêm 1 người" in browser.find_element(By.ID, "invite-report").text
     browser.get(f"{pilot.lan}/admin/events/{pilot.training_id}?q=nguyen+thi+lan#manual")
     wait_for(browser, f"invite-{lan_id}")
-    browser.find_element(By.ID, f"invite-{lan_id}").click()
-    wait_for(browser, "invite-report")
+    submit(browser, f"invite-{lan_id}", "invite-report")
     assert browser.find_element(By.ID, "eligible").text == "4"
     _show(browser, "invites", "pilot-06-invitations")
 
@@ -235,8 +230,7 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
     browser.get(f"{pilot.lan}/admin/members/{lan_id}")
     wait_for(browser, "member-name")
     if browser.find_elements(By.ID, "issue-card"):
-        browser.find_element(By.ID, "issue-card").click()
-        wait_for(browser, "current-card")
+        submit(browser, "issue-card", "current-card")
     url = _station(browser, pilot, pilot.lan, "Bàn cấp thẻ NFC")
     provisioned = httpx.post(f"{pilot.server.url}/v1/devices/provision", json={"code": url.split("#setup=", 1)[1]})
     assert provisioned.status_code == 200, provisioned.text
@@ -245,8 +239,7 @@ def test_manual_checkin_invitations_downloads_and_an_nfc_write(pilot: Pilot, bro
     wait_for(browser, f"station-{station_id}")
     browser.find_element(By.CSS_SELECTOR, f"#station-{station_id} summary").click()
     browser.find_element(By.ID, f"nfc-member-{station_id}").send_keys(pilot.members["Nguyễn Thị Lan"][1])
-    browser.find_element(By.ID, f"nfc-submit-{station_id}").click()
-    wait_for(browser, "done")
+    submit(browser, f"nfc-submit-{station_id}", "done")
     assert "Đã gửi yêu cầu ghi thẻ" in browser.find_element(By.ID, "done").text
     assert browser.find_element(By.CSS_SELECTOR, f"#station-{station_id} tr.nfc-write").get_attribute(
         "data-status") == "pending"
@@ -261,10 +254,8 @@ def test_a_card_link_is_created_printed_opened_sent_and_revoked(pilot: Pilot, br
     mai_id, _ = pilot.members["Trần Thị Mai"]
     browser.get(f"{pilot.lan}/admin/members/{mai_id}")
     wait_for(browser, "issue-card")
-    browser.find_element(By.ID, "issue-card").click()
-    wait_for(browser, "link-paper")
-    browser.find_element(By.ID, "link-paper").click()
-    wait_for(browser, "link-qr")
+    submit(browser, "issue-card", "link-paper")
+    submit(browser, "link-paper", "link-qr")
     url = browser.find_element(By.ID, "link-url").text
     assert url.startswith(f"{pilot.lan}/m/")
     qr = browser.find_element(By.ID, "link-qr")
@@ -284,16 +275,12 @@ def test_a_card_link_is_created_printed_opened_sent_and_revoked(pilot: Pilot, br
     # She agreed to card messages: the link goes out by SMS (a new link; the printed one stops working).
     browser.get(f"{pilot.lan}/admin/members/{mai_id}")
     wait_for(browser, "link-sms")
-    browser.find_element(By.ID, "link-sms").click()
-    browser.switch_to.alert.accept()
-    wait_for(browser, "done")
+    submit(browser, "link-sms", "done", confirm=True)
     assert browser.find_element(By.ID, "done").text == "Đã gửi đường link qua SMS."
     assert "gửi qua SMS" in browser.find_element(By.ID, "link-state").text
     assert httpx.get(url.replace(pilot.lan, pilot.server.url)).status_code == 404
     _show(browser, "card-link", "pilot-10-card-link-sent")
-    browser.find_element(By.ID, "link-revoke").click()
-    browser.switch_to.alert.accept()
-    wait_for(browser, "done")
+    submit(browser, "link-revoke", "done", confirm=True)
     assert browser.find_element(By.ID, "done").text == "Đã thu hồi đường link."
 
 
@@ -341,8 +328,7 @@ def test_accessibility_of_every_officer_page_the_login_and_the_member_card(pilot
     problems += _page_problems(browser, "station set-up answer")
     browser.get(f"{pilot.server.url}/admin/members/{member_id}")
     wait_for(browser, "link-paper")
-    browser.find_element(By.ID, "link-paper").click()
-    wait_for(browser, "link-qr")
+    submit(browser, "link-paper", "link-qr")
     card_link = browser.find_element(By.ID, "link-url").text
     problems += _page_problems(browser, "card link answer")
     browser.get(card_link)
