@@ -41,10 +41,12 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
+# Everything on SQLite; on PostgreSQL only the tests that touch the database under test (the `database` marker, set
+# by tests/conftest.py), not the pure and browser tests a second time.
 pytest: install-dev
 	CARDSVC_TEST_BACKEND=sqlite $(BIN)/python -m pytest -m "not postgres_only"
 	@if $(BIN)/python scripts/postgres_available.py; then \
-		CARDSVC_TEST_BACKEND=postgresql $(BIN)/python -m pytest; \
+		CARDSVC_TEST_BACKEND=postgresql $(BIN)/python -m pytest -m "database or postgres_only"; \
 	else \
 		echo "PostgreSQL not reachable: PostgreSQL pass skipped (it is mandatory under CI=true)"; \
 	fi

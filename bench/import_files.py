@@ -28,8 +28,9 @@ from collections.abc import Callable
 
 from openpyxl import load_workbook
 
-from cardsvc.importing.files import ImportFileError, ReadBudget, read_member_table
-from tests.fixtures_import import people, rewrite_xlsx_part, table, xlsx_bytes
+from cardsvc.importing.files import ReadBudget, read_member_table
+from integrations.errors import InputError
+from tests.server.importing.builders import people, rewrite_xlsx_part, table, xlsx_bytes
 
 SHEET = "xl/worksheets/sheet1.xml"
 
@@ -46,7 +47,7 @@ def refusal(name: str, data: bytes, reference: float) -> None:
     try:
         read_member_table(data, budget=budget)
         outcome = "accepted"
-    except ImportFileError as exc:
+    except InputError as exc:
         outcome = f"refused ({exc.code})"
     seconds = time.perf_counter() - start
     verdict = "PASS" if outcome != "accepted" and seconds < reference / 100 else "MISS"

@@ -39,9 +39,9 @@ from cardsvc.errors import CardsvcError, TooManyRequests
 from cardsvc.logs import request_id_var
 from cardsvc.metrics import Metrics, MetricsMiddleware, WalletCollector, metrics_endpoint
 from cardsvc.ratelimit import RateLimits
+from cardsvc.registry import registry_for
 from cardsvc.security import OfficerTokens, PiiCipher
 from cardsvc.services.checkins import TrustCache
-from cardsvc.services.identity import make_registry
 from cardsvc.services.jobs import ThreadJobRunner
 from cardsvc.services.kept_uploads import UploadKeeper
 from cardsvc.services.keys import KeyRing, active_key
@@ -341,7 +341,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Registry work runs on threads of its own, a few at a time: a registry that does not answer holds these
     # threads, never a request's thread or a database connection.
     app.state.registry_runner = ThreadJobRunner(settings.registry_job_concurrency, name="cardsvc-registry")
-    app.state.registry = make_registry(settings)
+    app.state.registry = registry_for(settings)
     app.state.wallet = load_setup(settings)
     app.state.run_wallet_worker = False
     app.state.wallet_worker = None

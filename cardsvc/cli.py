@@ -320,25 +320,27 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     import threading
 
     from cardsvc.db.session import make_engine, make_session_factory
-    from cardsvc.services import chapters, identity
+    from cardsvc.registry import gateway_for
+    from cardsvc.services import chapters
     from cardsvc.services.context import system_actor
+    from cardsvc.services.identity import sync
 
     # One line per registry request would bury the progress bar (the URLs carry no personal data either way).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     actor = system_actor("cli")
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
-    gateway = identity.gateway_for(settings)
+    gateway = gateway_for(settings)
     cipher = PiiCipher.from_settings(settings)
     with factory() as session:
         chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
-        run = None if args.force else identity.unfinished_run(session, actor, chapter_id)
+        run = None if args.force else sync.unfinished_run(session, actor, chapter_id)
         if run is not None:
             print(f"resuming identity sync run {run.id}")
         else:
-            run = identity.start_sync(session, actor, chapter_id=chapter_id, force=args.force,
-                                      reverify_days=settings.registry_reverify_days)
-        before = identity.summarize(session, run)
+            run = sync.start_sync(session, actor, chapter_id=chapter_id, force=args.force,
+                                  reverify_days=settings.registry_reverify_days)
+        before = sync.summarize(session, run)
     workers = max(1, args.workers)
     if workers > 1 and engine.dialect.name == "sqlite":
         # SQLite has one writer at a time; more workers would only wait for each other.
@@ -355,10 +357,10 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        options = identity.SyncOptions(worker=f"cli-{os.getpid()}-{n}", batch_size=settings.registry_claim_batch_size,
-                                       lease_seconds=settings.registry_claim_lease_seconds, progress=tick)
+        options = sync.SyncOptions(worker=f"cli-{os.getpid()}-{n}", batch_size=settings.registry_claim_batch_size,
+                                   lease_seconds=settings.registry_claim_lease_seconds, progress=tick)
         try:
-            identity.run_sync(factory, gateway, cipher, run.id, options)
+            sync.run_sync(factory, gateway, cipher, run.id, options)
         except Exception as exc:  # Reported below; the run stays resumable.
             errors.append(exc)
 
@@ -368,7 +370,7 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
     for thread in threads:
         thread.join()
     with factory() as session:
-        summary = identity.summarize(session, identity.get_run(session, actor, run.id))
+        summary = sync.summarize(session, sync.get_run(session, actor, run.id))
     engine.dispose()
     outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(summary.outcomes.items())) or "none"
     print(f"identity sync run {summary.run_id}: {summary.status}; {summary.total} members queued; outcomes: "
@@ -385,7 +387,7 @@ def cmd_sync_identities(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_fake_registry(settings: Settings, args: argparse.Namespace) -> int:
-    from cardsvc.demo import registry_records
+    from cardsvc.demo.registry import registry_records
     from integrations.population.fake_server import serve_fake_registry
 
     with _session(settings) as session:
@@ -398,17 +400,19 @@ def cmd_fake_registry(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) -> int:
     from cardsvc.db.session import make_engine, make_session_factory
-    from cardsvc.services import identity
+    from cardsvc.registry import gateway_for
     from cardsvc.services.context import system_actor
+    from cardsvc.services.identity import notifications
+    from cardsvc.services.identity.gateway import registry_failure_message
     from integrations.population import RegistryError
 
-    gateway = identity.gateway_for(settings)
+    gateway = gateway_for(settings)
     engine = make_engine(settings.database_url)
     try:
-        summary = identity.pull_notifications(make_session_factory(engine), gateway,
-                                              PiiCipher.from_settings(settings), system_actor("cli"))
+        summary = notifications.pull_notifications(make_session_factory(engine), gateway,
+                                                   PiiCipher.from_settings(settings), system_actor("cli"))
     except RegistryError as exc:
-        print(f"error: {identity.registry_failure_message(exc)}", file=sys.stderr)
+        print(f"error: {registry_failure_message(exc)}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()
@@ -420,17 +424,19 @@ def cmd_registry_notifications(settings: Settings, _args: argparse.Namespace) ->
 def cmd_registry_publish(settings: Settings, args: argparse.Namespace) -> int:
     from cardsvc.db.models import Job
     from cardsvc.db.session import make_engine, make_session_factory
-    from cardsvc.services import chapters, identity
+    from cardsvc.registry import gateway_for
+    from cardsvc.services import chapters
     from cardsvc.services.context import system_actor
+    from cardsvc.services.identity import publication
 
     actor = system_actor("cli")
-    gateway = identity.gateway_for(settings)
+    gateway = gateway_for(settings)
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     with factory() as session:
         chapter_id = chapters.find_by_code(session, actor, args.chapter).chapter.id if args.chapter else None
-        job_id = identity.start_publication(session, actor, chapter_id=chapter_id).id
-    summary = identity.run_publication(factory, gateway, PiiCipher.from_settings(settings), job_id)
+        job_id = publication.start_publication(session, actor, chapter_id=chapter_id).id
+    summary = publication.run_publication(factory, gateway, PiiCipher.from_settings(settings), job_id)
     with factory() as session:
         error = session.get_one(Job, job_id).error
     engine.dispose()

@@ -1,7 +1,7 @@
 """Normalising what people type or paste: names, search keys, phone numbers, dates and gender (DOMAIN.md §3).
 
-Pure functions, no I/O. Errors are :class:`NormalizeError` with a stable ``code`` and messages in English and
-Vietnamese; messages never repeat the value (it may be personal data).
+Pure functions, no I/O. Errors are :class:`integrations.errors.InputError` with a stable ``code`` and messages in
+English and Vietnamese; messages never repeat the value (it may be personal data).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from cardsvc.days import vietnam_day, vietnam_today
+from integrations.errors import InputError
 from verification.format import forbidden_code_point
 
 __all__ = [
     "NAME_MAX_BYTES",
     "NAME_MAX_LENGTH",
     "NAME_MIN_LENGTH",
-    "NormalizeError",
     "fold",
     "given_name_sort_key",
     "invisible_character",
@@ -39,19 +39,6 @@ NAME_MAX_BYTES = 100
 NAME_MIN_LENGTH = 2
 SEARCH_MAX_WORDS = 8
 SEARCH_MAX_WORD_LENGTH = 40
-
-
-class NormalizeError(ValueError):
-    """A value that cannot be normalised; ``code`` is stable, the messages are for people."""
-
-    def __init__(self, code: str, message_en: str, message_vi: str) -> None:
-        super().__init__(message_en)
-        self.code = code
-        self.message_en = message_en
-        self.message_vi = message_vi
-
-    def __str__(self) -> str:
-        return self.message_en
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -138,7 +125,7 @@ def invisible_character(text: str) -> str | None:
 
 
 def refuse_invisible(text: str, *, subject_en: str, subject_vi: str) -> None:
-    """Raise :class:`NormalizeError` (``invisible_characters``) if ``text`` holds an invisible character.
+    """Raise :class:`InputError` (``invisible_characters``) if ``text`` holds an invisible character.
 
     ``subject_en`` / ``subject_vi`` name the value in the message ("The name", "Họ tên"); the message names the
     character's code point, never the value.
@@ -146,7 +133,7 @@ def refuse_invisible(text: str, *, subject_en: str, subject_vi: str) -> None:
     found = invisible_character(text)
     if found is not None:
         point = f"U+{ord(found):04X}"
-        raise NormalizeError(
+        raise InputError(
             "invisible_characters",
             f"{subject_en} contains an invisible or text-direction control character ({point}); "
             "type it again instead of pasting it.",
@@ -203,9 +190,9 @@ def normalize_name(raw: str) -> str:
     text = unicodedata.normalize("NFC", raw.translate(_APOSTROPHES))
     text = " ".join(_WHITESPACE.split(text.strip()))
     if not text:
-        raise NormalizeError("empty", "The name is empty.", "Họ tên đang để trống.")
+        raise InputError("empty", "The name is empty.", "Họ tên đang để trống.")
     if len(text) > NAME_MAX_LENGTH:
-        raise NormalizeError(
+        raise InputError(
             "too_long",
             f"The name is longer than {NAME_MAX_LENGTH} characters.",
             f"Họ tên dài quá {NAME_MAX_LENGTH} ký tự.",
@@ -220,15 +207,15 @@ def normalize_name(raw: str) -> str:
         elif ch in _NAME_PUNCT_ALLOWED:
             previous_is_letter = False
         else:
-            raise NormalizeError(
+            raise InputError(
                 "invalid_characters",
                 "The name may contain only letters, spaces, hyphens, apostrophes and dots.",
                 "Họ tên chỉ được gồm chữ cái, dấu cách, dấu gạch nối, dấu nháy đơn và dấu chấm.",
             )
     if not any(_is_name_letter(ch) for ch in text):
-        raise NormalizeError("invalid_characters", "The name contains no letters.", "Họ tên không có chữ cái nào.")
+        raise InputError("invalid_characters", "The name contains no letters.", "Họ tên không có chữ cái nào.")
     if len(text) < NAME_MIN_LENGTH:
-        raise NormalizeError(
+        raise InputError(
             "too_short",
             f"The name is shorter than {NAME_MIN_LENGTH} characters.",
             f"Họ tên ngắn hơn {NAME_MIN_LENGTH} ký tự.",
@@ -237,7 +224,7 @@ def normalize_name(raw: str) -> str:
         # Casing can change how NFC composes a letter with a following mark, so normalise again.
         text = unicodedata.normalize("NFC", _title_case(text))
     if len(text.encode()) > NAME_MAX_BYTES:
-        raise NormalizeError(
+        raise InputError(
             "too_long",
             f"The name is too long for the card: at most {NAME_MAX_BYTES} bytes of UTF-8, and each letter with "
             "a Vietnamese accent takes 2 or 3 bytes. Shorten it, e.g. write a middle name as its initial.",
@@ -262,8 +249,8 @@ _MOBILE_FIRST_DIGITS = frozenset("35789")
 _PHONE_SEPARATORS = re.compile(r"[\s.\-()/]+")
 
 
-def _invalid_phone() -> NormalizeError:
-    return NormalizeError(
+def _invalid_phone() -> InputError:
+    return InputError(
         "invalid_phone",
         "Not a Vietnamese mobile number (10 digits starting with 03, 05, 07, 08 or 09, or +84).",
         "Không phải số điện thoại di động Việt Nam (10 chữ số bắt đầu bằng 03, 05, 07, 08, 09 hoặc +84).",
@@ -275,7 +262,7 @@ def normalize_phone(raw: str | int) -> str:
 
     Accepts the usual spellings (``0912 345 678``, ``091.234.5678``, ``(+84) 912-345-678``, ``84912345678``),
     a 9-digit number whose leading 0 a spreadsheet dropped, and old 11-digit ``01xx`` numbers, which are
-    converted with the 2018 mapping. Landlines and anything else raise :class:`NormalizeError`
+    converted with the 2018 mapping. Landlines and anything else raise :class:`InputError`
     (``empty`` or ``invalid_phone``).
     """
     if isinstance(raw, bool):
@@ -283,7 +270,7 @@ def normalize_phone(raw: str | int) -> str:
     text = str(raw) if isinstance(raw, int) else raw
     text = _PHONE_SEPARATORS.sub("", text.strip().removeprefix("'"))
     if not text:
-        raise NormalizeError("empty", "The phone number is empty.", "Số điện thoại đang để trống.")
+        raise InputError("empty", "The phone number is empty.", "Số điện thoại đang để trống.")
     if text.startswith("+"):
         if not text.startswith("+84"):
             raise _invalid_phone()
@@ -325,16 +312,16 @@ _YEAR = re.compile(r"^\d{4}$")
 _NUMBER = re.compile(r"^\d+(?:[.,]\d+)?$")
 
 
-def _invalid_date() -> NormalizeError:
-    return NormalizeError(
+def _invalid_date() -> InputError:
+    return InputError(
         "invalid_date",
         "Not a valid date. Write it as day/month/year, e.g. 25/03/1985.",
         "Ngày không hợp lệ. Hãy ghi theo dạng ngày/tháng/năm, ví dụ 25/03/1985.",
     )
 
 
-def _year_not_allowed() -> NormalizeError:
-    return NormalizeError(
+def _year_not_allowed() -> InputError:
+    return InputError(
         "invalid_date",
         "A full date is needed here (day/month/year), not only a year.",
         "Cần ghi đủ ngày/tháng/năm, không chỉ ghi năm.",
@@ -357,7 +344,7 @@ def _from_number(number: float, allow_year_only: bool) -> tuple[date, Literal["d
 def _from_text(text: str, allow_year_only: bool) -> tuple[date, Literal["day", "year"]]:
     text = text.strip().removeprefix("'").strip()
     if not text:
-        raise NormalizeError("empty", "The date is empty.", "Ngày đang để trống.")
+        raise InputError("empty", "The date is empty.", "Ngày đang để trống.")
     try:
         if _YEAR.match(text):
             if not allow_year_only:
@@ -386,12 +373,12 @@ def parse_date(
     Accepts ``date``/``datetime`` objects, Excel serial numbers (as numbers or text), ``dd/mm/yyyy`` with
     ``/``, ``-`` or ``.`` separators (day first, always), ISO ``yyyy-mm-dd``, and, if ``allow_year_only``, a
     year alone (returned as 1 January with precision ``"year"``). Dates before 1900 and after ``today``
-    (default: today in Vietnam) are refused. Raises :class:`NormalizeError` (``empty``, ``invalid_date``,
+    (default: today in Vietnam) are refused. Raises :class:`InputError` (``empty``, ``invalid_date``,
     ``too_early``, ``future_date``).
     """
     result: tuple[date, Literal["day", "year"]]
     if value is None:
-        raise NormalizeError("empty", "The date is empty.", "Ngày đang để trống.")
+        raise InputError("empty", "The date is empty.", "Ngày đang để trống.")
     if isinstance(value, datetime):
         # A spreadsheet's datetime is a wall-clock value; an instant (with a zone) falls on a day in Vietnam.
         result = (vietnam_day(value) if value.tzinfo else value.date()), "day"
@@ -408,13 +395,13 @@ def parse_date(
 
     parsed = result[0]
     if parsed.year < _YEAR_MIN:
-        raise NormalizeError(
+        raise InputError(
             "too_early",
             "Dates before the year 1900 are not accepted.",
             "Không chấp nhận ngày trước năm 1900.",
         )
     if parsed > (today or vietnam_today()):
-        raise NormalizeError("future_date", "The date is in the future.", "Ngày này nằm trong tương lai.")
+        raise InputError("future_date", "The date is in the future.", "Ngày này nằm trong tương lai.")
     return result
 
 
@@ -438,16 +425,16 @@ _GENDERS: dict[str, Literal["female", "male"]] = {
 def parse_gender(value: object) -> Literal["female", "male"]:
     """Read a gender written as Nữ/Nam (with or without accents), F/M or female/male, in any case.
 
-    Digit codes are refused: offices use both 0/1 and 1/2 conventions. Raises :class:`NormalizeError`
+    Digit codes are refused: offices use both 0/1 and 1/2 conventions. Raises :class:`InputError`
     (``empty`` or ``invalid_gender``).
     """
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise NormalizeError("empty", "The gender is empty.", "Giới tính đang để trống.")
+        raise InputError("empty", "The gender is empty.", "Giới tính đang để trống.")
     if isinstance(value, str):
         gender = _GENDERS.get(fold(value).rstrip("."))
         if gender is not None:
             return gender
-    raise NormalizeError(
+    raise InputError(
         "invalid_gender",
         "The gender must be Nữ (female) or Nam (male).",
         "Giới tính phải là Nữ hoặc Nam.",

@@ -16,9 +16,10 @@ from datetime import date
 from types import MappingProxyType
 from typing import Literal
 
+from integrations.errors import InputError
+
 __all__ = [
     "PROVINCE_CODES",
-    "IdNumberError",
     "mask_id_number",
     "repair_spreadsheet_id",
     "restore_dropped_zeros",
@@ -111,34 +112,21 @@ _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+$")
 _FLOAT_TEXT = re.compile(r"^(\d{8,12})\.0$")
 
 
-class IdNumberError(ValueError):
-    """An ID number that cannot be accepted; ``code`` is stable, the messages are for people."""
-
-    def __init__(self, code: str, message_en: str, message_vi: str) -> None:
-        super().__init__(message_en)
-        self.code = code
-        self.message_en = message_en
-        self.message_vi = message_vi
-
-    def __str__(self) -> str:
-        return self.message_en
-
-
 def _strip_separators(number: str) -> str:
     return _SEPARATORS.sub("", number)
 
 
 def _check_digits(digits: str, expected_length: int, what_en: str, what_vi: str) -> None:
     if not digits:
-        raise IdNumberError("empty", f"The {what_en} is empty.", f"{what_vi} đang để trống.")
+        raise InputError("empty", f"The {what_en} is empty.", f"{what_vi} đang để trống.")
     if not (digits.isascii() and digits.isdigit()):
-        raise IdNumberError(
+        raise InputError(
             "not_digits",
             f"The {what_en} must contain only digits.",
             f"{what_vi} chỉ được gồm các chữ số.",
         )
     if len(digits) != expected_length:
-        raise IdNumberError(
+        raise InputError(
             "length",
             f"The {what_en} must have exactly {expected_length} digits.",
             f"{what_vi} phải có đúng {expected_length} chữ số.",
@@ -156,14 +144,14 @@ def validate_citizen_id(
     Spaces, dots and dashes are ignored. The first three digits must be a province code from
     :data:`PROVINCE_CODES` or, for births registered abroad, a country code that does not start with 0.
     When ``birth_year`` or ``gender`` are given, the century/gender digit and the two year digits must agree
-    with them. Raises :class:`IdNumberError`.
+    with them. Raises :class:`InputError`.
     """
     digits = _strip_separators(number)
     _check_digits(digits, CITIZEN_ID_LENGTH, "citizen ID number", "Số định danh cá nhân")
 
     place = digits[:3]
     if place not in PROVINCE_CODES and place[0] == "0":
-        raise IdNumberError(
+        raise InputError(
             "province",
             "The first three digits of the citizen ID number are not a known province code.",
             "Ba chữ số đầu của số định danh cá nhân không phải là mã tỉnh, thành phố hợp lệ.",
@@ -175,25 +163,25 @@ def validate_citizen_id(
     digit_gender: Literal["female", "male"] = "female" if century_digit % 2 else "male"
     # The scheme reaches the 2300s, but a digit for a century that has not started yet is a typo.
     if century_start > date.today().year:
-        raise IdNumberError(
+        raise InputError(
             "century_gender",
             "The fourth digit of the citizen ID number (century and gender) is not possible.",
             "Chữ số thứ tư của số định danh cá nhân (thế kỷ sinh và giới tính) không hợp lệ.",
         )
     if birth_year is not None and century_digit // 2 != birth_year // 100 - 19:
-        raise IdNumberError(
+        raise InputError(
             "century_gender",
             "The fourth digit of the citizen ID number does not match the century of the date of birth.",
             "Chữ số thứ tư của số định danh cá nhân không khớp với thế kỷ của năm sinh.",
         )
     if gender is not None and gender != digit_gender:
-        raise IdNumberError(
+        raise InputError(
             "century_gender",
             "The fourth digit of the citizen ID number does not match the gender.",
             "Chữ số thứ tư của số định danh cá nhân không khớp với giới tính.",
         )
     if birth_year is not None and digits[4:6] != f"{birth_year % 100:02d}":
-        raise IdNumberError(
+        raise InputError(
             "birth_year",
             "Digits 5 and 6 of the citizen ID number do not match the year of birth.",
             "Chữ số thứ năm và thứ sáu của số định danh cá nhân không khớp với năm sinh.",
@@ -204,15 +192,15 @@ def validate_citizen_id(
 def validate_old_id_number(number: str) -> str:
     """Check an old 9-digit identity card (CMND) number and return it as digits only.
 
-    Raises :class:`IdNumberError`.
+    Raises :class:`InputError`.
     """
     digits = _strip_separators(number)
     _check_digits(digits, OLD_ID_LENGTH, "old identity card (CMND) number", "Số CMND")
     return digits
 
 
-def _precision_lost() -> IdNumberError:
-    return IdNumberError(
+def _precision_lost() -> InputError:
+    return InputError(
         "precision_lost",
         "The ID number was damaged by Excel (shown in scientific notation such as 7.9E+10, so its last "
         "digits are lost). Format the column as Text and type the number again.",
@@ -221,8 +209,8 @@ def _precision_lost() -> IdNumberError:
     )
 
 
-def _not_digits() -> IdNumberError:
-    return IdNumberError("not_digits", "The ID number must contain only digits.", "Số giấy tờ chỉ được gồm các chữ số.")
+def _not_digits() -> InputError:
+    return InputError("not_digits", "The ID number must contain only digits.", "Số giấy tờ chỉ được gồm các chữ số.")
 
 
 def repair_spreadsheet_id(raw: object) -> tuple[str, str | None]:
@@ -231,12 +219,12 @@ def repair_spreadsheet_id(raw: object) -> tuple[str, str | None]:
     Accepts ``str``, ``int`` and ``float`` cells. An 11-digit value (citizen ID) or 8-digit value (old CMND)
     lost its leading zero: the zero is put back and the warning code ``"leading_zero_restored"`` is returned.
     Scientific notation text and non-integral floats have lost digits for good: they raise
-    :class:`IdNumberError` with code ``precision_lost``. Returns ``(digits, warning_code_or_None)``; the
+    :class:`InputError` with code ``precision_lost``. Returns ``(digits, warning_code_or_None)``; the
     province, length and birth-year rules are left to :func:`validate_citizen_id` and
     :func:`validate_old_id_number`.
     """
     if raw is None:
-        raise IdNumberError("empty", "The ID number is empty.", "Số giấy tờ đang để trống.")
+        raise InputError("empty", "The ID number is empty.", "Số giấy tờ đang để trống.")
     if isinstance(raw, bool):
         raise _not_digits()
     if isinstance(raw, int):
@@ -258,7 +246,7 @@ def repair_spreadsheet_id(raw: object) -> tuple[str, str | None]:
         raise _not_digits()
 
     if not text:
-        raise IdNumberError("empty", "The ID number is empty.", "Số giấy tờ đang để trống.")
+        raise InputError("empty", "The ID number is empty.", "Số giấy tờ đang để trống.")
     if text.startswith("-") or not (text.isascii() and text.isdigit()):
         raise _not_digits()
     if len(text) in (CITIZEN_ID_LENGTH - 1, OLD_ID_LENGTH - 1):
@@ -284,7 +272,7 @@ def restore_dropped_zeros(
     try:
         # "00" + 10 digits starts with 0, so validation accepts it only with one of the province codes above.
         return validate_citizen_id("00" + digits, birth_year=birth_year, gender=gender)
-    except IdNumberError:
+    except InputError:
         return None
 
 

@@ -50,6 +50,21 @@ PASSWORD = "correct horse battery"
 NAME_TOO_LONG_FOR_CARD = "Tôn Nữ Hoàng Phương Thảo Nguyễn Ngọc Diễm Quỳnh Hương Trần Lê Huỳnh Đặng Thị Vy Yến Trâm"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that touches the database under test ``database``, so that new tests get the marker without
+    anyone remembering it: every database fixture (``engine``, ``connection``, ``db``, ``settings``, ``cipher``,
+    ``app``, ``client`` and the servers and seeders built on them) derives from ``database_url``, so a test whose
+    fixture closure holds it uses the backend; so does a test of a module that reads ``BACKEND`` itself (the
+    PostgreSQL races, restarts and soak), and every ``postgres_only`` test. `make test` runs everything on SQLite,
+    then only ``-m database`` on PostgreSQL: the pure and browser tests (their live servers use SQLite files of their
+    own) do not run twice."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if ("database_url" in getattr(item, "fixturenames", ()) or getattr(module, "BACKEND", None) is BACKEND
+                or item.get_closest_marker("postgres_only") is not None):
+            item.add_marker(pytest.mark.database)
+
+
 def _postgres_url() -> str:
     url = os.environ.get("CARDSVC_TEST_DATABASE_URL", DEFAULT_PG_URL)
     if "CARDSVC_TEST_DATABASE_URL" not in os.environ:

@@ -15,24 +15,29 @@ from pydantic import BaseModel, Field
 from cardsvc.api.deps import CipherDep, OfficerDep, SessionDep
 from cardsvc.api.schemas import Id, JobOut
 from cardsvc.db.models import IdentityReview
-from cardsvc.services import identity
+from cardsvc.services.identity import coverage as identity_coverage
+from cardsvc.services.identity import gateway as identity_gateway
+from cardsvc.services.identity import jobs as identity_jobs
+from cardsvc.services.identity import publication as identity_publication
+from cardsvc.services.identity import reviews as identity_reviews
+from cardsvc.services.identity import sync as identity_sync
 
 router = APIRouter(prefix="/v1/identity", tags=["identity"])
 
 
-def get_registry_jobs(request: Request) -> identity.RegistryJobs:
+def get_registry_jobs(request: Request) -> identity_jobs.RegistryJobs:
     """The application's registry (``app.state.registry``) behind its own job runner (``app.state.registry_runner``):
     no request waits on the registry."""
     state = request.app.state
     runner = state.registry_runner
-    gateway = identity.RegistryGateway.from_settings(state.settings, state.registry, stop=runner.stopping)
-    return identity.RegistryJobs(
+    gateway = identity_gateway.RegistryGateway.from_settings(state.settings, state.registry, stop=runner.stopping)
+    return identity_jobs.RegistryJobs(
         state.session_factory, gateway, state.cipher, runner,
         batch_size=state.settings.registry_claim_batch_size, lease_seconds=state.settings.registry_claim_lease_seconds,
     )
 
 
-RegistryJobsDep = Annotated[identity.RegistryJobs, Depends(get_registry_jobs)]
+RegistryJobsDep = Annotated[identity_jobs.RegistryJobs, Depends(get_registry_jobs)]
 ChapterQuery = Annotated[Id | None, Query(description="root of the subtree (default: your whole scope)")]
 
 
@@ -59,7 +64,7 @@ class SyncRunOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, summary: identity.RunSummary) -> SyncRunOut:
+    def of(cls, summary: identity_sync.RunSummary) -> SyncRunOut:
         values = {k: v for k, v in vars(summary).items() if k != "run_id"}
         return cls(id=summary.run_id, **values)
 
@@ -116,15 +121,15 @@ class PublishRequest(BaseModel):
 def start_sync_run(body: SyncRunStart, actor: OfficerDep, session: SessionDep, request: Request,
                    registry_jobs: RegistryJobsDep) -> SyncRunOut:
     """Verify the consenting members of a subtree with the registry, as a background job; poll the run."""
-    run = identity.start_sync(session, actor, chapter_id=body.chapter_id, force=body.force,
+    run = identity_sync.start_sync(session, actor, chapter_id=body.chapter_id, force=body.force,
                               reverify_days=request.app.state.settings.registry_reverify_days)
     registry_jobs.submit_sync(run.id)
-    return SyncRunOut.of(identity.run_summary(session, actor, run.id))
+    return SyncRunOut.of(identity_sync.run_summary(session, actor, run.id))
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunOut)
 def get_sync_run(run_id: Id, actor: OfficerDep, session: SessionDep) -> SyncRunOut:
-    return SyncRunOut.of(identity.run_summary(session, actor, run_id))
+    return SyncRunOut.of(identity_sync.run_summary(session, actor, run_id))
 
 
 @router.get("/reviews", response_model=list[ReviewOut])
@@ -134,7 +139,7 @@ def list_reviews(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuer
                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
                  before_id: Id | None = None) -> list[ReviewOut]:
     """Differences with the registry waiting for a decision (or decided ones, by status), newest first."""
-    reviews = identity.list_reviews(session, actor, chapter_id=chapter_id, status=review_status, limit=limit,
+    reviews = identity_reviews.list_reviews(session, actor, chapter_id=chapter_id, status=review_status, limit=limit,
                                     before_id=before_id)
     return [ReviewOut.of(review) for review in reviews]
 
@@ -143,7 +148,7 @@ def list_reviews(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuer
 def decide_review(review_id: Id, body: ReviewDecision, actor: OfficerDep, session: SessionDep,
                   cipher: CipherDep) -> ReviewOut:
     """Accept the registry's value (the member record changes, audited), keep ours, or flag for follow-up."""
-    return ReviewOut.of(identity.decide_review(session, actor, cipher, review_id, decision=body.decision,
+    return ReviewOut.of(identity_reviews.decide_review(session, actor, cipher, review_id, decision=body.decision,
                                                note=body.note))
 
 
@@ -151,7 +156,7 @@ def decide_review(review_id: Id, body: ReviewDecision, actor: OfficerDep, sessio
 def coverage(actor: OfficerDep, session: SessionDep, chapter_id: ChapterQuery = None) -> list[CoverageOut]:
     """Per chapter: members verified, mismatching, not found, deceased, without consent, or still to verify."""
     return [CoverageOut.model_validate(row, from_attributes=True)
-            for row in identity.coverage(session, actor, chapter_id)]
+            for row in identity_coverage.coverage(session, actor, chapter_id)]
 
 
 @router.post("/publish", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED)
@@ -160,7 +165,7 @@ def publish(body: PublishRequest, actor: OfficerDep, session: SessionDep, regist
     """Publish new or changed membership facts of consenting members and withdraw those of members who left, died or
     withdrew consent, as a background job: poll ``GET /v1/jobs/{id}``; its ``result`` counts what was published,
     withdrawn, unchanged and refused."""
-    job = identity.start_publication(session, actor, chapter_id=body.chapter_id)
+    job = identity_publication.start_publication(session, actor, chapter_id=body.chapter_id)
     registry_jobs.submit_publication(job.id)
     session.refresh(job)
     return JobOut.model_validate(job, from_attributes=True)

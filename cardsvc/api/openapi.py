@@ -14,7 +14,7 @@ listing them route by route, :func:`error_statuses` derives them:
 
 A route adds what its dependencies cannot tell with ``responses={status: {...}}`` in its decorator (a permission a
 GET needs, a rate limit taken inside the route); the error body schema is filled in for those too.
-``tests/test_schemathesis.py`` checks the result against the server's real answers.
+``tests/server/test_schemathesis.py`` checks the result against the server's real answers.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,8 +16,6 @@ from cardsvc.db.models import Chapter, Consent, Member, Officer
 from cardsvc.security import PiiCipher
 from cardsvc.services import chapters, consents, keys, members, officers
 from cardsvc.services.context import Actor, system_actor
-from cardsvc.services.identity import member_person_record
-from integrations.population import PersonName, PersonRecord
 
 FAMILY_NAMES = ["Nguyễn", "Nguyễn", "Nguyễn", "Trần", "Trần", "Lê", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ",
                 "Võ", "Đặng", "Bùi", "Đỗ", "Hồ", "Ngô", "Dương", "Lý", "Đinh", "Trương", "Lưu", "Cao"]
@@ -46,7 +44,7 @@ ROOT_CODE = "TW"
 NO_IDENTITY_CONSENT_EVERY = 10
 PUBLICATION_CONSENT_EVERY = 4
 # Tone marks placed the old way ("Thuỷ"): a registry record and a member list often disagree on them.
-_DIACRITIC_VARIANTS = {"Thủy": "Thuỷ", "Hòa": "Hoà", "Thúy": "Thuý", "Khỏe": "Khoẻ"}
+DIACRITIC_VARIANTS = {"Thủy": "Thuỷ", "Hòa": "Hoà", "Thúy": "Thuý", "Khỏe": "Khoẻ"}
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ def load_demo(session: Session, cipher: PiiCipher, kek: bytes, var_dir: Path, *,
     return logins, created
 
 
-def _demo_members(session: Session) -> list[Member]:
+def demo_members(session: Session) -> list[Member]:
     branch_codes = [b[0] for b in _branches()]
     return list(session.scalars(
         select(Member).join(Member.chapter).where(Chapter.code.in_(branch_codes)).order_by(Member.id)
@@ -170,7 +168,7 @@ def _record_demo_consents(session: Session, actor: Actor) -> bool:
     recorded = {(member_id, purpose) for member_id, purpose in session.execute(select(Consent.member_id,
                                                                                        Consent.purpose))}
     added = 0
-    for n, member in enumerate(_demo_members(session)):
+    for n, member in enumerate(demo_members(session)):
         wanted = [] if n % NO_IDENTITY_CONSENT_EVERY == NO_IDENTITY_CONSENT_EVERY - 1 else ["identity_verification"]
         if n % PUBLICATION_CONSENT_EVERY == 0:
             wanted.append("registry_publication")
@@ -181,35 +179,3 @@ def _record_demo_consents(session: Session, actor: Actor) -> bool:
                                     evidence_ref=f"DEMO-PHIEU-{member.member_number}")
             added += 1
     return added > 0
-
-
-def registry_records(session: Session, cipher: PiiCipher) -> list[PersonRecord]:
-    """Registry records for the stub and the fake registry: every member with an ID number, as recorded — except a
-    few demo members, so that a sync fills the review queue the way real data would:
-
-    * the first demo member whose given name has a common variant: the registry spells it with other diacritics;
-    * the first with two middle names: the registry has them the other way round;
-    * the 6th demo member (who consented): the registry records her death;
-    * the 9th: unknown to the registry (a mistyped number).
-    """
-    records = {member.id: record for member in session.scalars(select(Member).order_by(Member.id))
-               if (record := member_person_record(member, cipher)) is not None}
-    demo = [m for n, m in enumerate(_demo_members(session))
-            if n % NO_IDENTITY_CONSENT_EVERY != NO_IDENTITY_CONSENT_EVERY - 1 and m.id in records]
-    if len(demo) < 10:
-        return list(records.values())
-    diacritics = next((m for m in demo if m.full_name.split()[-1] in _DIACRITIC_VARIANTS), None)
-    swapped = next((m for m in demo if len(m.full_name.split()) == 4 and m is not diacritics), None)
-    if diacritics is not None:
-        name = records[diacritics.id].name
-        records[diacritics.id] = replace(records[diacritics.id], name=PersonName(
-            name.family, name.middle, _DIACRITIC_VARIANTS[name.given]))
-    if swapped is not None:
-        name = records[swapped.id].name
-        records[swapped.id] = replace(records[swapped.id], name=PersonName(
-            name.family, " ".join(reversed(name.middle.split())), name.given))
-    taken = {m.id for m in (diacritics, swapped) if m is not None}
-    others = [m for m in demo if m.id not in taken]
-    records[others[5].id] = replace(records[others[5].id], death_date=date(2025, 9, 2))
-    del records[others[8].id]
-    return list(records.values())

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 
 from openpyxl.utils.cell import get_column_letter
 
-from cardsvc.importing.limits import MAX_COLUMNS, ImportFileError, ReadBudget, too_large
+from cardsvc.importing.limits import MAX_COLUMNS, ReadBudget, too_large
 from cardsvc.importing.xlsx import Record, read_xlsx
 from cardsvc.normalize import fold
+from integrations.errors import InputError
 
 __all__ = [
     "ERRORS_HEADER",
     "FIELD_ALIASES",
     "HEADER_SEARCH_ROWS",
     "MAX_FILE_BYTES",
-    "ImportFileError",
     "RawRow",
     "RawTable",
     "ReadBudget",
@@ -184,7 +184,7 @@ class _Header:
                 continue
             for name in field.split("|"):
                 if name in columns:
-                    raise ImportFileError(
+                    raise InputError(
                         "duplicate_column",
                         f'The columns "{columns[name]}" and "{text}" hold the same information; keep only one.',
                         f'Hai cột "{columns[name]}" và "{text}" chứa cùng một thông tin; chỉ giữ lại một cột.',
@@ -219,14 +219,14 @@ def _find_header(records: list[Record]) -> tuple[int, _Header]:
         if best is None or len(header.columns) > len(best[1].columns):
             best = index, header
     if best is None:
-        raise ImportFileError(
+        raise InputError(
             "no_header",
             f"None of the first {HEADER_SEARCH_ROWS} rows holds the column names "
             '(e.g. "Họ và tên", "Ngày sinh", "Số CCCD").',
             f"Không thấy dòng tên cột trong {HEADER_SEARCH_ROWS} dòng đầu "
             '(ví dụ "Họ và tên", "Ngày sinh", "Số CCCD").',
         )
-    raise ImportFileError(
+    raise InputError(
         "missing_column",
         'The file has no name column; name it "Họ và tên".',
         'Tệp thiếu cột họ tên; hãy đặt tên cột là "Họ và tên".',
@@ -259,7 +259,7 @@ def _footer_reason(cells: dict[int, object], name: object) -> str | None:
 
 def _build_table(records: list[Record], *, fmt: str, encoding: str | None, max_rows: int) -> RawTable:
     if not records:
-        raise ImportFileError("empty_file", "The file contains no data.", "Tệp không có dữ liệu.")
+        raise InputError("empty_file", "The file contains no data.", "Tệp không có dữ liệu.")
     start, header = _find_header(records)
     skipped = [SkippedRow(number, "title") for number, _ in records[:start]]
     rows: list[RawRow] = []
@@ -282,7 +282,7 @@ def _build_table(records: list[Record], *, fmt: str, encoding: str | None, max_r
             skipped.append(SkippedRow(number, reason))
             continue
         if len(rows) == max_rows:
-            raise ImportFileError(
+            raise InputError(
                 "too_many_rows",
                 f"The file has more than {max_rows} members; split it into several files.",
                 f"Tệp có hơn {max_rows} hội viên; hãy chia thành nhiều tệp.",
@@ -304,8 +304,8 @@ _TCVN3_SIGNS = re.compile(r"(?<=[A-Za-z])[\xa1-\xbf]|[\xa1-\xbf](?=[A-Za-z])")
 _TCVN3_MIN_SIGNS = 3
 
 
-def _bad_encoding() -> ImportFileError:
-    return ImportFileError(
+def _bad_encoding() -> InputError:
+    return InputError(
         "bad_encoding",
         'The text encoding of the file is not recognised. In Excel use "Save As" → "CSV UTF-8".',
         'Không nhận dạng được bảng mã của tệp. Trong Excel hãy chọn "Lưu thành" → "CSV UTF-8".',
@@ -359,7 +359,7 @@ def _decode(data: bytes) -> tuple[str, str]:
             raise _bad_encoding() from exc2
         encoding = "cp1258"
         if len(_TCVN3_SIGNS.findall(text)) >= _TCVN3_MIN_SIGNS:
-            raise ImportFileError(
+            raise InputError(
                 "bad_encoding",
                 "The file uses the old TCVN3 (ABC) encoding. Convert it to Unicode with Unikey "
                 '(Công cụ chuyển mã), then save it as "CSV UTF-8".',
@@ -393,7 +393,7 @@ def _text_records(text: str, delimiter: str, budget: ReadBudget) -> list[Record]
                 records.append((number, cells))
             budget.rows_visited = number
     except csv.Error as exc:
-        raise ImportFileError(
+        raise InputError(
             "bad_csv",
             "The CSV file is malformed (for example a quote that is never closed).",
             "Tệp CSV bị lỗi định dạng (ví dụ có dấu ngoặc kép không được đóng).",
@@ -416,7 +416,7 @@ def read_member_table(
     first :data:`HEADER_SEARCH_ROWS` non-empty rows that has a name column; its columns are matched to canonical
     fields (see :data:`FIELD_ALIASES`) ignoring accents, case, spaces and punctuation. The work is bounded by
     ``budget`` (default: the limits of :mod:`cardsvc.importing.limits`), whose counters say what it took.
-    Raises :class:`ImportFileError`.
+    Raises :class:`InputError`.
     """
     budget = budget or ReadBudget()
     budget.start()
@@ -426,9 +426,9 @@ def read_member_table(
             f"Tệp lớn hơn {MAX_FILE_BYTES // (1024 * 1024)} MB; hãy chia thành nhiều tệp.",
         )
     if not data.strip():
-        raise ImportFileError("empty_file", "The file is empty.", "Tệp trống.")
+        raise InputError("empty_file", "The file is empty.", "Tệp trống.")
     if data.startswith(_OLE2_MAGIC):
-        raise ImportFileError(
+        raise InputError(
             "unsupported_format",
             "Old Excel files (.xls) and password-protected files cannot be read. "
             'In Excel use "Save As" and choose "Excel Workbook (.xlsx)" or "CSV UTF-8", without a password.',
@@ -438,7 +438,7 @@ def read_member_table(
     if data.startswith(_XLSX_MAGIC) or data.startswith(_EMPTY_ZIP_MAGIC):
         return _build_table(read_xlsx(data, budget), fmt="xlsx", encoding=None, max_rows=max_rows)
     if data.startswith(b"%PDF") or filename.lower().endswith((".xls", ".ods", ".pdf", ".doc")):
-        raise ImportFileError(
+        raise InputError(
             "unsupported_format",
             "Only Excel (.xlsx) and CSV files can be imported.",
             "Chỉ nhập được tệp Excel (.xlsx) và tệp CSV.",

@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from integrations.errors import InputError
+
 __all__ = ["MAX_COLUMNS", "MAX_COMPRESSION_RATIO", "MAX_READ_SECONDS", "MAX_XLSX_UNCOMPRESSED_BYTES",
-           "ImportFileError", "ReadBudget"]
+           "ReadBudget"]
 
 # An XLSX is a zip of XML parts. A member list of 200,000 rows written by Excel, LibreOffice or openpyxl expands
 # to at most ~150 MB; the parts of real workbooks compress 3 to 30 times (measured on generated and office files).
@@ -27,22 +29,9 @@ MAX_COLUMNS = 128
 MAX_READ_SECONDS = 60.0
 
 
-class ImportFileError(ValueError):
-    """A member list file that cannot be read; ``code`` is stable, the messages are for people."""
-
-    def __init__(self, code: str, message_en: str, message_vi: str) -> None:
-        super().__init__(message_en)
-        self.code = code
-        self.message_en = message_en
-        self.message_vi = message_vi
-
-    def __str__(self) -> str:
-        return self.message_en
-
-
-def too_large(message_en: str, message_vi: str) -> ImportFileError:
+def too_large(message_en: str, message_vi: str) -> InputError:
     """The error for a file beyond the limits; the message says what to do."""
-    return ImportFileError("too_large", message_en, message_vi)
+    return InputError("too_large", message_en, message_vi)
 
 
 @dataclass
@@ -77,7 +66,7 @@ class ReadBudget:
             raise expands_too_much(self.max_inflated_bytes)
 
 
-def expands_too_much(limit: int) -> ImportFileError:
+def expands_too_much(limit: int) -> InputError:
     """The error for an XLSX whose parts expand beyond ``limit`` bytes."""
     megabytes = limit // (1024 * 1024)
     return too_large(

@@ -14,17 +14,11 @@ from collections.abc import Iterator
 
 from openpyxl import load_workbook
 
+from integrations.errors import InputError
+
 MEMBER_NUMBER_DIGITS = 10
 _NUMBER = re.compile(r"(?<![0-9])[0-9]{10}(?![0-9])")
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-class NumberListError(ValueError):
-    """A file that holds no readable list; ``message_vi`` is for the officer."""
-
-    def __init__(self, message_en: str, message_vi: str) -> None:
-        super().__init__(message_en)
-        self.message_vi = message_vi
 
 
 def member_numbers_in_text(text: str) -> list[str]:
@@ -36,7 +30,7 @@ def _xlsx_cells(data: bytes) -> Iterator[str]:
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise NumberListError("The Excel file cannot be read.", "Không đọc được tệp Excel.") from exc
+        raise InputError("bad_xlsx", "The Excel file cannot be read.", "Không đọc được tệp Excel.") from exc
     try:
         for sheet in workbook.worksheets:
             for row in sheet.iter_rows(values_only=True):
@@ -54,7 +48,7 @@ def member_numbers_in_file(data: bytes) -> list[str]:
     """The member numbers in an uploaded list: an Excel workbook (every sheet), or CSV / plain text.
 
     Raises:
-        NumberListError: An Excel file that cannot be read.
+        InputError: An Excel file that cannot be read.
     """
     if data.startswith(_ZIP_MAGIC):
         return member_numbers_in_text("\n".join(_xlsx_cells(data)))

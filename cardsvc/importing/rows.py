@@ -11,14 +11,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal, Protocol
+from typing import Literal
 
 from cardsvc.days import vietnam_today
 from cardsvc.importing.files import RawRow, parse_bool
-from cardsvc.normalize import NormalizeError, normalize_name, normalize_phone, parse_date, parse_gender
+from cardsvc.normalize import normalize_name, normalize_phone, parse_date, parse_gender
+from integrations.errors import InputError
 from integrations.idnumber import (
     LEADING_ZEROS_RESTORED,
-    IdNumberError,
     repair_spreadsheet_id,
     restore_dropped_zeros,
     validate_citizen_id,
@@ -138,12 +138,6 @@ def format_member_number(sequence: int) -> str:
 # Row validation
 
 
-class _CodedError(Protocol):
-    code: str
-    message_en: str
-    message_vi: str
-
-
 def _age_on(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
@@ -174,7 +168,7 @@ class _Check:
     def add(self, column: str, code: str, en: str, vi: str, severity: Severity = "error") -> None:
         self.problems.append(RowProblem(self.raw.number, column, code, en, vi, severity))
 
-    def add_error(self, column: str, exc: _CodedError) -> None:
+    def add_error(self, column: str, exc: InputError) -> None:
         self.add(column, exc.code, exc.message_en, exc.message_vi)
 
     def required(self, column: str) -> None:
@@ -197,7 +191,7 @@ def _check_name(check: _Check) -> str | None:
         return None
     try:
         return normalize_name(str(value))
-    except NormalizeError as exc:
+    except InputError as exc:
         check.add_error("full_name", exc)
         return None
 
@@ -208,7 +202,7 @@ def _check_date(check: _Check, column: str, *, allow_year_only: bool) -> tuple[d
         return None
     try:
         return parse_date(value, allow_year_only=allow_year_only, today=check.today)
-    except NormalizeError as exc:
+    except InputError as exc:
         check.add_error(column, exc)
         return None
 
@@ -232,7 +226,7 @@ def _check_gender(check: _Check) -> Literal["female", "male"] | None:
         return None
     try:
         return parse_gender(value)
-    except NormalizeError as exc:
+    except InputError as exc:
         check.add_error("gender", exc)
         return None
 
@@ -243,7 +237,7 @@ def _repaired(check: _Check, column: str) -> str | None:
         return None
     try:
         digits, warning = repair_spreadsheet_id(value)
-    except IdNumberError as exc:
+    except InputError as exc:
         check.add_error(column, exc)
         return None
     if warning is not None:
@@ -275,7 +269,7 @@ def _check_id_number(check: _Check, birth: date | None, gender: Literal["female"
         )
     try:
         return validate_citizen_id(digits, birth_year=birth.year if birth else None, gender=gender)
-    except IdNumberError as exc:
+    except InputError as exc:
         check.add_error("id_number", exc)
         return None
 
@@ -286,7 +280,7 @@ def _check_old_id_number(check: _Check) -> str | None:
         return None
     try:
         return validate_old_id_number(digits)
-    except IdNumberError as exc:
+    except InputError as exc:
         check.add_error("old_id_number", exc)
         return None
 
@@ -301,7 +295,7 @@ def _check_phone(check: _Check) -> str | None:
         return None
     try:
         return normalize_phone(number if number is not None else str(value))
-    except NormalizeError as exc:
+    except InputError as exc:
         check.add_error("phone", exc)
         return None
 

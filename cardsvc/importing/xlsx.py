@@ -29,7 +29,8 @@ from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
 from openpyxl.utils.cell import range_boundaries
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel
 
-from cardsvc.importing.limits import MAX_COLUMNS, RATIO_EXEMPT_BYTES, ImportFileError, ReadBudget, expands_too_much
+from cardsvc.importing.limits import MAX_COLUMNS, RATIO_EXEMPT_BYTES, ReadBudget, expands_too_much
+from integrations.errors import InputError
 
 __all__ = ["EXCEL_MAX_COLUMNS", "EXCEL_MAX_ROWS", "Record", "bad_xlsx", "read_xlsx"]
 
@@ -45,9 +46,9 @@ Record = tuple[int, dict[int, object]]
 """A non-empty row: its number as Excel shows it, and its non-empty cells by 0-based column position."""
 
 
-def bad_xlsx(detail_en: str = "", detail_vi: str = "") -> ImportFileError:
+def bad_xlsx(detail_en: str = "", detail_vi: str = "") -> InputError:
     """The error for a file that is not a readable workbook."""
-    return ImportFileError(
+    return InputError(
         "bad_xlsx",
         f"The Excel file is damaged or is not a real .xlsx file{detail_en}. Open it in Excel and save it again "
         "as .xlsx.",
@@ -56,9 +57,9 @@ def bad_xlsx(detail_en: str = "", detail_vi: str = "") -> ImportFileError:
 
 
 class _Refused(Exception):
-    """Raised inside expat callbacks; turned into an :class:`ImportFileError` by the caller."""
+    """Raised inside expat callbacks; turned into an :class:`InputError` by the caller."""
 
-    def __init__(self, error: ImportFileError) -> None:
+    def __init__(self, error: InputError) -> None:
         super().__init__(error.message_en)
         self.error = error
 
@@ -379,7 +380,7 @@ def _fill_merges(records: list[Record], merges: list[str], budget: ReadBudget) -
 def read_xlsx(data: bytes, budget: ReadBudget) -> list[Record]:
     """The non-empty rows of the first worksheet of an XLSX file, in order, merged ranges filled in.
 
-    Raises :class:`ImportFileError` (``bad_xlsx``, ``too_large``, ``empty_file``).
+    Raises :class:`InputError` (``bad_xlsx``, ``too_large``, ``empty_file``).
     """
     package = _Package(data, budget)
     root = _relationships(package, "")
@@ -397,7 +398,7 @@ def read_xlsx(data: bytes, budget: ReadBudget) -> list[Record]:
 
     package.parse(workbook, workbook_start)
     if not sheet_ids:
-        raise ImportFileError("empty_file", "The file contains no data.", "Tệp không có dữ liệu.")
+        raise InputError("empty_file", "The file contains no data.", "Tệp không có dữ liệu.")
     related = _relationships(package, workbook)
     if sheet_ids[0] not in related:
         raise bad_xlsx()

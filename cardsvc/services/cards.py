@@ -13,11 +13,12 @@ from sqlalchemy.orm import Session
 from cardsvc.days import vietnam_today
 from cardsvc.db.models import REVOCATION_REASONS, Card, Member
 from cardsvc.errors import Conflict, NotFound, ValidationFailed
-from cardsvc.normalize import NormalizeError, normalize_name
+from cardsvc.normalize import normalize_name
 from cardsvc.services import audit, status_lists, wallet_outbox
 from cardsvc.services.chapters import CHAPTER_CODE_RE
 from cardsvc.services.context import Actor
 from cardsvc.services.keys import KeyRing
+from integrations.errors import InputError
 from issuance.credential import new_card_id, sign_credential
 from verification.format import CardClaims
 
@@ -73,7 +74,7 @@ def check_card_fields(full_name: str, chapter_code: str) -> None:
     """:func:`check_card_data` on the stored values themselves (the batch engine reads them without the ORM)."""
     try:
         normalize_name(full_name)
-    except NormalizeError as exc:
+    except InputError as exc:
         raise _unfit_for_card("full_name", exc.code, exc.message_en, exc.message_vi) from exc
     if not unicodedata.is_normalized("NFC", full_name):
         raise _unfit_for_card("full_name", "not_nfc", "The name is stored decomposed (not NFC); save it again.",

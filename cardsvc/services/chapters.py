@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Chapter, ChapterCodeAlias, ChapterLevel, Member, Officer
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from cardsvc.normalize import NormalizeError, fold, refuse_invisible
+from cardsvc.normalize import fold, refuse_invisible
 from cardsvc.services import audit
 from cardsvc.services.context import Actor, subtree_condition
+from integrations.errors import InputError
 
 CHAPTER_CODE_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,31}$")
 MAX_DEPTH = 12
@@ -113,7 +114,7 @@ def _clean_name(name: str) -> str:
     # A door station shows the member's chapter name next to her name: the same invisible characters are refused.
     try:
         refuse_invisible(name, subject_en="The chapter name", subject_vi="Tên chi hội")
-    except NormalizeError as exc:
+    except InputError as exc:
         raise ValidationFailed(exc.message_en, details=[{"field": "name", "code": exc.code, "message": exc.message_en,
                                                          "message_vi": exc.message_vi}]) from exc
     value = " ".join(name.split())

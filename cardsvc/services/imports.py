@@ -36,7 +36,7 @@ from cardsvc.db.base import UTCDateTime, utcnow
 from cardsvc.db.models import Chapter, Member, MemberStatusChange
 from cardsvc.errors import NotFound, ValidationFailed
 from cardsvc.importing.errors_file import MEDIA_TYPES, ErrorsFormat, errors_file, errors_file_name
-from cardsvc.importing.files import ImportFileError, RawTable, read_member_table
+from cardsvc.importing.files import RawTable, read_member_table
 from cardsvc.importing.report import ColumnLabels, capped_problems, problem_counts, skipped_counts
 from cardsvc.importing.rows import MemberRow, RowProblem, validate_rows
 from cardsvc.normalize import fold, given_name_sort_key, name_search_key
@@ -48,6 +48,7 @@ from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
 from cardsvc.services.members import allocate_member_numbers, apply_member_row
 from cardsvc.services.merges import numbers_compatible
 from cardsvc.services.pii import mask_phone, stored_value
+from integrations.errors import InputError
 from integrations.idnumber import mask_id_number
 
 if TYPE_CHECKING:
@@ -326,7 +327,7 @@ def _creatable(new: list[_Planned], report: ImportReport) -> list[_Planned]:
 def _read_table(data: bytes, filename: str) -> RawTable:
     try:
         return read_member_table(data, filename)
-    except ImportFileError as exc:
+    except InputError as exc:
         raise ValidationFailed(exc.message_en, code=exc.code,
                                details=[{"code": exc.code, "message": exc.message_en,
                                          "message_vi": exc.message_vi}]) from exc
@@ -700,7 +701,7 @@ def _new_member_values(
     plan: _Planned, member_number: str, cipher: PiiCipher, today: date, names: dict[str, tuple[str, str]]
 ) -> dict[str, Any]:
     """Column values of a new member: what :func:`apply_member_row` sets on an ORM object, without building one
-    (``tests/test_imports.py`` checks that both give the same row)."""
+    (``tests/server/importing/test_imports.py`` checks that both give the same row)."""
     row = plan.row
     now = utcnow()
     name_search, sort_key = _name_keys(row.full_name, names)

@@ -16,13 +16,14 @@ from cardsvc.db.models import MEMBER_STATUSES, Chapter, Counter, Member, MemberS
 from cardsvc.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from cardsvc.importing.files import RawRow
 from cardsvc.importing.rows import MemberRow, RowProblem, format_member_number, validate_row
-from cardsvc.normalize import NormalizeError, given_name_sort_key, name_search_key, normalize_phone, search_terms
+from cardsvc.normalize import given_name_sort_key, name_search_key, normalize_phone, search_terms
 from cardsvc.security import PiiCipher
 from cardsvc.services import audit
 from cardsvc.services.cards import follow_member_status
 from cardsvc.services.chapters import get_chapter
 from cardsvc.services.context import Actor, subtree_condition
 from cardsvc.services.pii import PiiView, clear_view, mask_phone, stored_value
+from integrations.errors import InputError
 from integrations.idnumber import mask_id_number
 
 # Fields an officer may set through the API; the same validation as a row of an imported file applies.
@@ -366,7 +367,7 @@ def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberS
                      chapter_path=actor.scope_path, details={"field": "phone"})
         session.commit()
     digits = "".join((q.query or "").split())
-    if digits.isdigit():
+    if digits.isascii() and digits.isdigit():
         # The first digits of a member number, as read off a card. Never a name (names hold no digits).
         return session.scalars(stmt.where(_number_prefix(digits)).order_by(Member.member_number)
                                .limit(q.limit).offset(q.offset)).unique().all()
@@ -385,6 +386,6 @@ def search_members(session: Session, actor: Actor, cipher: PiiCipher, q: MemberS
 def _lookup_phone(raw: str) -> str:
     try:
         return normalize_phone(raw)
-    except NormalizeError as exc:
+    except InputError as exc:
         raise ValidationFailed(exc.message_en, details=[{"field": "phone", "code": exc.code, "message": exc.message_en,
                                                         "message_vi": exc.message_vi}]) from exc

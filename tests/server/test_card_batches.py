@@ -247,7 +247,7 @@ def test_two_workers_share_one_job_and_every_member_gets_exactly_one_card(databa
     from sqlalchemy.engine import make_url
 
     from cardsvc.db.session import make_session_factory
-    from tests.servers import fresh_postgres
+    from tests.server.servers import fresh_postgres
 
     if BACKEND != "postgresql" or not database_url.startswith("postgresql"):
         pytest.fail("this test needs PostgreSQL: run it with CARDSVC_TEST_BACKEND=postgresql")

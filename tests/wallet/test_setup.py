@@ -16,7 +16,7 @@ from cardsvc.services.wallet import load_setup
 from cardsvc.services.wallet_updates import make_senders
 from cardsvc.settings import Settings
 from tests.conftest import TEST_SECRET, Tree
-from tests.test_admin_pages_http import page_login
+from tests.server.test_admin_pages_http import page_login
 from tests.wallet.fakes import APNS_KEY_ID, ISSUER_ID, PASS_TYPE_ID, TEAM_ID, WalletPki, make_pki
 from tests.wallet.test_wallet import wallet_settings
 

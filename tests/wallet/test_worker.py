@@ -34,7 +34,7 @@ from cardsvc.services import cards, chapters, keys, member_links, members, offic
 from cardsvc.services.keys import KeyRing
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, PASSWORD, SYSTEM, TEST_KEK, TEST_SECRET
-from tests.servers import fresh_postgres, serving_process
+from tests.server.servers import fresh_postgres, serving_process
 from tests.wallet.fakes import (
     APNS_KEY_ID,
     ISSUER_ID,

@@ -21,7 +21,7 @@ from cardsvc.api.deps import CipherDep, SessionDep, SettingsDep, limit_checkin_r
 from cardsvc.api.reports import download
 from cardsvc.api.schemas import Id
 from cardsvc.errors import PayloadTooLarge, ValidationFailed
-from cardsvc.importing.numbers import NumberListError, member_numbers_in_file, member_numbers_in_text
+from cardsvc.importing.numbers import member_numbers_in_file, member_numbers_in_text
 from cardsvc.services import checkins, events, members, nfc_writes, reports, stations
 from cardsvc.services.stations import provisioning_url
 from cardsvc.tls import authority_certificate
@@ -38,6 +38,7 @@ from cardsvc.web.admin.context import (
 )
 from cardsvc.web.admin.i18n import translate
 from cardsvc.web.admin.qr import text_qr_svg
+from integrations.errors import InputError
 
 router = APIRouter(prefix=PREFIX, route_class=PageRoute, include_in_schema=False)
 
@@ -155,7 +156,7 @@ def invite_list(event_id: Id, page: PostedPageDep, session: SessionDep, cipher: 
                 raise PayloadTooLarge(f"the file exceeds {settings.max_upload_bytes} bytes")
             found += member_numbers_in_file(data)
         report = events.invite_member_numbers(session, actor, event_id, found)
-    except NumberListError as exc:
+    except InputError as exc:
         return event_page(page, session, cipher, event_id, status_code=422,
                           invite_error=exc.message_vi if page.lang == "vi" else str(exc))
     except ValidationFailed as exc:

@@ -35,7 +35,7 @@ from cardsvc.security import PiiCipher
 from cardsvc.services import consents, events
 from cardsvc.services.pii import stored_value
 from tests.conftest import SYSTEM, Tree, login, make_member
-from tests.fixtures_import import csv_bytes
+from tests.server.importing.builders import csv_bytes
 
 pytestmark = pytest.mark.usefixtures("signing_keys")
 

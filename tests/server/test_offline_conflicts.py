@@ -17,7 +17,7 @@ from cardsvc.db.models import Checkin
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards
 from tests.conftest import SYSTEM, Tree, login, make_member
-from tests.test_checkins import Door, issue, make_door, make_event, nonce, scan, verdict
+from tests.server.test_checkins import Door, issue, make_door, make_event, nonce, scan, verdict
 
 pytestmark = pytest.mark.usefixtures("signing_keys")
 BOM = b"\xef\xbb\xbf"

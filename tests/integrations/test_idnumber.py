@@ -7,9 +7,9 @@ from typing import Literal
 
 import pytest
 
+from integrations.errors import InputError
 from integrations.idnumber import (
     PROVINCE_CODES,
-    IdNumberError,
     mask_id_number,
     repair_spreadsheet_id,
     restore_dropped_zeros,
@@ -79,20 +79,20 @@ def test_century_gender_digit(birth_year: int, gender: str, digit: str) -> None:
     ],
 )
 def test_century_gender_mismatch(number: str, birth_year: int, gender: str) -> None:
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         validate_citizen_id(number, birth_year=birth_year, gender=gender)  # type: ignore[arg-type]
     assert info.value.code == "century_gender"
 
 
 def test_century_not_started_yet_is_refused() -> None:
     # Digits 4–9 stand for births in the 2100s–2300s.
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         validate_citizen_id("079501123456")
     assert info.value.code == "century_gender"
 
 
 def test_year_digits_must_match_birth_year() -> None:
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         validate_citizen_id("079191123456", birth_year=1990, gender="female")
     assert info.value.code == "birth_year"
 
@@ -120,7 +120,7 @@ def test_birth_abroad_country_code_is_accepted() -> None:
     ],
 )
 def test_invalid_citizen_ids(number: str, code: str) -> None:
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         validate_citizen_id(number)
     error = info.value
     assert error.code == code
@@ -130,7 +130,7 @@ def test_invalid_citizen_ids(number: str, code: str) -> None:
 
 
 def test_messages_do_not_contain_the_number() -> None:
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         validate_citizen_id("079191123456", birth_year=1990)
     assert "079191123456" not in info.value.message_en + info.value.message_vi
 
@@ -143,7 +143,7 @@ def test_old_id_number() -> None:
         ("079190123456", "length"),
         ("12345678x", "not_digits"),
     ]:
-        with pytest.raises(IdNumberError) as info:
+        with pytest.raises(InputError) as info:
             validate_old_id_number(bad)
         assert info.value.code == code
 
@@ -169,7 +169,7 @@ def test_repair_spreadsheet_id(raw: object, expected: tuple[str, str | None]) ->
 
 @pytest.mark.parametrize("raw", ["7.91235E+10", "7,91235E+10", "7.91235e10", " 7.9E+10 ", 7.5, float("nan")])
 def test_repair_refuses_numbers_damaged_by_excel(raw: object) -> None:
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         repair_spreadsheet_id(raw)
     assert info.value.code == "precision_lost"
     assert "Excel" in info.value.message_en and "Excel" in info.value.message_vi
@@ -187,7 +187,7 @@ def test_repair_refuses_numbers_damaged_by_excel(raw: object) -> None:
     ],
 )
 def test_repair_refuses_non_numbers(raw: object, code: str) -> None:
-    with pytest.raises(IdNumberError) as info:
+    with pytest.raises(InputError) as info:
         repair_spreadsheet_id(raw)
     assert info.value.code == code
 

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from cardsvc.db.models import AuditEntry, Member
 from cardsvc.security import PiiCipher
 from tests.conftest import Tree, login, make_member
-from tests.fixtures_import import csv_bytes, people, table
-from tests.test_admin_pages_http import page_login
+from tests.server.importing.builders import csv_bytes, people, table
+from tests.server.test_admin_pages_http import page_login
 
 BIRTH = date(1987, 9, 21)
 ID_NUMBER = "079187654321"

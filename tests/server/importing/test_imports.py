@@ -28,7 +28,7 @@ from cardsvc.services.context import system_actor
 from cardsvc.services.kept_uploads import KeptUpload, UploadKeeper
 from cardsvc.services.pii import stored_value
 from tests.conftest import NAME_TOO_LONG_FOR_CARD, TEST_SECRET, Tree, login, make_member
-from tests.fixtures_import import (
+from tests.server.importing.builders import (
     HEADER_EN,
     HEADER_VI,
     Person,

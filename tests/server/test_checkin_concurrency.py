@@ -28,7 +28,7 @@ from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, TEST_KEK, TEST_SECRET
-from tests.servers import all_at_once, event_with_stations, fresh_postgres, uvicorn_server
+from tests.server.servers import all_at_once, event_with_stations, fresh_postgres, uvicorn_server
 
 pytestmark = pytest.mark.postgres_only
 

@@ -13,7 +13,7 @@ from cardsvc.app import create_app
 from cardsvc.db.session import make_engine
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, TEST_KEK, TEST_SECRET
-from tests.servers import fresh_postgres
+from tests.server.servers import fresh_postgres
 
 pytestmark = pytest.mark.postgres_only
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -20,15 +23,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cardsvc.db.models import AuditEntry, IdentityReview, IdentitySyncItem, Member, RegistryCursor, SigningKey
+from cardsvc.demo import registry as demo_registry
 from cardsvc.errors import Conflict, NotFound, PermissionDenied
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, identity, members
+from cardsvc.services import cards, consents, members
 from cardsvc.services.context import Actor
-from cardsvc.services.identity import RegistryGateway, SyncOptions
+from cardsvc.services.identity import coverage as identity_coverage
+from cardsvc.services.identity import gateway as identity_gateway
+from cardsvc.services.identity import notifications as identity_notifications
+from cardsvc.services.identity import publication as identity_publication
+from cardsvc.services.identity import reviews as identity_reviews
+from cardsvc.services.identity import sync as identity_sync
+from cardsvc.services.identity.gateway import DevelopmentRegistry, RegistryGateway
+from cardsvc.services.identity.sync import SyncOptions
 from cardsvc.settings import Settings, SettingsError
 from integrations.population import (
     AuthFailure,
     BatchStatus,
+    BirthDate,
     CallContext,
     CircuitOpen,
     HttpRegistry,
@@ -170,7 +182,7 @@ def id_number_of(cipher: PiiCipher, member: Member) -> str:
 
 
 def record_of(cipher: PiiCipher, member: Member) -> PersonRecord:
-    record = identity.member_person_record(member, cipher)
+    record = demo_registry.member_person_record(member, cipher)
     assert record is not None
     return record
 
@@ -188,17 +200,17 @@ def factory(db: Session) -> Callable[[], Session]:
 
 def sync(db: Session, factory: Callable[[], Session], registry: PopulationRegistry, cipher: PiiCipher,
          tree: Tree, *, force: bool = False, worker: str = "w1", run_id: int | None = None,
-         sleep: Callable[[float], None] | None = None, **options: Any) -> identity.RunSummary:
+         sleep: Callable[[float], None] | None = None, **options: Any) -> identity_sync.RunSummary:
     if run_id is None:
-        run_id = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=force, reverify_days=180).id
-    return identity.run_sync(factory, gateway_for(registry, sleep), cipher, run_id,
+        run_id = identity_sync.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=force, reverify_days=180).id
+    return identity_sync.run_sync(factory, gateway_for(registry, sleep), cipher, run_id,
                              SyncOptions(worker=worker, **options))
 
 
 def publish(db: Session, factory: Callable[[], Session], gateway: RegistryGateway, cipher: PiiCipher,
-            actor: Actor, chapter_id: int | None = None) -> identity.PublicationSummary:
-    job = identity.start_publication(db, actor, chapter_id=chapter_id)
-    return identity.run_publication(factory, gateway, cipher, job.id)
+            actor: Actor, chapter_id: int | None = None) -> identity_publication.PublicationSummary:
+    job = identity_publication.start_publication(db, actor, chapter_id=chapter_id)
+    return identity_publication.run_publication(factory, gateway, cipher, job.id)
 
 
 def items_of(db: Session, run_id: int) -> dict[int, IdentitySyncItem]:
@@ -268,16 +280,16 @@ def test_only_consenting_members_are_sent_and_outcomes_are_stored(
 
 def test_coverage_per_chapter(db: Session, cipher: PiiCipher, tree: Tree, factory: Callable[[], Session],
                               people: dict[str, Member], stub: StubRegistry) -> None:
-    before = {row.code: row for row in identity.coverage(db, tree.actor("t.officer.a"), None)}
+    before = {row.code: row for row in identity_coverage.coverage(db, tree.actor("t.officer.a"), None)}
     assert before[tree.branch_a.code].pending == 3
     assert before[tree.commune_a.code].no_consent == 1
     sync(db, factory, stub, cipher, tree)
-    rows = {row.code: row for row in identity.coverage(db, tree.actor("t.officer.a"), None)}
+    rows = {row.code: row for row in identity_coverage.coverage(db, tree.actor("t.officer.a"), None)}
     branch, commune = rows[tree.branch_a.code], rows[tree.commune_a.code]
     assert (branch.members, branch.verified, branch.mismatch, branch.pending) == (3, 1, 2, 0)
     assert (commune.members, commune.deceased, commune.no_consent) == (2, 1, 1)
     with pytest.raises(NotFound):
-        identity.coverage(db, tree.actor("t.officer.b"), tree.branch_a.id)
+        identity_coverage.coverage(db, tree.actor("t.officer.b"), tree.branch_a.id)
 
 
 def test_not_found_and_old_id_number(db: Session, cipher: PiiCipher, tree: Tree,
@@ -302,28 +314,30 @@ def test_review_decisions_are_applied_and_audited(db: Session, cipher: PiiCipher
     officer = tree.actor("t.officer.a")
 
     with pytest.raises(Conflict) as refused:
-        identity.decide_review(db, officer, cipher, reviews[people["swapped"].id].id, decision="accept", note=None)
+        identity_reviews.decide_review(db, officer, cipher, reviews[people["swapped"].id].id, decision="accept",
+                                       note=None)
     assert refused.value.code == "nothing_to_accept"
     with pytest.raises(PermissionDenied):
-        identity.decide_review(db, tree.actor("t.viewer.a"), cipher, reviews[people["dead"].id].id,
+        identity_reviews.decide_review(db, tree.actor("t.viewer.a"), cipher, reviews[people["dead"].id].id,
                                decision="accept", note=None)
     with pytest.raises(NotFound):
-        identity.decide_review(db, tree.actor("t.officer.b"), cipher, reviews[people["dead"].id].id,
+        identity_reviews.decide_review(db, tree.actor("t.officer.b"), cipher, reviews[people["dead"].id].id,
                                decision="accept", note=None)
 
-    dead = identity.decide_review(db, officer, cipher, reviews[people["dead"].id].id, decision="accept",
+    dead = identity_reviews.decide_review(db, officer, cipher, reviews[people["dead"].id].id, decision="accept",
                                   note="giấy báo tử")
     assert dead.status == "accepted" and dead.decided_by_id == officer.id and dead.note == "giấy báo tử"
     db.refresh(people["dead"])
     assert people["dead"].status == "deceased"
-    kept = identity.decide_review(db, officer, cipher, reviews[people["swapped"].id].id, decision="keep",
-                                  note="tên đúng theo CCCD")
-    flagged = identity.decide_review(db, officer, cipher, reviews[people["thuy"].id].id, decision="flag", note=None)
+    kept = identity_reviews.decide_review(db, officer, cipher, reviews[people["swapped"].id].id, decision="keep",
+                                          note="tên đúng theo CCCD")
+    flagged = identity_reviews.decide_review(db, officer, cipher, reviews[people["thuy"].id].id, decision="flag",
+                                             note=None)
     assert (kept.status, flagged.status) == ("kept", "flagged")
     db.refresh(people["swapped"])
     assert people["swapped"].full_name == "Lê Thị Thu Hà"
     with pytest.raises(Conflict) as again:
-        identity.decide_review(db, officer, cipher, kept.id, decision="flag", note=None)
+        identity_reviews.decide_review(db, officer, cipher, kept.id, decision="flag", note=None)
     assert again.value.code == "review_decided"
 
     decisions = db.scalars(select(AuditEntry).where(AuditEntry.action == "identity.review_decision")).all()
@@ -358,12 +372,12 @@ def test_a_crashed_run_resumes_without_sending_done_items_again(
         db: Session, cipher: PiiCipher, tree: Tree, factory: Callable[[], Session], people: dict[str, Member],
         stub: StubRegistry) -> None:
     counting = CountingRegistry(stub, crash_on_call=3)
-    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+    run = identity_sync.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
     with pytest.raises(RuntimeError, match="simulated crash"):
         sync(db, factory, counting, cipher, tree, run_id=run.id, batch_size=10)
     items = items_of(db, run.id)
     assert Counter(i.status for i in items.values()) == {"done": 2, "pending": 2}
-    assert identity.run_summary(db, SYSTEM, run.id).status == "running"
+    assert identity_sync.run_summary(db, SYSTEM, run.id).status == "running"
 
     summary = sync(db, factory, counting, cipher, tree, run_id=run.id, worker="w2")
     assert summary.status == "done" and summary.done == 4
@@ -373,7 +387,7 @@ def test_a_crashed_run_resumes_without_sending_done_items_again(
 def test_claims_of_a_dead_worker_are_taken_over_after_the_lease(
         db: Session, cipher: PiiCipher, tree: Tree, factory: Callable[[], Session], people: dict[str, Member],
         stub: StubRegistry) -> None:
-    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+    run = identity_sync.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
     stale = datetime.now(UTC) - timedelta(minutes=30)
     fresh = datetime.now(UTC)
     items = list(items_of(db, run.id).values())
@@ -398,9 +412,9 @@ def test_a_registry_that_cannot_serve_stops_the_run_at_once_and_a_later_run_resu
         error: Exception) -> None:
     watched = WatchedFactory(db)
     down = GuardedRegistry(stub, watched, error)
-    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+    run = identity_sync.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
     # No wait either (gateway_for's sleep fails the test): an open circuit is not waited out.
-    stopped = identity.run_sync(watched, gateway_for(down), cipher, run.id, SyncOptions(worker="w1"))
+    stopped = identity_sync.run_sync(watched, gateway_for(down), cipher, run.id, SyncOptions(worker="w1"))
 
     assert down.calls == 1  # One member was asked; the three others were not sent to a registry that is down.
     assert stopped.status == "failed" and stopped.error is not None
@@ -409,7 +423,7 @@ def test_a_registry_that_cannot_serve_stops_the_run_at_once_and_a_later_run_resu
     asked = db.scalars(select(AuditEntry).where(AuditEntry.action == "identity.verify")).all()
     assert [e.details["error"] for e in asked] == [type(error).__name__]
 
-    resumed = identity.run_sync(watched, gateway_for(GuardedRegistry(stub, watched)), cipher, run.id,
+    resumed = identity_sync.run_sync(watched, gateway_for(GuardedRegistry(stub, watched)), cipher, run.id,
                                 SyncOptions(worker="w2"))
     assert resumed.status == "done" and resumed.error is None
     assert resumed.outcomes == {"matched": 1, "mismatch": 2, "deceased": 1}
@@ -421,14 +435,14 @@ def test_a_stopping_runner_ends_the_run_and_releases_its_claims(
     stop = threading.Event()
     registry = GuardedRegistry(stub, watched, after_call=stop.set)  # The server gets SIGTERM during the first call.
     gateway = replace(gateway_for(registry), stop=stop)
-    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+    run = identity_sync.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
 
-    stopped = identity.run_sync(watched, gateway, cipher, run.id, SyncOptions(worker="w1", batch_size=10))
+    stopped = identity_sync.run_sync(watched, gateway, cipher, run.id, SyncOptions(worker="w1", batch_size=10))
     assert registry.calls == 1
     assert (stopped.status, stopped.done, stopped.pending, stopped.claimed) == ("failed", 1, 3, 0)
     assert stopped.error is not None and "the server stopped" in stopped.error
 
-    resumed = identity.run_sync(watched, gateway_for(stub), cipher, run.id, SyncOptions(worker="w2"))
+    resumed = identity_sync.run_sync(watched, gateway_for(stub), cipher, run.id, SyncOptions(worker="w2"))
     assert (resumed.status, resumed.done) == ("done", 4)
 
 
@@ -453,7 +467,7 @@ def test_rerunning_is_idempotent_and_recent_members_are_skipped(
 def test_consent_withdrawn_after_the_run_started_stops_the_call(
         db: Session, cipher: PiiCipher, tree: Tree, factory: Callable[[], Session], people: dict[str, Member],
         stub: StubRegistry) -> None:
-    run = identity.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
+    run = identity_sync.start_sync(db, SYSTEM, chapter_id=tree.central.id, force=False, reverify_days=180)
     lan_consent = consents.list_consents(db, SYSTEM, people["lan"].id)[0]
     consents.withdraw_consent(db, SYSTEM, people["lan"].id, lan_consent.id, note="rút lại")
     counting = CountingRegistry(stub)
@@ -461,20 +475,20 @@ def test_consent_withdrawn_after_the_run_started_stops_the_call(
     assert items_of(db, run.id)[people["lan"].id].outcome == "no_consent"
     assert id_number_of(cipher, people["lan"]) not in counting.sent
     assert summary.outcomes["no_consent"] == 1
-    coverage = {row.code: row for row in identity.coverage(db, SYSTEM, tree.prov_a.id)}
+    coverage = {row.code: row for row in identity_coverage.coverage(db, SYSTEM, tree.prov_a.id)}
     assert coverage[tree.branch_a.code].no_consent == 1
 
 
 def test_scope_of_runs(db: Session, cipher: PiiCipher, tree: Tree, people: dict[str, Member]) -> None:
     with pytest.raises(PermissionDenied):
-        identity.start_sync(db, tree.actor("t.viewer.a"), chapter_id=None, force=False, reverify_days=180)
+        identity_sync.start_sync(db, tree.actor("t.viewer.a"), chapter_id=None, force=False, reverify_days=180)
     with pytest.raises(NotFound):
-        identity.start_sync(db, tree.actor("t.officer.b"), chapter_id=tree.branch_a.id, force=False,
+        identity_sync.start_sync(db, tree.actor("t.officer.b"), chapter_id=tree.branch_a.id, force=False,
                             reverify_days=180)
-    run = identity.start_sync(db, tree.actor("t.officer.a"), chapter_id=None, force=False, reverify_days=180)
+    run = identity_sync.start_sync(db, tree.actor("t.officer.a"), chapter_id=None, force=False, reverify_days=180)
     assert run.chapter_path == tree.prov_a.path and run.total == 4
     with pytest.raises(NotFound):
-        identity.run_summary(db, tree.actor("t.officer.b"), run.id)
+        identity_sync.run_summary(db, tree.actor("t.officer.b"), run.id)
 
 
 def test_membership_is_published_then_withdrawn(db: Session, cipher: PiiCipher, tree: Tree,
@@ -520,17 +534,18 @@ def test_publication_is_a_job_that_stops_when_the_registry_is_down_and_resumes(
     watched = WatchedFactory(db)
     officer = tree.actor("t.officer.a")
     down = GuardedRegistry(stub, watched, Unavailable("cannot reach the population registry (ConnectError)"))
-    job = identity.start_publication(db, officer, chapter_id=None)
+    job = identity_publication.start_publication(db, officer, chapter_id=None)
     assert (job.kind, job.status, job.chapter_path) == ("registry_publication", "queued", tree.prov_a.path)
 
-    summary = identity.run_publication(watched, gateway_for(down), cipher, job.id)
+    summary = identity_publication.run_publication(watched, gateway_for(down), cipher, job.id)
     db.refresh(job)
     assert down.calls == 1 and summary.published == 0
     assert job.status == "failed" and job.error is not None and "population registry" in job.error
     assert job.result is not None and job.result["published"] == 0
 
-    again = identity.start_publication(db, officer, chapter_id=None)
-    summary = identity.run_publication(watched, gateway_for(GuardedRegistry(stub, watched)), cipher, again.id)
+    again = identity_publication.start_publication(db, officer, chapter_id=None)
+    summary = identity_publication.run_publication(watched, gateway_for(GuardedRegistry(stub, watched)), cipher,
+                                                   again.id)
     db.refresh(again)
     assert summary.published == 2
     assert (again.status, again.total, again.done, again.failed, again.error) == ("done", 2, 2, 0, None)
@@ -550,9 +565,9 @@ def test_notifications_open_reviews_and_store_the_cursor(db: Session, cipher: Pi
     watched = WatchedFactory(db)
     gateway = gateway_for(GuardedRegistry(stub, watched))
 
-    summary = identity.pull_notifications(watched, gateway, cipher, SYSTEM, page_size=2)
+    summary = identity_notifications.pull_notifications(watched, gateway, cipher, SYSTEM, page_size=2)
     assert (summary.received, summary.reviews_opened, summary.ignored) == (4, 2, 2)
-    stored = db.get(RegistryCursor, identity.NOTIFICATIONS_CURSOR)
+    stored = db.get(RegistryCursor, identity_notifications.NOTIFICATIONS_CURSOR)
     assert stored is not None and stored.cursor == "4" == summary.cursor
     reviews = open_reviews(db)
     assert reviews[lan.id].kind == "name_change" and reviews[lan.id].source == "notification"
@@ -561,12 +576,13 @@ def test_notifications_open_reviews_and_store_the_cursor(db: Session, cipher: Pi
     db.refresh(lan)
     assert lan.full_name == "Nguyễn Thị Lan"
 
-    assert identity.pull_notifications(factory, gateway, cipher, SYSTEM).received == 0
+    assert identity_notifications.pull_notifications(factory, gateway, cipher, SYSTEM).received == 0
     with pytest.raises(PermissionDenied):
-        identity.pull_notifications(factory, gateway, cipher, tree.actor("t.officer.a"))
+        identity_notifications.pull_notifications(factory, gateway, cipher, tree.actor("t.officer.a"))
 
-    identity.decide_review(db, tree.actor("t.officer.a"), cipher, reviews[lan.id].id, decision="accept", note=None)
-    identity.decide_review(db, tree.actor("t.officer.a"), cipher, reviews[thuy.id].id, decision="accept", note=None)
+    for woman in (lan, thuy):
+        identity_reviews.decide_review(db, tree.actor("t.officer.a"), cipher, reviews[woman.id].id, decision="accept",
+                                       note=None)
     db.refresh(lan)
     db.refresh(thuy)
     assert lan.full_name == "Nguyễn Thị Ngọc Lan"
@@ -586,7 +602,7 @@ def test_a_registry_name_the_card_cannot_carry_is_refused_on_accept(
     lan = people["lan"]
     stub.inject_notification(NotificationKind.NAME_CHANGE, id_number_of(cipher, lan), occurred_on=date(2025, 6, 1),
                              new_name=new_name)
-    identity.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
+    identity_notifications.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
     review = open_reviews(db)[lan.id]
     headers = login(client, "t.officer.a")
     accepted = client.post(f"/v1/identity/reviews/{review.id}/decision", json={"decision": "accept"},
@@ -611,12 +627,12 @@ def test_id_number_change_is_kept_encrypted_until_accepted(db: Session, cipher: 
     new_number = old_number[:6] + "987654"
     stub.inject_notification(NotificationKind.ID_NUMBER_CHANGE, old_number, occurred_on=date(2025, 8, 1),
                              new_id_number=new_number)
-    identity.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
+    identity_notifications.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
     review = open_reviews(db)[lan.id]
     assert review.kind == "id_number_change" and review.differing_fields == ["id_number"]
     assert new_number not in json.dumps(review.registry_values) and old_number not in json.dumps(review.registry_values)
     assert review.new_id_number_ciphertext is not None
-    identity.decide_review(db, tree.actor("t.officer.a"), cipher, review.id, decision="accept", note=None)
+    identity_reviews.decide_review(db, tree.actor("t.officer.a"), cipher, review.id, decision="accept", note=None)
     db.refresh(lan)
     assert id_number_of(cipher, lan) == new_number
     assert review.new_id_number_ciphertext is None
@@ -632,7 +648,7 @@ def test_no_id_number_in_audit_details_or_logs(db: Session, cipher: PiiCipher, t
     with caplog.at_level(logging.DEBUG):
         sync(db, factory, throttled, cipher, tree, sleep=lambda _s: None)
         publish(db, factory, gateway_for(stub), cipher, SYSTEM)
-        identity.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
+        identity_notifications.pull_notifications(factory, gateway_for(stub), cipher, SYSTEM)
     entries = db.scalars(select(AuditEntry).where(AuditEntry.action.startswith("identity."))).all()
     actions = {e.action for e in entries}
     assert {"identity.verify", "identity.membership_publish", "identity.notifications_pull",
@@ -650,30 +666,64 @@ def test_no_id_number_in_audit_details_or_logs(db: Session, cipher: PiiCipher, t
 def test_registry_factory_and_settings(cipher: PiiCipher) -> None:
     base: dict[str, Any] = {"environment": "test", "secret_key": TEST_SECRET, "key_encryption_key": TEST_KEK,
                             "_env_file": None}
-    record = PersonRecord("001190000001", PersonName("Nguyễn", "Thị", "Hòa"), identity.BirthDate(1990, 5, 1))
-    stubbed = identity.make_registry(Settings(registry_mode="stub", **base), records=[record])
+    record = PersonRecord("001190000001", PersonName("Nguyễn", "Thị", "Hòa"), BirthDate(1990, 5, 1))
+    development = DevelopmentRegistry("dev-access", "dev-secret", lambda _settings: [record])
+    stubbed = identity_gateway.make_registry(Settings(registry_mode="stub", **base), development)
     assert isinstance(stubbed, StubRegistry)
-    remote = identity.make_registry(Settings(registry_base_url="http://127.0.0.1:1", **base))
+    remote = identity_gateway.make_registry(Settings(registry_base_url="http://127.0.0.1:1", **base), development)
     assert isinstance(remote, HttpRegistry)
-    adapter = identity.registry_settings(Settings(registry_access_key="ak", registry_secret_key="sk" * 10,
-                                                  registry_rate_limit_per_second=0, **base))
+    assert identity_gateway.registry_settings(Settings(**base), development).access_key == "dev-access"
+    adapter = identity_gateway.registry_settings(Settings(registry_access_key="ak", registry_secret_key="sk" * 10,
+                                                          registry_rate_limit_per_second=0, **base))
     assert (adapter.access_key, adapter.rate_limit_per_second) == ("ak", None)
     assert "sk" * 10 not in repr(Settings(registry_secret_key="sk" * 10, **base))
+    # Without the development registry (as in production) there is no stub and no default keys.
+    with pytest.raises(SettingsError, match="stub"):
+        identity_gateway.make_registry(Settings(registry_mode="stub", **base))
+    with pytest.raises(SettingsError, match="REGISTRY"):
+        identity_gateway.make_registry(Settings(**base))
     with pytest.raises(SettingsError, match="REGISTRY"):
         Settings(environment="production", secret_key="p" * 40, key_encryption_key="k" * 40,
                  database_url="postgresql://db/x", _env_file=None)  # type: ignore[call-arg]
 
 
+def test_production_never_imports_the_demo_or_the_fake_registry(tmp_path: Path) -> None:
+    """The application and the registry commands of a production service are assembled without the development
+    registry: neither the demo data nor the fake registry server is imported."""
+    secret, kek = tmp_path / "secret.key", tmp_path / "kek.key"
+    secret.write_text("s" * 64)
+    kek.write_text("k" * 64)
+    script = (
+        "import sys\n"
+        "from cardsvc.app import create_app\n"
+        "from cardsvc.registry import gateway_for\n"
+        "from cardsvc.settings import Settings\n"
+        f"settings = Settings(environment='production', secret_key_file={str(secret)!r}, "
+        f"key_encryption_key_file={str(kek)!r}, database_url='sqlite:///{tmp_path / 'p.sqlite3'}', "
+        "registry_access_key='ak', registry_secret_key='sk' * 10, _env_file=None)\n"
+        "create_app(settings)\n"
+        "gateway_for(settings)\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('cardsvc.demo') "
+        "or m == 'integrations.population.fake_server')\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDSVC_")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_demo_sync_fills_the_review_queue(db: Session, cipher: PiiCipher, settings: Settings, tmp_path: Path,
                                           factory: Callable[[], Session]) -> None:
-    from cardsvc.demo import load_demo, registry_records
+    from cardsvc.demo import load_demo
+    from cardsvc.demo.registry import registry_records
 
     load_demo(db, cipher, settings.kek, tmp_path / "var")
     _logins, created_again = load_demo(db, cipher, settings.kek, tmp_path / "var")
     assert not created_again
     registry = StubRegistry(registry_records(db, cipher), synthetic=0)
-    run = identity.start_sync(db, SYSTEM, chapter_id=None, force=False, reverify_days=180)
-    summary = identity.run_sync(factory, gateway_for(registry), cipher, run.id, SyncOptions(worker="demo"))
+    run = identity_sync.start_sync(db, SYSTEM, chapter_id=None, force=False, reverify_days=180)
+    summary = identity_sync.run_sync(factory, gateway_for(registry), cipher, run.id, SyncOptions(worker="demo"))
     assert summary.skipped_no_consent >= 20
     assert summary.outcomes["matched"] >= 150
     assert {"mismatch", "deceased", "not_found"} <= set(summary.outcomes)

@@ -33,7 +33,7 @@ from cardsvc.services.pii import stored_value
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import PASSWORD, TEST_KEK, TEST_SECRET
-from tests.servers import Call, all_at_once, event_with_stations, uvicorn_server
+from tests.server.servers import Call, all_at_once, event_with_stations, uvicorn_server
 
 CARDS = 25
 STATIONS = 10

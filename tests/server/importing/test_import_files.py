@@ -13,8 +13,9 @@ from datetime import datetime
 import pytest
 from openpyxl import Workbook
 
-from cardsvc.importing.files import ImportFileError, ReadBudget, parse_bool, read_member_table
-from tests.fixtures_import import rewrite_xlsx_part, xlsx_from_xml
+from cardsvc.importing.files import ReadBudget, parse_bool, read_member_table
+from integrations.errors import InputError
+from tests.server.importing.builders import rewrite_xlsx_part, xlsx_from_xml
 
 HEADER_VI = ["STT", "Họ và tên", "Ngày sinh", "Giới tính", "Số CCCD", "Số điện thoại"]
 ROWS_VI = [
@@ -118,7 +119,7 @@ def test_cp1258_csv_comes_out_nfc() -> None:
 def test_tcvn3_file_is_refused_with_advice() -> None:
     # "Phạm Văn Hà", "Trần Thị Lâm" in TCVN3 (ABC): ạ=B9, ă=A8, à=B5, â=A9.
     data = b"Ho ten,Ngay sinh\r\nPh\xb9m V\xa8n H\xb5,1985\r\nTr\xa9n Th\xb5 L\xa9m,1990\r\n"
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data)
     assert info.value.code == "bad_encoding"
     assert "Unikey" in info.value.message_vi
@@ -126,7 +127,7 @@ def test_tcvn3_file_is_refused_with_advice() -> None:
 
 def test_damaged_utf8_is_not_read_as_cp1258() -> None:
     data = csv_text([HEADER_VI, *ROWS_VI]).encode("utf-8") + b"Tr\xe1n Th\xef Lan,1985\r\n"
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data)
     assert info.value.code == "bad_encoding"
 
@@ -148,7 +149,7 @@ def test_quoted_cells_with_line_breaks_keep_excel_row_numbers() -> None:
 
 
 def test_bad_utf16_is_reported() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(b"\xff\xfe" + b"\x00\xd8a\x00")  # lone surrogate
     assert info.value.code == "bad_encoding"
 
@@ -198,7 +199,7 @@ def test_xlsx_first_sheet_is_read() -> None:
 
 def test_broken_xlsx() -> None:
     data = xlsx_bytes([["Họ và tên"], ["Lê Thị Mai"]])
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data[: len(data) // 2])
     assert info.value.code == "bad_xlsx"
 
@@ -207,13 +208,13 @@ def test_zip_that_is_not_xlsx() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("hello.txt", "hi")
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(buffer.getvalue())
     assert info.value.code == "bad_xlsx"
 
 
 def test_old_xls_is_refused_with_advice() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "cu.xls")
     assert info.value.code == "unsupported_format"
     assert "XLSX" in info.value.message_en.upper() and "CSV UTF-8" in info.value.message_vi
@@ -278,19 +279,19 @@ def test_english_headers() -> None:
 
 
 def test_duplicate_column() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table("Họ và tên,Họ tên\nA,B\n".encode())
     assert info.value.code == "duplicate_column"
 
 
 def test_missing_name_column() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table("Ngày sinh,Số CCCD\n1985,079185123456\n".encode())
     assert info.value.code == "missing_column"
 
 
 def test_file_without_header() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table("Lê Thị Mai,1985\nTrần Thị Lan,1990\n".encode())
     assert info.value.code == "no_header"
 
@@ -300,13 +301,13 @@ def test_file_without_header() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"   \r\n", b"\xef\xbb\xbf", b",,,\r\n,,\r\n"])
 def test_empty_file(data: bytes) -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data)
     assert info.value.code == "empty_file"
 
 
 def test_too_large() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(b"a" * (20 * 1024 * 1024 + 1))
     assert info.value.code == "too_large"
 
@@ -314,20 +315,20 @@ def test_too_large() -> None:
 def test_too_many_rows() -> None:
     text = "Họ và tên\n" + "Lê Thị Mai\n" * 11
     assert len(read_member_table(text.encode(), max_rows=11).rows) == 11
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(text.encode(), max_rows=10)
     assert info.value.code == "too_many_rows"
 
 
 def test_too_many_rows_xlsx() -> None:
     data = xlsx_bytes([["Họ và tên"]] + [["Lê Thị Mai"]] * 6)
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data, max_rows=5)
     assert info.value.code == "too_many_rows"
 
 
 def test_error_messages_are_bilingual() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(b"")
     assert str(info.value) == info.value.message_en
     assert info.value.message_vi and info.value.message_vi != info.value.message_en
@@ -368,7 +369,7 @@ def test_a_row_number_far_beyond_excel_is_refused_after_reading_the_rows_present
         + b"</row>", xml, flags=re.S))
     assert len(data) < 8000
     budget = ReadBudget()
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data, "far.xlsx", budget=budget)
     assert info.value.code == "bad_xlsx" and "1000000000" in info.value.message_vi
     assert budget.rows_visited == 2  # the header and the first member; the third row is refused
@@ -387,7 +388,7 @@ def test_rows_are_read_as_the_xml_holds_them_not_by_index() -> None:
 
 def test_rows_out_of_order_are_a_damaged_file() -> None:
     data = rewrite_xlsx_part(_two_members(), _SHEET, lambda xml: xml.replace(b'<row r="3"', b'<row r="2"'))
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data)
     assert info.value.code == "bad_xlsx"
 
@@ -402,7 +403,7 @@ def test_a_zip_bomb_under_the_upload_cap_is_refused_before_anything_is_inflated(
     data = _bomb(40 * 1024 * 1024)
     assert len(data) < 200_000
     budget = ReadBudget()
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data, budget=budget)
     assert info.value.code == "bad_xlsx" and "bom zip" in info.value.message_vi
     assert budget.bytes_inflated == 0 and budget.rows_visited == 0
@@ -410,7 +411,7 @@ def test_a_zip_bomb_under_the_upload_cap_is_refused_before_anything_is_inflated(
 
 def test_declared_uncompressed_size_is_capped() -> None:
     data = _bomb(2 * 1024 * 1024)
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data, budget=ReadBudget(max_inflated_bytes=1024 * 1024, max_ratio=10_000))
     assert info.value.code == "too_large"
     # Within the caps, the same file reads.
@@ -434,7 +435,7 @@ def _forge_declared_size(data: bytes, name: str, size: int) -> bytes:
 def test_a_part_that_inflates_beyond_its_declared_size_is_refused_at_that_size() -> None:
     data = _forge_declared_size(_bomb(8 * 1024 * 1024), _SHEET, 100_000)
     budget = ReadBudget()
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data, budget=budget)
     assert info.value.code == "bad_xlsx"
     assert budget.bytes_inflated <= 200_000
@@ -443,7 +444,7 @@ def test_a_part_that_inflates_beyond_its_declared_size_is_refused_at_that_size()
 def test_the_time_budget_refuses_a_slow_file() -> None:
     ticks = iter([0.0, 0.0, 1000.0, 1000.0])
     text = "Họ và tên\n" + "Lê Thị Mai\n" * 2500
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(text.encode(), budget=ReadBudget(seconds=60, clock=lambda: next(ticks)))
     assert info.value.code == "too_large" and "thời gian" in info.value.message_vi
 
@@ -452,7 +453,7 @@ def test_xml_declaring_entities_is_refused() -> None:
     data = rewrite_xlsx_part(_two_members(), _SHEET, lambda xml: xml.replace(
         b"<worksheet", b'<!DOCTYPE worksheet [<!ENTITY name "L\xc3\xaa Th\xe1\xbb\x8b Mai">]><worksheet', 1
     ).replace("Đặng Thị Huệ".encode(), b"&name;"))
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(data)
     assert info.value.code == "bad_xlsx"
 
@@ -533,7 +534,7 @@ def test_blank_rows_among_members_are_counted() -> None:
 
 def test_header_beyond_the_first_rows_is_not_searched() -> None:
     text = "Danh sách\n" * 30 + "Họ và tên,Ngày sinh\nLê Thị Mai,1990\n"
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table(text.encode())
     assert info.value.code == "no_header" and "30" in info.value.message_vi
 
@@ -550,7 +551,7 @@ def test_one_column_for_either_id_number(header: str) -> None:
 
 
 def test_combined_id_column_beside_a_cccd_column_is_a_duplicate() -> None:
-    with pytest.raises(ImportFileError) as info:
+    with pytest.raises(InputError) as info:
         read_member_table("Họ và tên,Số CCCD,Số CCCD/CMND\nA,1,2\n".encode())
     assert info.value.code == "duplicate_column"
 

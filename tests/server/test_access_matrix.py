@@ -32,7 +32,8 @@ from cardsvc.db.models import (
     Station,
 )
 from cardsvc.security import PiiCipher
-from cardsvc.services import cards, consents, events, identity, jobs, members, nfc_writes, stations
+from cardsvc.services import cards, consents, events, jobs, members, nfc_writes, stations
+from cardsvc.services.identity import sync as identity_sync
 from cardsvc.services.keys import KeyRing
 from integrations.population import StubRegistry
 from issuance.credential import credential_qr_text
@@ -260,9 +261,10 @@ PUBLIC = {
     ("POST", "/v1/auth/token"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/.well-known/jwks.json"),
     ("GET", "/.well-known/cardsvc-trust-anchor.json"), ("GET", "/.well-known/cardsvc-trust-bundle"),
     ("GET", "/v1/status-lists/{list_id}"), ("POST", "/v1/devices/provision"),
-    # The member's card page data: the link's random token is the credential (tests/test_member_links.py).
+    # The member's card page data: the link's random token is the credential (tests/server/test_member_links.py).
     ("GET", "/m/{token}/card.json"),
-    # Live cards: the link is the member's, binding also needs the officer's one-time code (tests/test_bindings.py).
+    # Live cards: the link is the member's, binding also needs the officer's one-time code
+    # (tests/server/test_bindings.py).
     ("GET", "/m/{token}/binding"), ("POST", "/m/{token}/binding"), ("DELETE", "/m/{token}/binding"),
     # Apple's PassKit web service: a request about a pass bears the pass's own token (tests/wallet/test_wallet.py).
     ("POST", "/wallet/apple/v1/devices/{device}/registrations/{pass_type}/{serial}"),
@@ -342,7 +344,7 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
     station = stations.register_station(db, SYSTEM, event.id, "Cửa 1")
     station_token = stations.provision(db, station.provisioning_code).device_token
     nfc_write = nfc_writes.request_write(db, SYSTEM, event.id, station.station.id, card.card_id, lock=False)
-    sync_run = identity.start_sync(db, SYSTEM, chapter_id=commune.id, force=False, reverify_days=180)
+    sync_run = identity_sync.start_sync(db, SYSTEM, chapter_id=commune.id, force=False, reverify_days=180)
     review = IdentityReview(member_id=member.id, source="sync", kind="mismatch", differing_fields=["full_name"],
                             registry_values={}, status="open")
     db.add(review)

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import TEST_KEK, TEST_SECRET
 from tests.web.harness import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _children(pid: int) -> set[int]:

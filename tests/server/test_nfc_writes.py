@@ -16,7 +16,7 @@ from cardsvc.db.models import AuditEntry, NfcWriteRequest
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards, stations
 from tests.conftest import SYSTEM, Tree, login, make_member
-from tests.test_checkins import Door, issue, make_door, make_event
+from tests.server.test_checkins import Door, issue, make_door, make_event
 
 pytestmark = pytest.mark.usefixtures("signing_keys")
 

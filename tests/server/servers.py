@@ -26,7 +26,7 @@ from cardsvc.services.context import Actor
 from tests.conftest import TEST_KEK, TEST_SECRET
 from tests.web.harness import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fresh_postgres(test_url: str, database: str) -> tuple[str, Engine]:

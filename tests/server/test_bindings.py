@@ -26,8 +26,8 @@ from issuance.binding import holder_key_of, live_qr_text
 from issuance.keys import PrivateKey
 from station.loop import decide_offline
 from tests.conftest import SYSTEM, Tree, login, make_member
-from tests.test_admin_pages_http import page_login
-from tests.test_checkins import Door, issue, make_door, make_event, nonce, scan, verdict
+from tests.server.test_admin_pages_http import page_login
+from tests.server.test_checkins import Door, issue, make_door, make_event, nonce, scan, verdict
 from verification.crypto import key_from_jwk
 from verification.event_bundle import verify_event_bundle
 from verification.format import parse_bound_credential, to_qr_text

@@ -17,9 +17,9 @@ from cardsvc.app import create_app
 from cardsvc.db.models import SigningKey
 from cardsvc.errors import TooManyRequests
 from cardsvc.ratelimit import RateLimiter, RateLimits
+from cardsvc.registry import registry_for
 from cardsvc.security import PiiCipher
 from cardsvc.services import cards, events, stations
-from cardsvc.services.identity import make_registry
 from cardsvc.settings import Settings
 from issuance.credential import credential_qr_text
 from tests.conftest import PASSWORD, SYSTEM, Tree, login, make_member
@@ -144,10 +144,10 @@ def test_checkins_per_station_get_429(client: TestClient, app: FastAPI, db: Sess
 
 
 def test_registry_rate_limit_setting_reaches_the_adapter(settings: Settings) -> None:
-    registry = make_registry(settings.model_copy(update={"registry_mode": "http",
+    registry = registry_for(settings.model_copy(update={"registry_mode": "http",
                                                          "registry_rate_limit_per_second": 2.5}))
     assert registry._limiter is not None and registry._limiter.rate == 2.5  # type: ignore[attr-defined]
-    unlimited = make_registry(settings.model_copy(update={"registry_mode": "http",
+    unlimited = registry_for(settings.model_copy(update={"registry_mode": "http",
                                                           "registry_rate_limit_per_second": 0}))
     assert unlimited._limiter is None  # type: ignore[attr-defined]
 
@@ -326,7 +326,7 @@ def test_ids_no_64_bit_number_holds_are_404_in_paths_and_422_in_queries_and_bodi
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative numbers, and ids in queries and bodies, used to reach the database driver (a 500)."""
     # The sync-run route builds its registry gateway before the body is refused.
-    monkeypatch.setitem(app.state._state, "registry", make_registry(app.state.settings))
+    monkeypatch.setitem(app.state._state, "registry", registry_for(app.state.settings))
     headers = login(client, "t.admin")
     huge, negative = 2**64, -(10**20)
     member = make_member(db, cipher, tree.branch_a)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from cardsvc.normalize import (
     NAME_MAX_BYTES,
-    NormalizeError,
     fold,
     given_name_sort_key,
     invisible_character,
@@ -23,6 +22,7 @@ from cardsvc.normalize import (
     refuse_invisible,
     search_terms,
 )
+from integrations.errors import InputError
 from tests.conftest import NAME_TOO_LONG_FOR_CARD
 from verification.format import CardClaims, check_claims
 
@@ -75,7 +75,7 @@ def test_nfd_input_comes_out_nfc() -> None:
     ],
 )
 def test_normalize_name_refuses(raw: str, code: str) -> None:
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         normalize_name(raw)
     assert info.value.code == code
     assert str(info.value) == info.value.message_en
@@ -103,7 +103,7 @@ _NAME_ALPHABET = st.sampled_from(
 def test_normalize_name_is_idempotent(raw: str) -> None:
     try:
         once = normalize_name(raw)
-    except NormalizeError:
+    except InputError:
         return  # Refused input: nothing to be idempotent about (filtering would starve the generator).
     assert normalize_name(once) == once
     assert unicodedata.is_normalized("NFC", once)
@@ -114,7 +114,7 @@ def test_normalize_name_is_idempotent(raw: str) -> None:
 
 def test_name_must_fit_the_card_in_bytes() -> None:
     assert (len(NAME_TOO_LONG_FOR_CARD), len(NAME_TOO_LONG_FOR_CARD.encode())) == (88, 119)
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         normalize_name(NAME_TOO_LONG_FOR_CARD)
     assert info.value.code == "too_long"
     assert "100 bytes" in info.value.message_en and "100 byte" in info.value.message_vi
@@ -131,7 +131,7 @@ _VIETNAMESE_LETTERS = "aăâbcdđeêghiklmnoôơpqrstuưvxyàáảãạằắẳ
 def test_every_accepted_name_fits_a_card(raw: str) -> None:
     try:
         name = normalize_name(raw)
-    except NormalizeError as exc:
+    except InputError as exc:
         assert exc.code in ("empty", "too_short", "too_long")
         return
     check_claims(CardClaims(card_id=bytes(8), member_number="0000000018", display_name=name, chapter_code="HNI",
@@ -152,7 +152,7 @@ def test_every_accepted_name_fits_a_card(raw: str) -> None:
     ],
 )
 def test_invisible_and_direction_characters_are_refused_by_name(invisible: str) -> None:
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         normalize_name(f"Nguyễn Thị{invisible} Lan")
     assert info.value.code == "invisible_characters"
     point = f"U+{ord(invisible):04X}"
@@ -164,7 +164,7 @@ def test_visible_text_has_no_invisible_character() -> None:
     assert invisible_character("Nguyễn Thị Phương Thảo\tH'Bia Niê ơ\u0306 Lan") is None
     assert invisible_character("Chi hội 1 (Ba Đình) – 2025") is None
     assert invisible_character("Lan\u202eAnh") == "\u202e"
-    with pytest.raises(NormalizeError, match="The chapter name contains"):
+    with pytest.raises(InputError, match="The chapter name contains"):
         refuse_invisible("Chi hội\u2067 1", subject_en="The chapter name", subject_vi="Tên chi hội")
 
 
@@ -281,14 +281,14 @@ def test_mobile_prefixes(first: str) -> None:
     ],
 )
 def test_normalize_phone_refuses(raw: str | int) -> None:
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         normalize_phone(raw)
     assert info.value.code == "invalid_phone"
     assert "0241234567" not in info.value.message_en
 
 
 def test_empty_phone() -> None:
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         normalize_phone("  ")
     assert info.value.code == "empty"
 
@@ -325,7 +325,7 @@ def test_excel_serial_epoch() -> None:
 @pytest.mark.parametrize("value", ["1985", 1985, 1985.0])
 def test_year_only(value: object) -> None:
     assert parse_date(value, allow_year_only=True, today=TODAY) == (date(1985, 1, 1), "year")
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         parse_date(value, today=TODAY)
     assert info.value.code == "invalid_date"
 
@@ -350,7 +350,7 @@ def test_year_only(value: object) -> None:
     ],
 )
 def test_parse_date_refuses(value: object, code: str) -> None:
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         parse_date(value, allow_year_only=True, today=TODAY)
     assert info.value.code == code
 
@@ -385,6 +385,6 @@ def test_male(value: str) -> None:
     ],
 )
 def test_gender_refuses(value: object, code: str) -> None:
-    with pytest.raises(NormalizeError) as info:
+    with pytest.raises(InputError) as info:
         parse_gender(value)
     assert info.value.code == code

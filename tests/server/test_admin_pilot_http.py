@@ -35,8 +35,8 @@ from cardsvc.settings import Settings, SettingsError
 from cardsvc.web.admin import pages
 from cardsvc.web.admin.context import error_messages
 from tests.conftest import SYSTEM, Tree, make_member
-from tests.test_admin_pages_http import _decode_svg_qr, csrf_of, page_login
-from tests.test_checkins import issue, make_door, make_event
+from tests.server.test_admin_pages_http import _decode_svg_qr, csrf_of, page_login
+from tests.server.test_checkins import issue, make_door, make_event
 
 pytestmark = pytest.mark.usefixtures("signing_keys")
 REFUSED_CSRF = "Biểu mẫu đã cũ"

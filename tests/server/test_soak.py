@@ -26,7 +26,7 @@ from cardsvc.services import chapters, events, keys, officers, stations
 from cardsvc.services.context import system_actor
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, PASSWORD, TEST_KEK, TEST_SECRET, id_number_for
-from tests.servers import fresh_postgres, uvicorn_server
+from tests.server.servers import fresh_postgres, uvicorn_server
 
 pytestmark = pytest.mark.postgres_only
 

@@ -19,13 +19,16 @@ from sqlalchemy.engine import make_url
 from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import AuditEntry, IdentitySyncItem
 from cardsvc.db.session import make_engine, make_session_factory
+from cardsvc.demo import registry as demo_registry
 from cardsvc.security import PiiCipher
-from cardsvc.services import chapters, consents, identity, members
+from cardsvc.services import chapters, consents, members
 from cardsvc.services.context import system_actor
+from cardsvc.services.identity import gateway as identity_gateway
+from cardsvc.services.identity import sync as identity_sync
 from cardsvc.settings import Settings
 from integrations.population import CallContext, PersonRecord, StubRegistry, VerifyRequest, VerifyResult
 from tests.conftest import TEST_KEK, TEST_SECRET, id_number_for
-from tests.test_identity_sync import CountingRegistry
+from tests.server.test_identity_sync import CountingRegistry
 
 pytestmark = pytest.mark.postgres_only
 
@@ -86,14 +89,14 @@ def test_two_workers_process_every_item_exactly_once(race_engine: Engine) -> Non
                 "gender": "female", "id_number": id_number_for(birth)})
             consents.record_consent(session, SYSTEM, member.id, purpose="identity_verification",
                                     method="paper_form", evidence_ref=None)
-            record = identity.member_person_record(member, cipher)
+            record = demo_registry.member_person_record(member, cipher)
             assert record is not None
             records.append(record)
-        run_id = identity.start_sync(session, SYSTEM, chapter_id=None, force=False, reverify_days=180).id
+        run_id = identity_sync.start_sync(session, SYSTEM, chapter_id=None, force=False, reverify_days=180).id
 
     # A little latency per call makes the two workers interleave.
     tally = WorkerTally(StubRegistry(records, synthetic=0, latency=0.003))
-    gateway = identity.RegistryGateway.from_settings(settings, tally)
+    gateway = identity_gateway.RegistryGateway.from_settings(settings, tally)
     barrier = threading.Barrier(2)
     failures: list[BaseException] = []
     engines: list[Engine] = []
@@ -103,8 +106,8 @@ def test_two_workers_process_every_item_exactly_once(race_engine: Engine) -> Non
         engines.append(engine)
         barrier.wait()
         try:
-            identity.run_sync(make_session_factory(engine), gateway, cipher, run_id,
-                              identity.SyncOptions(worker=name, batch_size=4))
+            identity_sync.run_sync(make_session_factory(engine), gateway, cipher, run_id,
+                              identity_sync.SyncOptions(worker=name, batch_size=4))
         except BaseException as exc:  # Reported by the assertion below.
             failures.append(exc)
 
@@ -124,7 +127,7 @@ def test_two_workers_process_every_item_exactly_once(race_engine: Engine) -> Non
                                         .where(IdentitySyncItem.run_id == run_id)
                                         .group_by(IdentitySyncItem.status)).all())
         assert statuses == {"done": MEMBERS}
-        summary = identity.run_summary(session, SYSTEM, run_id)
+        summary = identity_sync.run_summary(session, SYSTEM, run_id)
         assert summary.status == "done" and summary.outcomes == {"matched": MEMBERS}
         closed = session.scalar(select(func.count()).where(AuditEntry.action == "identity.sync_done",
                                                            AuditEntry.target_id == str(run_id)))

@@ -1,4 +1,4 @@
-"""The OpenAPI document tells the truth about ids and errors (tests/test_schemathesis.py checks it against real
+"""The OpenAPI document tells the truth about ids and errors (tests/server/test_schemathesis.py checks it against real
 answers): every number a request may carry is bounded so that the database can bind it, and every error answer a
 route gives is listed with the one error body."""
 

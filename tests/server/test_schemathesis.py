@@ -70,7 +70,7 @@ def _fuzz(app: FastAPI, authorization: str, *, path_regex: str | None, max_examp
     the number of requests sent."""
     # The schemathesis pytest plugin does not run under pytest 9 yet; its Python API is driven directly instead.
     # Signing out everywhere would end the fuzzer's own token and turn every later operation into a 401;
-    # tests/test_auth.py covers it.
+    # tests/server/test_auth.py covers it.
     api = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path_regex="/sign-out-everywhere$")
     if path_regex:
         api = api.include(path_regex=path_regex)

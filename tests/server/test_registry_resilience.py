@@ -46,7 +46,7 @@ from cardsvc.services.keys import KeyRing
 from cardsvc.services.printing import credential_of
 from cardsvc.settings import Settings
 from tests.conftest import BACKEND, PASSWORD, TEST_KEK, TEST_SECRET
-from tests.servers import REPO, event_with_stations, fresh_postgres, serving_process
+from tests.server.servers import REPO, event_with_stations, fresh_postgres, serving_process
 
 # Generous on a loaded 2-core machine, and still far below every wait that would mean "blocked": the registry's
 # read timeout here (REGISTRY_HOLD_SECONDS), the pool's and SQLite's 30 s.

@@ -24,7 +24,7 @@ from cardsvc.services import members
 from cardsvc.services.cards import add_years
 from cardsvc.services.reports import to_csv, to_xlsx
 from tests.conftest import SYSTEM, Tree, id_number_for, login, make_member
-from tests.fixtures_import import csv_bytes, people, table
+from tests.server.importing.builders import csv_bytes, people, table
 from verification.format import day_start, parse_credential
 
 # (the frozen instant, the day in Vietnam at that instant)
