@@ -4,7 +4,7 @@ Fifty stations' requests for the same card start at the same instant (a barrier)
 own connections, and race in two processes: the database's unique constraints must give exactly one ``ok``. Then
 fifty retries of one scan with the same nonce must all get the same answer and leave one row.
 
-The server runs on its own database (``cardsvc_checkin_race`` beside the test database), with committed data, so
+The server runs on its own database (``<test database>_checkin_race`` beside the test database), with committed data, so
 that it never touches the rolled-back test transactions or the shared test database.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cardsvc.db.models import Checkin
@@ -32,7 +33,6 @@ from tests.server.servers import all_at_once, event_with_stations, fresh_postgre
 
 pytestmark = pytest.mark.postgres_only
 
-RACE_DATABASE = "cardsvc_checkin_race"
 RACERS = 50
 STATIONS = 10
 SYSTEM = system_actor("race-test")
@@ -71,7 +71,7 @@ def race_server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     if BACKEND != "postgresql" or not database_url.startswith("postgresql"):
         pytest.fail("test_checkin_concurrency needs PostgreSQL: run it with CARDSVC_TEST_BACKEND=postgresql "
                     "(`make test` does, and deselects it from the SQLite pass)")
-    url, engine = fresh_postgres(database_url, RACE_DATABASE)
+    url, engine = fresh_postgres(database_url, f"{make_url(database_url).database}_checkin_race")
     settings = Settings(environment="test", database_url=url, secret_key=TEST_SECRET, key_encryption_key=TEST_KEK,
                         _env_file=None)
     event_id, tokens, qr_texts = _seed(engine, settings)

@@ -1,7 +1,7 @@
 """Two workers share one identity sync run on PostgreSQL: every item is sent exactly once, none stays claimed.
 
 The workers are threads with their own engines (so their own connections and transactions) on a dedicated database
-(``cardsvc_identity_race`` beside the test database) holding committed data, so the ``FOR UPDATE SKIP LOCKED``
+(``<test database>_identity_race`` beside the test database) holding committed data, so the ``FOR UPDATE SKIP LOCKED``
 claims really compete; the rolled-back test transactions are not involved.
 """
 
@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
-from cardsvc.db.migrate import upgrade
 from cardsvc.db.models import AuditEntry, IdentitySyncItem
 from cardsvc.db.session import make_engine, make_session_factory
 from cardsvc.demo import registry as demo_registry
@@ -28,11 +27,11 @@ from cardsvc.services.identity import sync as identity_sync
 from cardsvc.settings import Settings
 from integrations.population import CallContext, PersonRecord, StubRegistry, VerifyRequest, VerifyResult
 from tests.conftest import TEST_KEK, TEST_SECRET, id_number_for
+from tests.server.servers import fresh_postgres
 from tests.server.test_identity_sync import CountingRegistry
 
 pytestmark = pytest.mark.postgres_only
 
-RACE_DATABASE = "cardsvc_identity_race"
 MEMBERS = 60
 SYSTEM = system_actor("identity-race-test")
 GIVEN = ("Nguyễn Thị Lan", "Trần Thị Mai", "Lê Thị Hoa", "Phạm Thu Hà", "Võ Ngọc Hạnh")
@@ -54,19 +53,8 @@ class WorkerTally(CountingRegistry):
 
 @pytest.fixture
 def race_engine(database_url: str) -> Iterator[Engine]:
-    url = make_url(database_url)
-    admin = make_engine(str(url.set(database="postgres")), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": RACE_DATABASE}) is None:
-                conn.execute(text(f"CREATE DATABASE {RACE_DATABASE}"))
-    finally:
-        admin.dispose()
-    engine = make_engine(url.set(database=RACE_DATABASE).render_as_string(hide_password=False))
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    # Named after the test database, so that two suites on one server (CI and a developer's run) never share it.
+    _, engine = fresh_postgres(database_url, f"{make_url(database_url).database}_identity_race")
     yield engine
     engine.dispose()
 
