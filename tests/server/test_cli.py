@@ -17,15 +17,6 @@ from cardsvc.services.context import subtree_condition
 from tests.conftest import NAME_TOO_LONG_FOR_CARD
 
 
-@pytest.fixture
-def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'var' / 'cli.sqlite3'}"
-    monkeypatch.setenv("CARDSVC_DATABASE_URL", url)
-    monkeypatch.setenv("CARDSVC_SECRET_KEY_FILE", str(tmp_path / "var" / "secret.key"))
-    monkeypatch.chdir(tmp_path)
-    return url
-
-
 def _counts(url: str) -> tuple[int, int, int]:
     engine = make_engine(url)
     with make_session_factory(engine)() as session:

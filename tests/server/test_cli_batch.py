@@ -15,15 +15,6 @@ from cardsvc.db.models import Job
 from cardsvc.db.session import make_engine, make_session_factory
 
 
-@pytest.fixture
-def fresh_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'var' / 'cli.sqlite3'}"
-    monkeypatch.setenv("CARDSVC_DATABASE_URL", url)
-    monkeypatch.setenv("CARDSVC_SECRET_KEY_FILE", str(tmp_path / "var" / "secret.key"))
-    monkeypatch.chdir(tmp_path)
-    return url
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
