@@ -15,29 +15,13 @@ from openpyxl import Workbook
 
 from cardsvc.importing.files import ReadBudget, parse_bool, read_member_table
 from integrations.errors import InputError
-from tests.server.importing.builders import rewrite_xlsx_part, xlsx_from_xml
+from tests.server.importing.builders import rewrite_xlsx_part, to_cp1258, xlsx_from_xml
 
 HEADER_VI = ["STT", "Họ và tên", "Ngày sinh", "Giới tính", "Số CCCD", "Số điện thoại"]
 ROWS_VI = [
     ["1", "Nguyễn Thị Phương Thảo", "25/03/1985", "Nữ", "079185123456", "0912345678"],
     ["2", "Đặng Thị Huệ", "01/02/1990", "Nữ", "001190123456", ""],
 ]
-
-_TONE_MARKS = frozenset("\u0300\u0301\u0303\u0309\u0323")
-
-
-def to_cp1258(text: str) -> bytes:
-    """Encode like Windows does for Vietnamese: base letters precomposed (â, ơ…), tones as combining marks."""
-    out = bytearray()
-    for char in unicodedata.normalize("NFC", text):
-        try:
-            out += char.encode("cp1258")
-        except UnicodeEncodeError:
-            decomposed = unicodedata.normalize("NFD", char)
-            base = unicodedata.normalize("NFC", "".join(c for c in decomposed if c not in _TONE_MARKS))
-            out += base.encode("cp1258")
-            out += "".join(c for c in decomposed if c in _TONE_MARKS).encode("cp1258")
-    return bytes(out)
 
 
 def csv_text(rows: list[list[str]], delimiter: str = ",") -> str:
