@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -166,11 +167,14 @@ def submit(driver: webdriver.Chrome, element_id: str, then: str, *, confirm: boo
     ``confirm``), and wait until that new page has an element ``then``. Waiting for ``then`` alone would return at
     once when the page being left has one too (a second "done" message, a second report), and the next step would
     act on a page that is going away."""
-    leaving = driver.find_element(By.TAG_NAME, "html")
+    # A mark on the page being left; the next page's window has none. (Selenium's staleness_of the old <html> can
+    # fail mid-navigation with "Node with given id does not belong to the document" instead of going stale.)
+    driver.execute_script("window.__leaving = true")
     driver.find_element(By.ID, element_id).click()
     if confirm:
         driver.switch_to.alert.accept()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(leaving))
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.__leaving && document.readyState !== 'loading'"))
     wait_for(driver, then)
 
 
