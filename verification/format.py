@@ -538,7 +538,8 @@ def _parse_issued_shape(raw: bytes, bound: dict[str, Any] | None = None) -> Pars
     bytes that :func:`encode_claims` could have written (every head in shortest form, texts of up to 255 bytes) and a
     64-byte signature, with nothing after. The general parser accepts all such bytes and builds an equal result; for
     any other bytes this returns None and leaves the verdict to it. With ``bound``, the shape is a holder-bound
-    credential's (:data:`_BOUND_START`) and its ``cnf`` is stored in ``bound["cnf"]`` as the general parser would.
+    credential's (:data:`_BOUND_START`) and its holder key is stored in ``bound["key"]`` as (algorithm, raw public key),
+    the pair :func:`parse_bound_parts` hands over (the general parser stores the decoded ``cnf`` in ``bound["cnf"]``).
     """
     start = (_ISSUED_START if bound is None else _BOUND_START).match(raw)
     if start is None:
