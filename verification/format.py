@@ -147,17 +147,13 @@ def sig_structure(protected: bytes, payload: bytes) -> bytes:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_from_ordinal = date.fromordinal
 _VIETNAM_OFFSET = 7 * 3600
 
 
 def day_start(day: date) -> int:
     """NumericDate of 00:00 Vietnam time on ``day``."""
     return (day.toordinal() - _EPOCH_ORDINAL) * 86400 - _VIETNAM_OFFSET
-
-
-def _day_of(timestamp: int) -> date:
-    """The Vietnam-time day holding ``timestamp``; plain arithmetic, as this runs on every scan."""
-    return date.fromordinal(_EPOCH_ORDINAL + (timestamp + _VIETNAM_OFFSET) // 86400)
 
 
 # The latest exp a date can represent with a day to spare: verifiers add a day to expires_on.
@@ -482,9 +478,31 @@ def parse_bound_credential(raw: bytes) -> tuple[ParsedCredential, Any]:
     Raises:
         CredentialError: As :func:`parse_credential`, except that the claims must be exactly 4, 6, 7, 8 and −65537.
     """
+    parsed, cnf, key = parse_bound_parts(raw)
+    if key is not None:
+        algorithm, public = key
+        cnf = {1: {1: 1, -1: 6, -2: public}} if algorithm == ALG_EDDSA else {1: {1: 2, -1: 1, -2: public[:32],
+                                                                                  -3: public[32:]}}
+    return parsed, cnf
+
+
+def parse_bound_parts(raw: bytes) -> tuple[ParsedCredential, Any, tuple[int, bytes] | None]:
+    """:func:`parse_bound_credential` without a round trip through a decoded ``cnf`` where it can be spared.
+
+    Returns:
+        The parsed credential, then either (``cnf``, None) with the claim still to be checked by the caller, or
+        (None, (algorithm, public key)) when the credential has the one shape the fast parser reads, whose ``cnf``
+        is an OKP/Ed25519 or EC2/P-256 COSE_Key of exactly the parameters of §8.1: what ``live.holder_key`` would
+        return for it, as a pair.
+
+    Raises:
+        CredentialError: As :func:`parse_bound_credential`.
+    """
     bound: dict[str, Any] = {}
     parsed = _parse_issued_shape(raw, bound) if type(raw) is bytes and len(raw) <= MAX_CREDENTIAL_BYTES else None
-    return parsed or _parse_credential_general(raw, bound), bound["cnf"]
+    if parsed is not None:
+        return parsed, None, bound["key"]
+    return _parse_credential_general(raw, bound), bound["cnf"], None
 
 
 # A CBOR unsigned integer in shortest form (RFC 8949 §4.2.1) as one group, head and argument: the lookaheads refuse an
@@ -520,7 +538,8 @@ def _parse_issued_shape(raw: bytes, bound: dict[str, Any] | None = None) -> Pars
     bytes that :func:`encode_claims` could have written (every head in shortest form, texts of up to 255 bytes) and a
     64-byte signature, with nothing after. The general parser accepts all such bytes and builds an equal result; for
     any other bytes this returns None and leaves the verdict to it. With ``bound``, the shape is a holder-bound
-    credential's (:data:`_BOUND_START`) and its ``cnf`` is stored in ``bound["cnf"]`` as the general parser would.
+    credential's (:data:`_BOUND_START`) and its holder key is stored in ``bound["key"]`` as (algorithm, raw public key),
+    the pair :func:`parse_bound_parts` hands over (the general parser stores the decoded ``cnf`` in ``bound["cnf"]``).
     """
     start = (_ISSUED_START if bound is None else _BOUND_START).match(raw)
     if start is None:
@@ -529,9 +548,10 @@ def _parse_issued_shape(raw: bytes, bound: dict[str, Any] | None = None) -> Pars
         prefix, kid, size, exp_item, iat_item, card_id, member_item, name_head = start.groups()
     else:
         prefix, kid, size, exp_item, iat_item, card_id, cnf, member_item, name_head = start.groups()
-        # {1: {1: 1, -1: 6, -2: x}} or {1: {1: 2, -1: 1, -2: x, -3: y}}, as cbor2 decodes it.
-        key = {1: 1, -1: 6, -2: cnf[-32:]} if cnf[2] == 0xA3 else {1: 2, -1: 1, -2: cnf[10:42], -3: cnf[-32:]}
-        bound["cnf"] = {1: key}
+        # The key's two shapes, as (algorithm, raw public key): what live.holder_key reads from the cnf that
+        # cbor2 decodes, {1: {1: 1, -1: 6, -2: x}} or {1: {1: 2, -1: 1, -2: x, -3: y}}; parse_bound_credential
+        # builds that map only when asked for it.
+        bound["key"] = (ALG_EDDSA, cnf[-32:]) if cnf[2] == 0xA3 else (ALG_ES256, cnf[10:42] + cnf[-32:])
     payload_end = 13 + size[0]
     name_end = start.end() + (name_head[1] if len(name_head) == 2 else name_head[0] - 0x60)
     if len(raw) != payload_end + 2 + SIGNATURE_LENGTH:
@@ -642,9 +662,10 @@ def _card_claims(card_id: bytes, member_number: int, name: str, chapter: str, ve
         display_name=name,
         chapter_code=chapter,
         card_version=version,
-        issued_on=_day_of(iat),
-        # The last valid day is the one before exp's day; exp - one day ≥ -86400 still maps to a real date.
-        expires_on=_day_of(exp - _DAY_SECONDS),
+        # The Vietnam-time days holding iat and exp - one day, in plain arithmetic as this runs on every scan. The
+        # last valid day is the one before exp's day; exp - one day ≥ -86400 still maps to a real date.
+        issued_on=_from_ordinal(_EPOCH_ORDINAL + (iat + _VIETNAM_OFFSET) // _DAY_SECONDS),
+        expires_on=_from_ordinal(_EPOCH_ORDINAL - 1 + (exp + _VIETNAM_OFFSET) // _DAY_SECONDS),
         status_list=status_list,
         status_index=status_index,
     )

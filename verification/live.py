@@ -35,7 +35,7 @@ from verification.format import (
     bytes_to_digits,
     clean_scanned_text,
     digits_after,
-    parse_bound_credential,
+    parse_bound_parts,
 )
 
 LIVE_QR_PREFIX: Final = "8402"
@@ -210,10 +210,16 @@ def parse_live_code(raw: bytes) -> ParsedLiveCode:
     if raw[at:at + 2] != b"\x58\x40" or len(raw) < at + 2 + SIGNATURE_LENGTH:
         raise CredentialError("malformed", "proof must be 64 raw bytes")
     proof = raw[at + 2:at + 2 + SIGNATURE_LENGTH]
-    credential, cnf = parse_bound_credential(raw[at + 2 + SIGNATURE_LENGTH:])
+    credential, cnf, key = parse_bound_parts(raw[at + 2 + SIGNATURE_LENGTH:])
+    if key is None:
+        holder = holder_key(cnf)
+    else:
+        holder = object.__new__(HolderKey)
+        holder.__dict__.update(algorithm=key[0], public=key[1])
     live = object.__new__(ParsedLiveCode)
-    # What ParsedLiveCode(...) builds, filled in directly: a frozen dataclass's __init__ pays a call per field.
-    live.__dict__.update(raw=raw, time_step=time_step, proof=proof, credential=credential, holder=holder_key(cnf))
+    # What ParsedLiveCode(...) and HolderKey(...) build, filled in directly: a frozen dataclass's __init__ pays a
+    # call per field.
+    live.__dict__.update(raw=raw, time_step=time_step, proof=proof, credential=credential, holder=holder)
     return live
 
 
@@ -232,9 +238,14 @@ def verify_holder_proof(live: ParsedLiveCode, challenge: bytes = b"") -> None:
             the signature does not verify over :func:`proof_input`.
     """
     data = proof_input(live.credential.claims.card_id, live.time_step, challenge)
+    holder = live.holder
     try:
-        key = _load_holder_key(live.holder)
-        if isinstance(key, Ed25519PublicKey):
+        if holder.algorithm == ALG_EDDSA:
+            # _load_holder_key's Ed25519 branch, written out: this is every scan of an Ed25519 phone.
+            Ed25519PublicKey.from_public_bytes(holder.public).verify(live.proof, data)
+            return
+        key = _load_holder_key(holder)
+        if isinstance(key, Ed25519PublicKey):  # not reached: _load_holder_key gives P-256 keys here
             key.verify(live.proof, data)
             return
         r, s = int.from_bytes(live.proof[:32], "big"), int.from_bytes(live.proof[32:], "big")

@@ -243,7 +243,7 @@ def verify(scanned: str | bytes, trust: TrustBundle, status: StatusSource, now: 
     refused = _key_refusal(parsed, trusted)
     if refused is not None:
         return Verdict.denied(refused, digest, kid=kid)
-    return _dates_and_status(parsed.claims, kid, digest, status, now, on_missing_status, live=False)
+    return _dates_and_status(parsed.claims, kid, digest, status, now.timestamp(), on_missing_status, live=False)
 
 
 def _key_refusal(parsed: ParsedCredential, trusted: TrustedKey | None) -> Reason | None:
@@ -278,15 +278,16 @@ def _verify_live(scanned: str, digest: str, trust: TrustBundle, status: StatusSo
         verify_holder_proof(live)
     except CredentialError as exc:
         return Verdict.denied(exc.reason, digest, claims=claims, kid=kid, live=True)
-    if not is_fresh(live.time_step, now.timestamp()):
-        return Verdict.denied("stale_live_code", digest, claims=claims, kid=kid, live=True)
-    return _dates_and_status(claims, kid, digest, status, now, on_missing_status, live=True)
-
-
-def _dates_and_status(claims: CardClaims, kid: bytes, digest: str, status: StatusSource, now: datetime,
-                      on_missing_status: MissingStatusPolicy, *, live: bool) -> Verdict:
-    """Steps 4 and 5 of docs/card-format.md §6.1 for claims whose signature verified."""
     instant = now.timestamp()
+    if not is_fresh(live.time_step, instant):
+        return Verdict.denied("stale_live_code", digest, claims=claims, kid=kid, live=True)
+    return _dates_and_status(claims, kid, digest, status, instant, on_missing_status, live=True)
+
+
+def _dates_and_status(claims: CardClaims, kid: bytes, digest: str, status: StatusSource, instant: float,
+                      on_missing_status: MissingStatusPolicy, *, live: bool) -> Verdict:
+    """Steps 4 and 5 of docs/card-format.md §6.1 for claims whose signature verified, at ``instant`` (the station's
+    clock, seconds since the epoch)."""
     # Valid from iat - skew to exp + skew, exp excluded: iat is 00:00 of issued_on, exp 00:00 of the day after
     # expires_on (adding seconds costs less than date arithmetic).
     if instant < day_start(claims.issued_on) - CLOCK_SKEW_SECONDS:
