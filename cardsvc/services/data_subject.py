@@ -2,8 +2,9 @@
 
 Export gathers the member row (ID and phone numbers in clear, so the ``pii`` permission is required), her status
 history, consents, cards (ids, dates, statuses — not the credential bytes), check-ins, the audit entries about her or
-her cards, consents and links, identity checks and reviews, her card links and her wallet pass (when it was added and
-the devices registered for it, never their identifiers). It is audited as ``member.export``.
+her cards, consents and links (a batch chunk's ``card.batch_issue`` entry cut down to her cards), identity checks
+and reviews, her card links and her wallet pass (when it was added and the devices registered for it, never their
+identifiers). It is audited as ``member.export``.
 
 Erasure is for members who have left or died (an active or suspended member is refused with 409 ``member_active``:
 change her status first, which the ordinary status history records). It revokes her current card and wipes the
@@ -39,6 +40,7 @@ from cardsvc.db.models import (
     Event,
     IdentityReview,
     IdentitySyncItem,
+    JobChunk,
     Member,
     MemberLink,
     MembershipPublication,
@@ -220,10 +222,40 @@ def _audit_entries(session: Session, member_id: int, export: dict[str, Any]) -> 
         conditions.append(and_(AuditEntry.target_type == "event", AuditEntry.action == "checkin.manual",
                                AuditEntry.target_id.in_(event_ids)))
     rows = session.scalars(select(AuditEntry).where(or_(*conditions)).order_by(AuditEntry.id))
+    entries = [(e, e.details) for e in rows
+               if e.target_type != "event" or (e.details or {}).get("member_id") == member_id]
+    entries += _batch_issue_entries(session, member_id)
     return [{"at": _iso(e.at), "action": e.action, "actor_type": e.actor_type, "actor_name": e.actor_name,
-             "target_type": e.target_type, "target_id": e.target_id, "details": e.details}
-            for e in rows
-            if e.target_type != "event" or (e.details or {}).get("member_id") == member_id]
+             "target_type": e.target_type, "target_id": e.target_id, "details": details}
+            for e, details in sorted(entries, key=lambda entry: entry[0].id or 0)]
+
+
+def _batch_issue_entries(session: Session, member_id: int) -> list[tuple[AuditEntry, dict[str, Any]]]:
+    """The ``card.batch_issue`` entries of the batch chunks that issued her cards, each with its details cut down to
+    her cards: an entry names every card of a chunk, other members' among them (docs/scale.md §5)."""
+    cards = session.execute(select(Card.card_id, Card.job_id).where(Card.member_id == member_id,
+                                                                    Card.job_id.is_not(None))).all()
+    if not cards:
+        return []
+    mine = {card_id for card_id, _ in cards}
+    job_ids = sorted({job_id for _, job_id in cards if job_id is not None})
+    # A chunk is a range of the member ids its cards went to: hers, or a record merged into her since.
+    ids = [member_id, *session.scalars(select(Member.id).where(Member.merged_into_id == member_id))]
+    chunk_ids = list(session.scalars(select(JobChunk.id).where(
+        JobChunk.job_id.in_(job_ids),
+        or_(*(and_(JobChunk.first_member_id <= i, JobChunk.last_member_id >= i) for i in ids)))))
+    if not chunk_ids:
+        return []
+    rows = session.scalars(select(AuditEntry).where(
+        AuditEntry.action == "card.batch_issue", AuditEntry.target_type == "job",
+        AuditEntry.target_id.in_([str(job_id) for job_id in job_ids]),
+        AuditEntry.details["chunk"].as_integer().in_(chunk_ids)))
+    found: list[tuple[AuditEntry, dict[str, Any]]] = []
+    for entry in rows:
+        named = [row for row in (entry.details or {}).get("cards", []) if row[0] in mine]
+        if named:
+            found.append((entry, {**{k: v for k, v in entry.details.items() if k != "cards"}, "cards": named}))
+    return found
 
 
 def _wallet_pass(session: Session, member_id: int) -> dict[str, Any] | None:

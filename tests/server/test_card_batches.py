@@ -396,3 +396,15 @@ def test_a_worker_whose_chunk_was_taken_over_rolls_its_work_back(db: Session, tr
     assert db.scalars(select(AuditEntry).where(AuditEntry.action == "card.batch_issue")).all() == []
     db.refresh(job)
     assert job.done == 0 and db.get_one(JobChunk, slow.id).status == "running"
+
+
+def test_her_data_export_names_her_batch_card_and_no_one_else_s(client: TestClient, db: Session, tree: Tree,
+                                                                 cipher: PiiCipher, settings: Settings) -> None:
+    members = _members(db, cipher, tree)
+    job = _run(db, settings, jobs.start_batch(db, SYSTEM, tree.branch_a.id, subtree=False).id)
+    her = members[2]
+    card = db.scalars(select(Card).where(Card.member_id == her.id)).one()
+    export = client.get(f"/v1/members/{her.id}/export", headers=login(client, "t.officer.a.pii")).json()
+    batch = [entry for entry in export["audit_entries"] if entry["action"] == "card.batch_issue"]
+    assert len(batch) == 1 and batch[0]["target_id"] == str(job.id)
+    assert batch[0]["details"]["cards"] == [[card.card_id, her.id, 1]]  # her chunk also issued another card
