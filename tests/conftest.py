@@ -195,6 +195,12 @@ class Tree:
 
 @pytest.fixture
 def tree(db: Session) -> Tree:
+    return build_tree(db)
+
+
+def build_tree(db: Session) -> Tree:
+    """The chapters and officers of :class:`Tree`, made through the services."""
+
     def chapter(code: str, name: str, level: str, parent: Chapter | None) -> Chapter:
         return chapters.create_chapter(db, SYSTEM, code=code, name=name, level=level,
                                        parent_id=parent.id if parent else None)
@@ -226,6 +232,10 @@ def tree(db: Session) -> Tree:
 
 @pytest.fixture
 def signing_keys(db: Session, settings: Settings) -> dict[str, SigningKey]:
+    return make_signing_keys(db, settings)
+
+
+def make_signing_keys(db: Session, settings: Settings) -> dict[str, SigningKey]:
     """An active trust key and an active Ed25519 card key."""
     from cardsvc.services import keys
 

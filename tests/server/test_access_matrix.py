@@ -3,11 +3,15 @@
 A new route fails ``test_every_route_is_in_the_matrix`` until it is described here, so none can be forgotten.
 A route that takes ids of other objects in its body as well as in its path is also tried with the path's objects in
 the caller's scope and the body's outside it (``foreign``): the body's ids are checked like the path's.
+
+The matrix holds some 800 cases. The chapters, officers, keys and the targets of both provinces (:class:`World`) are
+made once for the module, inside a transaction of its own connection; every case runs inside a savepoint of that
+connection and is rolled back to the same world, as if it had made the world itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -15,6 +19,7 @@ from typing import Any, Literal
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from cardsvc.db.models import (
@@ -35,9 +40,20 @@ from cardsvc.security import PiiCipher
 from cardsvc.services import cards, consents, events, jobs, members, nfc_writes, stations
 from cardsvc.services.identity import sync as identity_sync
 from cardsvc.services.keys import KeyRing
+from cardsvc.settings import Settings
 from integrations.population import StubRegistry
 from issuance.credential import credential_qr_text
-from tests.conftest import PASSWORD, SYSTEM, Tree, _session_for, id_number_for, login, make_member
+from tests.conftest import (
+    PASSWORD,
+    SYSTEM,
+    Tree,
+    _session_for,
+    build_tree,
+    id_number_for,
+    login,
+    make_member,
+    make_signing_keys,
+)
 
 # ``device``: for a station's device token only (officers get 401, like any caller without a device token).
 Kind = Literal["self", "read", "write", "admin", "device"]
@@ -356,6 +372,56 @@ def _targets(db: Session, cipher: PiiCipher, tree: Tree, scope: str, keyring: Ke
                    nfc_write, station_token)
 
 
+@dataclass
+class World:
+    """What every case starts from: the tree, the keys, and the targets of province A (``a``) and B (``b``)."""
+
+    session: Session
+    tree: Tree
+    signing_keys: dict[str, SigningKey]
+    targets: dict[str, Targets]
+
+
+@pytest.fixture(scope="module")
+def _module_connection(engine: Engine) -> Iterator[Connection]:
+    """The module's connection, in a transaction rolled back after the last case."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        yield conn
+        if outer.is_active:
+            outer.rollback()
+
+
+@pytest.fixture(scope="module")
+def world(_module_connection: Connection, app: FastAPI, settings: Settings, cipher: PiiCipher) -> Iterator[World]:
+    session = _session_for(_module_connection)
+    tree = build_tree(session)
+    keys = make_signing_keys(session, settings)
+    targets = {scope: _targets(session, cipher, tree, scope, app.state.keyring, keys) for scope in ("a", "b")}
+    yield World(session, tree, keys, targets)
+    session.close()
+
+
+@pytest.fixture
+def connection(_module_connection: Connection, world: World) -> Iterator[Connection]:
+    """Overrides tests/conftest.py's: the case runs in a savepoint of the module's connection, rolled back after."""
+    savepoint = _module_connection.begin_nested()
+    yield _module_connection
+    # A case that ended this savepoint would leave its changes to the next one.
+    assert savepoint.is_active, "the case ended the savepoint that restores the world"
+    savepoint.rollback()
+
+
+@pytest.fixture
+def tree(world: World) -> Tree:
+    return world.tree
+
+
+@pytest.fixture
+def signing_keys(world: World) -> dict[str, SigningKey]:
+    return world.signing_keys
+
+
 @pytest.fixture(autouse=True)
 def _registry_stub(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """Identity routes call the registry: an in-process stub that knows nobody (answers: not found)."""
@@ -366,15 +432,15 @@ def _registry_stub(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("scope", ["a", "b"])
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
-def test_access(client: TestClient, app: FastAPI, tree: Tree, db: Session, cipher: PiiCipher,
-                signing_keys: dict[str, SigningKey], route: tuple[str, str], role: str, scope: str) -> None:
+def test_access(client: TestClient, world: World, db: Session, cipher: PiiCipher, route: tuple[str, str], role: str,
+                scope: str) -> None:
     case = MATRIX[route]
-    targets = _targets(db, cipher, tree, scope, app.state.keyring, signing_keys)
+    targets = world.targets[scope]
     url, kwargs = case.build(targets)
     if role in USERS:
         headers = login(client, USERS[role])
     elif role == "device_a":
-        headers = _device_headers(client, db, tree, cipher, targets if scope == "a" else None)
+        headers = _device_headers(client, db, world.tree, cipher, targets if scope == "a" else None)
         if case.device_body is not None:
             kwargs = case.device_body(targets)
     else:
@@ -406,13 +472,11 @@ def expected_with_foreign_ids(case: Case, role: str, route: tuple[str, str]) -> 
 @pytest.mark.parametrize("role", ("admin", "officer_a", "viewer_a", "anonymous"))
 @pytest.mark.parametrize("route", sorted(r for r, case in MATRIX.items() if case.foreign),
                          ids=lambda r: f"{r[0]} {r[1]}")
-def test_access_with_body_ids_out_of_scope(client: TestClient, app: FastAPI, tree: Tree, db: Session,
-                                           cipher: PiiCipher, signing_keys: dict[str, SigningKey],
-                                           route: tuple[str, str], role: str) -> None:
+def test_access_with_body_ids_out_of_scope(client: TestClient, world: World, route: tuple[str, str], role: str
+                                           ) -> None:
     case = MATRIX[route]
     assert case.foreign is not None
-    own = _targets(db, cipher, tree, "a", app.state.keyring, signing_keys)
-    other = _targets(db, cipher, tree, "b", app.state.keyring, signing_keys)
+    own, other = world.targets["a"], world.targets["b"]
     url, kwargs = case.foreign(own, other)
     headers = login(client, USERS[role]) if role in USERS else {}
     response = client.request(route[0], url, headers=headers, **kwargs)
